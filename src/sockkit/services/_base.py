@@ -1,0 +1,101 @@
+"""The sans-I/O service contract.
+
+A :class:`Service` is one stream connection's protocol logic.  It never touches a
+socket, a thread or an event loop: a driver (an engine, or the in-memory
+transport in :mod:`sockkit.testing`) feeds it events and sends what it answers.
+So one service runs unchanged under every engine and is tested with plain calls.
+
+Rules, per connection (driver → service)::
+
+    connected(peer)
+      → ( received(data) | produce(limit) )*
+      → [ eof_received() → produce(limit)* ]
+      → closed()
+
+- ``connected``, ``received``, ``eof_received`` and ``produce`` return the bytes
+  to send next, in order; ``b""`` means nothing for now.
+- After every call the driver reads :attr:`Service.state`:
+
+  ``OPEN``        carry on.
+  ``HALF_CLOSE``  send everything returned so far, then ``shutdown(SHUT_WR)``;
+                  keep reading (and feeding) until the peer closes.
+  ``CLOSE``       send everything returned so far, then close.  If
+                  :attr:`close_reason` is set the driver logs it.
+
+- While :attr:`Service.producing` is true the driver calls ``produce(limit)``
+  whenever its output buffer is below its low-water mark, asking for at most
+  ``limit`` bytes.  That is how a streaming service (chargen) sends as fast as
+  the peer reads and never faster: backpressure is the driver's job.
+- A service whose output appears between calls (chat: another client's line)
+  sets ``producing`` and calls :attr:`Service.wakeup`, which the driver
+  installs before ``connected``.  ``wakeup`` may be called from any thread.
+- After the peer's EOF the default is to close once output is flushed.
+- ``closed`` is called exactly once, whatever ended the connection; it is where
+  a service leaves shared state (a chat room).
+
+A :class:`DatagramService` answers each datagram with at most one datagram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+__all__ = ["CLOSE", "HALF_CLOSE", "OPEN", "DatagramService", "Service"]
+
+OPEN = 0
+HALF_CLOSE = 1
+CLOSE = 2
+
+
+def _no_wakeup() -> None:
+    pass
+
+
+class Service:
+    """Base class of stream services; override the calls you need.
+
+    Subclasses keep per-connection state as instance attributes.  ``state``,
+    ``producing`` and ``close_reason`` are plain attributes so drivers read them
+    without a call on the hot path.
+    """
+
+    #: ``OPEN``, ``HALF_CLOSE`` or ``CLOSE``; read by the driver after every call.
+    state: int = OPEN
+    #: True while the service has output to hand out through :meth:`produce`.
+    producing: bool = False
+    #: Why the service asked to close, for the connection log (``None``: normal end).
+    close_reason: str | None = None
+    #: Installed by the driver before :meth:`connected`; callable from any thread.
+    wakeup: Callable[[], None] = staticmethod(_no_wakeup)
+
+    def connected(self, peer: str) -> bytes:
+        """The connection is up; ``peer`` is the formatted peer address.  Return a greeting."""
+        return b""
+
+    def received(self, data: bytes) -> bytes:
+        """``data`` arrived (never empty).  Return the reply bytes."""
+        return b""
+
+    def eof_received(self) -> bytes:
+        """The peer finished sending.  Default: close once everything is sent."""
+        self.state = CLOSE
+        return b""
+
+    def produce(self, limit: int) -> bytes:
+        """Return up to ``limit`` more bytes of output; called while ``producing`` is true."""
+        return b""
+
+    def closed(self) -> None:
+        """The connection is gone (called once).  Release shared state here."""
+
+
+class DatagramService:
+    """Base class of datagram services: one reply (or none) per datagram."""
+
+    #: The largest reply the protocol allows; drivers never send more.
+    max_reply: ClassVar[int] = 65507
+
+    def datagram(self, data: bytes, peer: str) -> bytes | None:
+        """``data`` came from ``peer``; return the reply, or ``None`` to send nothing."""
+        return None
