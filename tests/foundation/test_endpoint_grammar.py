@@ -102,7 +102,9 @@ CLI_BAD = ["host:99999", "::1:80", "ftp://x:1", "unix:@", "tcp://a b:1", "[::1"]
 
 
 @pytest.mark.parametrize("text", CLI_BAD)
-@pytest.mark.parametrize("command", [["connect"], ["serve", "echo"], ["listen"]])
+@pytest.mark.parametrize(
+    "command", [["connect"], ["serve", "echo"], ["listen"], ["relay", "7007"], ["bench"]]
+)
 def test_malformed_endpoint_on_the_command_line_exits_2_with_one_line(
     command: list[str], text: str
 ) -> None:
