@@ -150,14 +150,20 @@ def test_bandwidth_caps_throughput(relay: Any) -> None:
         peer.close()
 
 
-def test_slice_splits_writes(relay: Any) -> None:
+def test_slice_cuts_data_into_pieces() -> None:
+    assert Faults(slice=4).pieces(b"abcdefghij") == [b"abcd", b"efgh", b"ij"]
+    assert Faults().pieces(b"abc") == [b"abc"]
+
+
+def test_sliced_paced_writes_reach_the_peer_as_separate_pieces(relay: Any) -> None:
     peer = EchoPeer("0")
     try:
-        front = relay("0", peer.endpoint, Faults(slice=10, latency=0.001))
+        # 100-byte pieces at 10 kB/s leave 10 ms apart, so the peer's recv sees them one by one.
+        front = relay("0", peer.endpoint, Faults(slice=100, bandwidth=10_000))
         payload = bytes(range(256)) * 4
         assert _exchange(front, payload) == payload
-        assert max(peer.recv_sizes) < len(payload)
         assert len(peer.recv_sizes) >= 5
+        assert max(peer.recv_sizes) <= 300
     finally:
         peer.close()
 
