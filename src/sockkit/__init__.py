@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
+    from sockkit.services._registry import ServiceSpec, get_service, load_service
 
 #: public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
@@ -58,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     "OPEN": "sockkit.services._base",
     "DatagramService": "sockkit.services._base",
     "Service": "sockkit.services._base",
+    "ServiceSpec": "sockkit.services._registry",
+    "get_service": "sockkit.services._registry",
+    "load_service": "sockkit.services._registry",
 }
 
 __all__ = [
@@ -73,12 +77,15 @@ __all__ = [
     "EndpointError",
     "ResolveError",
     "Service",
+    "ServiceSpec",
     "SockkitError",
     "TLSError",
     "TimeoutError",
     "UsageError",
     "__version__",
     "format_sockaddr",
+    "get_service",
+    "load_service",
     "open_connection",
     "open_listener",
     "parse_endpoint",
