@@ -21,15 +21,18 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
 from sockkit._endpoint import Endpoint, open_listener, parse_endpoint, sockaddr_endpoint
 from sockkit._errors import UsageError
-from sockkit.engines import Engine, default_engine, get_engine
 from sockkit.server._context import AccessList, Limits, ServeContext, StopSignal, StreamListener
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
 from sockkit.server._service import ServiceSource, find_service, needs_shared_memory
 from sockkit.server._tls import TLSFiles, server_tls_context
+
+if TYPE_CHECKING:
+    from sockkit.engines import Engine
 
 __all__ = ["Server", "serve"]
 
@@ -73,6 +76,9 @@ class Server:
         if not self.requested:
             raise UsageError("no endpoint to serve on")
         if isinstance(engine, str) or engine is None:
+            # Imported here: the engine contract imports this package's context.
+            from sockkit.engines import default_engine, get_engine
+
             engine = get_engine(engine or default_engine())
         self.engine_class = engine
         self.limits = limits if limits is not None else Limits()
@@ -94,6 +100,7 @@ class Server:
         self.datagram_listeners: list[DatagramListener] = []
         # (path, device, inode) of each socket file we bound, removed by close().
         self._unix_files: list[tuple[str, int, int]] = []
+        self._bound: list[Endpoint] = []
 
     def _check_service(self) -> None:
         name = self.spec.name
@@ -119,8 +126,8 @@ class Server:
 
     @property
     def endpoints(self) -> list[Endpoint]:
-        """The real bound endpoints (port 0 replaced); empty before :meth:`open`."""
-        return [lst.endpoint for lst in self.all_listeners()]
+        """The real bound endpoints (port 0 replaced) in the order given; empty before :meth:`open`."""
+        return list(self._bound)
 
     def all_listeners(self) -> Iterator[StreamListener | DatagramListener]:
         """Every bound listener, stream ones first."""
@@ -161,6 +168,7 @@ class Server:
                 self._unix_files.append((ep.path, st.st_dev, st.st_ino))
         else:
             real = sockaddr_endpoint(sock, ep.transport)
+        self._bound.append(real)
         if ep.is_datagram:
             assert self.spec.datagram is not None
             self.datagram_listeners.append(DatagramListener(sock, real, self.spec.datagram))
