@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 from sample_services import ECHO, SHARED, STREAM_ONLY, TINY_REPLY
-from serverkit import default_test_engine, running, wait_for
+from serverkit import default_test_engine, engine_arg, running, wait_for
 
 from sockkit._endpoint import open_connection
 from sockkit._errors import TLSError, UsageError
@@ -21,13 +21,14 @@ from sockkit.engines import Engine
 from sockkit.server import ServeContext, Server, ServerLog, TLSFiles, make_logger
 
 ENGINE = default_test_engine()
+ENGINE_ARG = engine_arg(ENGINE)
 
 
 def test_logs_one_listening_line_per_endpoint_with_the_real_port(tmp_path: Path) -> None:
     endpoints = ["tcp://127.0.0.1:0", "udp://127.0.0.1:0", f"unix:{tmp_path}/s"]
     with running(ECHO, endpoints, ENGINE) as srv:
         lines = srv.log_text.getvalue().splitlines()
-        tcp, udp, unix = srv.server.endpoints
+        tcp, udp, _ = srv.server.endpoints
     assert tcp.port != 0 and udp.port != 0
     assert lines[:3] == [
         f"listening on tcp://127.0.0.1:{tcp.port}",
@@ -95,37 +96,43 @@ def test_datagram_endpoint_answers_each_datagram(kind: str, tmp_path: Path) -> N
         "udp6": "udp://[::1]:0",
         "unixgram": f"unixgram:{tmp_path}/d",
     }[kind]
-    with running(ECHO, [endpoint], ENGINE) as srv:
-        with _datagram_client(str(srv.endpoint)) as sock:
-            for payload in (b"one", b"two" * 1000, b"x"):
-                sock.send(payload)
-                assert sock.recv(65536) == payload
+    with running(ECHO, [endpoint], ENGINE) as srv, _datagram_client(str(srv.endpoint)) as sock:
+        for payload in (b"one", b"two" * 1000, b"x"):
+            sock.send(payload)
+            assert sock.recv(65536) == payload
 
 
 def test_datagram_reply_is_never_larger_than_max_reply() -> None:
-    with running(TINY_REPLY, ["udp://127.0.0.1:0"], ENGINE) as srv:
-        with _datagram_client(str(srv.endpoint)) as sock:
-            sock.send(b"abc")
-            assert sock.recv(65536) == (b"abc" * 100)[:10]
+    with (
+        running(TINY_REPLY, ["udp://127.0.0.1:0"], ENGINE) as srv,
+        _datagram_client(str(srv.endpoint)) as sock,
+    ):
+        sock.send(b"abc")
+        assert sock.recv(65536) == (b"abc" * 100)[:10]
 
 
 def test_denied_datagram_peer_gets_no_reply_and_is_counted() -> None:
-    with running(ECHO, ["udp://127.0.0.1:0"], ENGINE, deny=["127.0.0.0/8"]) as srv:
-        with _datagram_client(str(srv.endpoint)) as sock:
-            sock.send(b"ping")
-            assert wait_for(lambda: srv.counts.get("refused:deny") == 1)
-            sock.setblocking(False)
-            with pytest.raises(BlockingIOError):
-                sock.recv(100)
+    with (
+        running(ECHO, ["udp://127.0.0.1:0"], ENGINE, deny=["127.0.0.0/8"]) as srv,
+        _datagram_client(str(srv.endpoint)) as sock,
+    ):
+        sock.send(b"ping")
+        assert wait_for(lambda: srv.counts.get("refused:deny") == 1)
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(100)
 
 
 def test_datagram_and_stream_endpoints_run_side_by_side() -> None:
-    with running(ECHO, ["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], ENGINE) as srv:
-        with srv.connect(0) as stream, _datagram_client(str(srv.server.endpoints[1])) as dgram:
-            stream.sendall(b"stream")
-            dgram.send(b"dgram")
-            assert stream.recv(6) == b"stream"
-            assert dgram.recv(100) == b"dgram"
+    with (
+        running(ECHO, ["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], ENGINE) as srv,
+        srv.connect(0) as stream,
+        _datagram_client(str(srv.server.endpoints[1])) as dgram,
+    ):
+        stream.sendall(b"stream")
+        dgram.send(b"dgram")
+        assert stream.recv(6) == b"stream"
+        assert dgram.recv(100) == b"dgram"
 
 
 # -- usage errors ---------------------------------------------------------------
@@ -133,7 +140,7 @@ def test_datagram_and_stream_endpoints_run_side_by_side() -> None:
 
 def test_service_without_datagram_form_on_datagram_endpoint_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="no datagram form"):
-        Server(STREAM_ONLY, ["udp://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME())
+        Server(STREAM_ONLY, ["udp://127.0.0.1:0"], engine=ENGINE_ARG)
 
 
 class _SeparateProcessEngine(Engine):
@@ -144,38 +151,32 @@ class _SeparateProcessEngine(Engine):
         ctx.stop.wait()
 
 
-def ENGINE_CLASS_OR_NAME() -> object:  # noqa: N802 - reads like the constant it stands for
-    from serverkit import engine_arg
-
-    return engine_arg(ENGINE)
-
-
 def test_shared_state_service_needs_one_process() -> None:
     with pytest.raises(UsageError, match="own process"):
         Server(SHARED, ["tcp://127.0.0.1:0"], engine=_SeparateProcessEngine)
     with pytest.raises(UsageError, match="--workers"):
-        Server(SHARED, ["tcp://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME(), workers=2)  # type: ignore[arg-type]
+        Server(SHARED, ["tcp://127.0.0.1:0"], engine=ENGINE_ARG, workers=2)
 
 
 def test_tls_endpoint_without_certificate_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--tls-cert"):
-        Server(ECHO, ["tls://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME())  # type: ignore[arg-type]
+        Server(ECHO, ["tls://127.0.0.1:0"], engine=ENGINE_ARG)
 
 
 def test_missing_or_bad_certificate_files_are_one_line_errors(tmp_path: Path) -> None:
     missing = TLSFiles(str(tmp_path / "nope.pem"), str(tmp_path / "nope.key"))
     with pytest.raises(UsageError, match="no such file"):
-        Server(ECHO, ["tls://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME(), tls=missing)  # type: ignore[arg-type]
+        Server(ECHO, ["tls://127.0.0.1:0"], engine=ENGINE_ARG, tls=missing)
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     with pytest.raises(TLSError, match="cannot load TLS certificate") as info:
-        Server(ECHO, ["tls://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME(), tls=TLSFiles(str(junk)))  # type: ignore[arg-type]
+        Server(ECHO, ["tls://127.0.0.1:0"], engine=ENGINE_ARG, tls=TLSFiles(str(junk)))
     assert "\n" not in str(info.value)
 
 
 def test_bad_cidr_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--allow/--deny"):
-        Server(ECHO, ["tcp://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME(), allow=["10.0.0.0/33"])  # type: ignore[arg-type]
+        Server(ECHO, ["tcp://127.0.0.1:0"], engine=ENGINE_ARG, allow=["10.0.0.0/33"])
 
 
 # -- Unix socket files ------------------------------------------------------------
@@ -192,7 +193,7 @@ def test_unix_socket_file_gets_mode_and_is_removed_on_close(tmp_path: Path) -> N
 
 
 def test_stop_from_another_thread_returns_promptly() -> None:
-    with Server(ECHO, ["tcp://127.0.0.1:0"], engine=ENGINE_CLASS_OR_NAME()) as server:  # type: ignore[arg-type]
+    with Server(ECHO, ["tcp://127.0.0.1:0"], engine=ENGINE_ARG) as server:
         server.open(announce=False)
         thread = threading.Thread(target=server.run)
         thread.start()

@@ -126,7 +126,7 @@ class Server:
 
     @property
     def endpoints(self) -> list[Endpoint]:
-        """The real bound endpoints (port 0 replaced) in the order given; empty before :meth:`open`."""
+        """The real bound endpoints (port 0 replaced), in the order given; empty before open()."""
         return list(self._bound)
 
     def all_listeners(self) -> Iterator[StreamListener | DatagramListener]:
