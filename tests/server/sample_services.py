@@ -32,9 +32,10 @@ class Spec:
     name: str
     stream: Callable[[], Service] | None
     datagram: Callable[[], DatagramService] | None = None
+    needs_shared_memory: bool = False
 
 
 ECHO = Spec("test-echo", Echo, DatagramEcho)
 STREAM_ONLY = Spec("test-stream-only", Echo, None)
 TINY_REPLY = Spec("test-tiny", Echo, TinyReplyDatagram)
-SHARED = Spec("chat", Echo, None)
+SHARED = Spec("test-shared", Echo, None, needs_shared_memory=True)

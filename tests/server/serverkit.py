@@ -20,7 +20,7 @@ from reference_engine import ReferenceEngine
 
 from sockkit._endpoint import Endpoint, open_connection, parse_endpoint
 from sockkit.engines import ENGINES, available_engines
-from sockkit.server import Server, ServerLog, make_logger
+from sockkit.server import Limits, Server, ServerLog, make_logger
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parent.parent / "src")
@@ -46,6 +46,14 @@ def default_test_engine() -> str:
 def engine_arg(name: str) -> Any:
     """What :class:`Server` takes for engine ``name`` in-process."""
     return ReferenceEngine if name == "reference" else name
+
+
+def engine_shares_memory(name: str) -> bool:
+    if name == "reference":
+        return True
+    from sockkit.engines import get_engine
+
+    return get_engine(name).shares_memory
 
 
 def register_reference_engine() -> None:
@@ -82,6 +90,7 @@ def running(
     """Run a server on a thread for the block; stop it and check it returned."""
     text = io.StringIO()
     log = ServerLog(make_logger(options.pop("log_level", "info"), "text", stream=text))
+    options.setdefault("limits", Limits(drain_timeout=1.0))
     server = Server(service, endpoints, engine=engine_arg(engine), log=log, **options)
     with server:
         server.open()

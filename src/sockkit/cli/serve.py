@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from sockkit._endpoint import parse_endpoint
-from sockkit._errors import SockkitError, UsageError
+from sockkit._errors import UsageError
 from sockkit.cli._parser import CommandParser
 
 DESCRIPTION = """\
@@ -160,15 +160,9 @@ def split_targets(targets: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _is_service_name(word: str) -> bool:
-    if ":" in word:
-        return False
-    from sockkit.services import get_service  # type: ignore[attr-defined]
+    from sockkit.services import SERVICE_NAMES
 
-    try:
-        get_service(word)
-    except SockkitError:
-        return False
-    return True
+    return word in SERVICE_NAMES
 
 
 def _is_endpoint(word: str) -> bool:

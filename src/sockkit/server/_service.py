@@ -14,7 +14,8 @@ class ServiceSource(Protocol):
     """What a server needs of a service: a name and a factory per form.
 
     ``sockkit.services.ServiceSpec`` is one; a factory that is ``None`` means the
-    service has no such form (chat has no datagram form).
+    service has no such form (chat has no datagram form).  A source may also
+    have ``needs_shared_memory = True`` (see :func:`needs_shared_memory`).
     """
 
     @property
@@ -35,18 +36,16 @@ def find_service(service: str | ServiceSource) -> ServiceSource:
     """
     if not isinstance(service, str):
         return service
-    from sockkit import services  # imported here: the services package loads every service
+    # Imported here: the services package loads every built-in service.
+    from sockkit.services import resolve_service
 
-    if ":" in service:
-        spec: ServiceSource = services.load_service(service)  # type: ignore[attr-defined]
-    else:
-        spec = services.get_service(service)  # type: ignore[attr-defined]
+    spec: ServiceSource = resolve_service(service)
     return spec
 
 
 def needs_shared_memory(spec: ServiceSource) -> bool:
-    """Whether the service's connections share state (a chat room), so need one process."""
-    shared = getattr(spec, "shared_state", None)
-    if shared is not None:
-        return bool(shared)
-    return spec.name == "chat"
+    """Whether the service's connections share state (a chat room), so need one process.
+
+    Read from the spec's optional ``needs_shared_memory`` attribute (``ServiceSpec`` has it).
+    """
+    return bool(getattr(spec, "needs_shared_memory", False))
