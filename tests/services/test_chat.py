@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -231,3 +232,28 @@ def test_input_after_close_is_ignored() -> None:
     b = ChatService(room)
     b.connected("b:2")
     assert b.state == OPEN
+
+
+@given(
+    st.lists(st.binary(min_size=0, max_size=40), min_size=1, max_size=10),
+    st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=30),
+)
+def test_produced_bytes_are_the_same_however_limits_are_chosen(
+    lines: list[bytes], limits: list[int]
+) -> None:
+    room = ChatRoom(notices=False)
+    sender = ChatService(room)
+    sender.connected("s:1")
+    listener = ChatService(room)
+    listener.connected("l:2")
+    for line in lines:
+        sender.received(line.replace(b"\n", b"") + b"\n")
+    out = bytearray()
+    for limit in itertools.cycle(limits):
+        if not listener.producing:
+            break
+        piece = listener.produce(limit)
+        assert 0 < len(piece) <= limit
+        out += piece
+    assert not listener.producing and listener.queued == 0
+    assert bytes(out) == b"".join(b"[s:1] " + line.replace(b"\n", b"") + b"\n" for line in lines)
