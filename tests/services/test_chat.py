@@ -42,7 +42,7 @@ def test_delivery_wakes_the_receiver() -> None:
 
 
 def test_join_and_leave_notices() -> None:
-    room = ChatRoom()
+    room = ChatRoom(notices=True)
     a = MemoryConnection(ChatService(room), "a:1")
     b = MemoryConnection(ChatService(room), "b:2")
     assert a.read() == b"* b:2 joined\n"
@@ -257,3 +257,24 @@ def test_produced_bytes_are_the_same_however_limits_are_chosen(
         out += piece
     assert not listener.producing and listener.queued == 0
     assert bytes(out) == b"".join(b"[s:1] " + line.replace(b"\n", b"") + b"\n" for line in lines)
+
+
+def test_notices_are_off_by_default() -> None:
+    room = ChatRoom()
+    a, b = members(room, "a:1", "b:2")
+    b.close()
+    assert a.read() == b""
+
+
+def test_many_members_overflowing_at_once_are_all_dropped() -> None:
+    room = ChatRoom(queue_cap=40, notices=True)
+    talker = ChatService(room)
+    talker.connected("t:1")
+    stuck = [ChatService(room) for _ in range(3000)]
+    for n, service in enumerate(stuck):
+        service.connected(f"s:{n}")
+    talker.received(b"x" * 40 + b"\n")  # over every stuck member's cap at once
+    assert all(service.state == CLOSE for service in stuck)
+    # The talker never reads either: the 3000 leave notices overflow it too.
+    assert talker.state == CLOSE and talker.queued == 0
+    assert room.peers() == []

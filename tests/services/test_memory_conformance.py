@@ -12,6 +12,7 @@ from sockkit.services import (
     SERVICE_NAMES,
     ChatRoom,
     ChatService,
+    chat_spec,
     get_service,
 )
 from sockkit.services._base import Service
@@ -95,7 +96,7 @@ def test_time_sends_four_bytes_of_now_and_closes_without_input() -> None:
 
 
 def test_chat_among_three_clients() -> None:
-    spec = get_service("chat")
+    spec = chat_spec(notices=True)
     assert spec.needs_shared_memory and spec.datagram is None
     assert spec.stream is not None
     alice = MemoryConnection(spec.stream(), "127.0.0.1:40001")

@@ -109,7 +109,7 @@ def chat_spec(
     *,
     max_line: int = DEFAULT_MAX_LINE,
     queue_cap: int = DEFAULT_QUEUE_CAP,
-    notices: bool = True,
+    notices: bool = False,
 ) -> ServiceSpec:
     """A chat service with its own new room, limits chosen (see :class:`ChatRoom`).
 
