@@ -267,12 +267,13 @@ def test_notices_are_off_by_default() -> None:
 
 
 def test_many_members_overflowing_at_once_are_all_dropped() -> None:
-    room = ChatRoom(queue_cap=40, notices=True)
+    room = ChatRoom(queue_cap=40)
     talker = ChatService(room)
     talker.connected("t:1")
     stuck = [ChatService(room) for _ in range(3000)]
     for n, service in enumerate(stuck):
         service.connected(f"s:{n}")
+    room.notices = True
     talker.received(b"x" * 40 + b"\n")  # over every stuck member's cap at once
     assert all(service.state == CLOSE for service in stuck)
     # The talker never reads either: the 3000 leave notices overflow it too.
