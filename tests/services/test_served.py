@@ -102,3 +102,21 @@ def test_a_bad_service_is_a_one_line_usage_error(spec: str, message: bytes) -> N
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(b"sockkit: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(("service", "size"), [("daytime", None), ("time", 4)])
+def test_daytime_and_time_reach_clients_that_send_first(
+    serve: type[ServerProcess], service: str, size: int | None
+) -> None:
+    # A close with the client's bytes unread would reset the connection and
+    # could destroy the reply; the services half-close first so it arrives.
+    server = serve([service, "127.0.0.1:0"])
+    for _ in range(30):
+        with socket.create_connection(address(server.endpoints[0]), timeout=10) as sock:
+            sock.sendall(b"some bytes the service must throw away\n")
+            reply = read_until(sock, b"\0")
+        if size is None:
+            assert reply.endswith(b"-UTC\r\n"), reply
+        else:
+            assert len(reply) == size, reply
+    assert server.stop() == 0
