@@ -161,7 +161,7 @@ class MemoryConnection:
 
     def pump(self) -> None:
         """Make every call into the service the engine would make now."""
-        if self._pumping:  # a call back from inside the service: the running loop goes on
+        if self._pumping:  # re-entered (say, from a wakeup hook): the running loop goes on
             return
         self._pumping = True
         try:
@@ -184,8 +184,11 @@ class MemoryConnection:
 
     @property
     def finished(self) -> bool:
-        """The connection has ended (the service asked ``CLOSE``, or both sides shut down,
-        or the client closed) and ``closed()`` has been called."""
+        """The connection has ended and ``closed()`` has been called.
+
+        It ends when the service asks ``CLOSE``, when both sides have shut
+        down writing, or when the client closes.
+        """
         return self._finished
 
     @property
