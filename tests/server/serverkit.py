@@ -235,8 +235,12 @@ class ServeProcess:
         self.proc.wait(5)
 
     def rest_of_stderr(self) -> bytes:
+        """Everything it wrote on stderr; waits for it to exit (call after stop())."""
         assert self.proc.stderr is not None
-        return b"".join(self.stderr_lines) + self.proc.stderr.read()
+        if not self.proc.stderr.closed:
+            self.stderr_lines.append(self.proc.stderr.read())
+            self.proc.stderr.close()
+        return b"".join(self.stderr_lines)
 
 
 @contextlib.contextmanager
@@ -246,7 +250,7 @@ def serve_process(args: Sequence[str], count: int = 1) -> Iterator[ServeProcess]
         yield proc
     finally:
         proc.kill()
-        if proc.proc.stderr is not None:
+        if proc.proc.stderr is not None and not proc.proc.stderr.closed:
             proc.proc.stderr.close()
 
 

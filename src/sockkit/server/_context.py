@@ -20,10 +20,10 @@ from sockkit._endpoint import Endpoint
 from sockkit.services._base import Service
 
 __all__ = [
-    "AccessList",
     "REFUSED_DENY",
     "REFUSED_MAX_CONNS",
     "REFUSED_TLS",
+    "AccessList",
     "ConnectionLog",
     "Limits",
     "ServeContext",

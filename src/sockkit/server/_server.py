@@ -308,5 +308,8 @@ def serve(
     :class:`Server` and :meth:`Server.open` raise.
     """
     with Server(service, endpoints, **options) as server:  # type: ignore[arg-type]
-        server.open(announce=server.workers == 1)
-        server.run(handle_signals=True)
+        # Signals are wired before the first ``listening on`` line: a script
+        # that reads it and at once sends SIGTERM must get a clean exit.
+        with _stop_on_signals(server.stop_signal):
+            server.open(announce=server.workers == 1)
+            server.run()
