@@ -7,6 +7,8 @@ where signals, exit codes, descriptors and processes are what is checked.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import socket
 import ssl
 import struct
@@ -107,7 +109,7 @@ def test_chargen_sends_rotating_72_character_lines(
         start = cycle.index(line[:1])
         assert line == (cycle * 2)[start : start + 72]
         starts.append(start)
-    assert all((b - a) % len(cycle) == 1 for a, b in zip(starts, starts[1:], strict=False))
+    assert all((b - a) % len(cycle) == 1 for a, b in itertools.pairwise(starts))
 
 
 def test_daytime_sends_one_line_then_closes(engine: str, family: str, tmp_path: Path) -> None:
@@ -137,27 +139,31 @@ def test_chat_line_reaches_every_other_client(engine: str, tmp_path: Path) -> No
     if not engine_shares_memory(engine):
         pytest.skip(f"engine {engine} serves each connection in its own process")
     endpoint = family_endpoint("tcp4", tmp_path)
-    with running("chat", [endpoint], engine) as srv, srv.connect() as a:
-        with srv.connect() as b, srv.connect() as c:
-            heard = {b: bytearray(), c: bytearray()}
+    with (
+        running("chat", [endpoint], engine) as srv,
+        srv.connect() as a,
+        srv.connect() as b,
+        srv.connect() as c,
+    ):
+        heard = {b: bytearray(), c: bytearray()}
 
-            def everyone_heard(marker: bytes) -> bool:
-                for sock, buf in heard.items():
-                    sock.setblocking(False)
-                    try:
-                        while data := sock.recv(65536):
-                            buf += data
-                    except BlockingIOError:
-                        pass
-                return all(marker in buf for buf in heard.values())
+        def everyone_heard(marker: bytes) -> bool:
+            for sock, buf in heard.items():
+                sock.setblocking(False)
+                try:
+                    while data := sock.recv(65536):
+                        buf += data
+                except BlockingIOError:
+                    pass
+            return all(marker in buf for buf in heard.values())
 
-            # Joining the room happens on the server's time: repeat until both hear.
-            for n in range(250):
-                a.sendall(b"warm-up %d\n" % n)
-                if wait_for(lambda: everyone_heard(b"warm-up"), timeout=0.02):
-                    break
-            a.sendall(b"the message from a\n")
-            assert wait_for(lambda: everyone_heard(b"the message from a"))
+        # Joining the room happens on the server's time: repeat until both hear.
+        for n in range(250):
+            a.sendall(b"warm-up %d\n" % n)
+            if wait_for(lambda: everyone_heard(b"warm-up"), timeout=0.02):
+                break
+        a.sendall(b"the message from a\n")
+        assert wait_for(lambda: everyone_heard(b"the message from a"))
 
 
 # -- limits -------------------------------------------------------------------
@@ -182,13 +188,13 @@ def test_max_conns_closes_the_extra_client_at_once(engine: str, tmp_path: Path) 
 
 def test_idle_timeout_closes_a_silent_connection(engine: str, family: str, tmp_path: Path) -> None:
     endpoint = family_endpoint(family, tmp_path)
-    with running("echo", [endpoint], engine, limits=_limits(idle_timeout=0.3)) as srv:
-        with srv.connect() as sock:
-            sock.sendall(b"a")
-            assert recv_exactly(sock, 1) == b"a"
-            started = time.monotonic()
-            assert closed_by_peer(sock, timeout=5)
-            assert time.monotonic() - started >= 0.25
+    limits = _limits(idle_timeout=0.3)
+    with running("echo", [endpoint], engine, limits=limits) as srv, srv.connect() as sock:
+        sock.sendall(b"a")
+        assert recv_exactly(sock, 1) == b"a"
+        started = time.monotonic()
+        assert closed_by_peer(sock, timeout=5)
+        assert time.monotonic() - started >= 0.25
 
 
 @pytest.mark.parametrize("inet", ["tcp4", "tcp6"])
@@ -197,10 +203,8 @@ def test_deny_wins_over_allow(engine: str, inet: str, tmp_path: Path) -> None:
     endpoint = family_endpoint(inet, tmp_path)
     with running("echo", [endpoint], engine, allow=[loopback], deny=[loopback]) as srv:
         with srv.connect() as sock:
-            try:
+            with contextlib.suppress(OSError):  # already closed by the server
                 sock.sendall(b"x")
-            except OSError:
-                pass  # already closed by the server
             assert closed_by_peer(sock)
         assert counted(srv, engine, "refused:deny")
     other = "10.0.0.0/8" if inet == "tcp4" else "fd00::/8"
@@ -224,12 +228,14 @@ def test_mutual_tls_serves_a_client_with_a_certificate_and_refuses_one_without(
             sock.sendall(b"secret")
             assert recv_exactly(sock, 6) == b"secret"
         bare = ssl.create_default_context(cafile=str(tls_files.ca_file))
-        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            with bare.wrap_socket(srv.connect(), server_hostname="127.0.0.1") as sock:
-                # TLS 1.3 reports the missing certificate only on the first read.
-                sock.sendall(b"secret")
-                if sock.recv(6) == b"":
-                    raise ConnectionResetError("closed without a reply")
+        with (
+            pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+            bare.wrap_socket(srv.connect(), server_hostname="127.0.0.1") as sock,
+        ):
+            # TLS 1.3 reports the missing certificate only on the first read.
+            sock.sendall(b"secret")
+            if sock.recv(6) == b"":
+                raise ConnectionResetError("closed without a reply")
         assert counted(srv, engine, "refused")
 
 

@@ -307,9 +307,9 @@ def serve(
     ``options`` are :class:`Server`'s keyword arguments.  Raises what
     :class:`Server` and :meth:`Server.open` raise.
     """
-    with Server(service, endpoints, **options) as server:  # type: ignore[arg-type]
-        # Signals are wired before the first ``listening on`` line: a script
-        # that reads it and at once sends SIGTERM must get a clean exit.
-        with _stop_on_signals(server.stop_signal):
-            server.open(announce=server.workers == 1)
-            server.run()
+    server = Server(service, endpoints, **options)  # type: ignore[arg-type]
+    # Signals are wired before the first ``listening on`` line: a script that
+    # reads it and at once sends SIGTERM must get a clean exit.
+    with server, _stop_on_signals(server.stop_signal):
+        server.open(announce=server.workers == 1)
+        server.run()
