@@ -95,14 +95,17 @@ def main() -> None:
         print(f"round {round_no + 1}: " + "  ".join(
             f"{n}={samples[n][-1]:.2f}" for n in names), flush=True)  # fmt: skip
     print(f"\nconns={args.conns} size={args.size} duration={args.duration}s rounds={args.rounds}")
-    print(f"{'server':<18} {'median us/req':>14} {'vs selectors-same':>18}")
+    print(f"{'server':<18} {'median us/req':>14} {'ratio of medians':>17} {'median ratio':>13}")
     for name in names:
         med = statistics.median(samples[name])
-        base_name = f"selectors-{name}"
-        ratio = "-"
-        if base_name in samples:
-            ratio = f"{med / statistics.median(samples[base_name]):.3f}"
-        print(f"{name:<18} {med:>14.2f} {ratio:>18}")
+        base = samples.get(f"selectors-{name}")
+        ratio = paired = "-"
+        if base:
+            ratio = f"{med / statistics.median(base):.3f}"
+            # Same round, neighbouring runs: the machine's load cancels out.
+            pairs = zip(samples[name], base, strict=True)
+            paired = f"{statistics.median(a / b for a, b in pairs):.3f}"
+        print(f"{name:<18} {med:>14.2f} {ratio:>17} {paired:>13}")
 
 
 if __name__ == "__main__":

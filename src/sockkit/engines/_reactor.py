@@ -94,6 +94,7 @@ class _Reactor:
         self.poller = poller
         self.fd_limit = poller.fd_limit
         self.conns: dict[int, Connection] = {}
+        self.read_view = memoryview(bytearray(ctx.limits.read_size))
         self.acceptors = [_Acceptor(self, listener) for listener in ctx.listeners]
         self.stopping = False
         self.done = False
