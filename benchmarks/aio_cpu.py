@@ -62,9 +62,21 @@ def start(name: str, port: int) -> subprocess.Popen[bytes]:
 
 def load(port: int, case: str, duration: float, warmup: float) -> dict[str, float]:
     out = subprocess.run(
-        ["taskset", "-c", "1", RRLOAD, *CASES[case], "--warmup", str(warmup),
-         "--duration", str(duration), f"127.0.0.1:{port}"],
-        capture_output=True, check=True, timeout=duration + warmup + 30,
+        [
+            "taskset",
+            "-c",
+            "1",
+            RRLOAD,
+            *CASES[case],
+            "--warmup",
+            str(warmup),
+            "--duration",
+            str(duration),
+            f"127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=duration + warmup + 30,
     )
     result: dict[str, float] = json.loads(out.stdout.decode().strip().splitlines()[-1])
     return result
@@ -107,12 +119,20 @@ def main() -> None:
                 results.setdefault((case, name), []).append(r["us_per_req"])
                 print(json.dumps({"case": case, "server": name, "round": rnd, **r}), flush=True)
     base = names[0]
-    print(f"\n| case | {' | '.join(names)} | " + " | ".join(f"{n}/{base}" for n in names[1:]) + " |")
+    print(
+        f"\n| case | {' | '.join(names)} | " + " | ".join(f"{n}/{base}" for n in names[1:]) + " |"
+    )
     print("|---" * (1 + 2 * len(names) - 1) + "|")
     for case in args.cases.split(","):
         meds = [statistics.median(results[(case, n)]) for n in names]
         ratios = [f"{m / meds[0]:.3f}" for m in meds[1:]]
-        print(f"| {case} | " + " | ".join(f"{m:.2f}" for m in meds) + " | " + " | ".join(ratios) + " |")
+        print(
+            f"| {case} | "
+            + " | ".join(f"{m:.2f}" for m in meds)
+            + " | "
+            + " | ".join(ratios)
+            + " |"
+        )
 
 
 if __name__ == "__main__":
