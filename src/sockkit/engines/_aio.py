@@ -32,7 +32,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from sockkit.engines._aio_protocol import Door, Hub, counts, protocol_factory
+from sockkit.engines._aio_protocol import Door, Hub, protocol_class
 from sockkit.engines._base import Engine
 from sockkit.server._context import ServeContext, StreamListener
 
@@ -98,7 +98,7 @@ class UvloopEngine(AsyncioEngine):
 async def _listen(hub: Hub, listener: StreamListener) -> asyncio.Server:
     sock = listener.sock
     door = Door(hub, listener.factory, sock.family, str(listener.endpoint), listener.tls)
-    factory = protocol_factory(door, counts(hub.log, hub.limits))
+    factory = protocol_class(door)
     own = sock.dup()  # the loop closes this one; the server closes ``sock``
     try:
         if sock.family == socket.AF_UNIX:
