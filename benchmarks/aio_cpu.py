@@ -48,16 +48,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def start(name: str, port: int) -> subprocess.Popen[bytes]:
+def start(name: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start server ``name`` on a free port; return it and the port it printed."""
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", *SERVERS[name], "127.0.0.1", str(port)],
+        ["taskset", "-c", "0", *SERVERS[name], "127.0.0.1", "0"],
         stdout=subprocess.PIPE,
         env=dict(os.environ),
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert b"listening" in line, line
-    return proc
+    return proc, int(line.rsplit(b":", 1)[1])
 
 
 def load(port: int, case: str, duration: float, warmup: float) -> dict[str, float]:
@@ -82,8 +83,8 @@ def load(port: int, case: str, duration: float, warmup: float) -> dict[str, floa
     return result
 
 
-def measure(name: str, case: str, duration: float, port: int) -> dict[str, float]:
-    proc = start(name, port)
+def measure(name: str, case: str, duration: float) -> dict[str, float]:
+    proc, port = start(name)
     try:
         load(port, case, 1.0, 0.2)  # prime: the first run on a fresh server is slow
         before = cpu_seconds(proc.pid)
@@ -109,13 +110,11 @@ def main() -> None:
     args = parser.parse_args()
     names = args.servers.split(",")
     results: dict[tuple[str, str], list[float]] = {}
-    port = 47000
     for case in args.cases.split(","):
         for rnd in range(args.rounds):
             order = names if rnd % 2 == 0 else names[::-1]
             for name in order:
-                port += 1
-                r = measure(name, case, args.duration, port)
+                r = measure(name, case, args.duration)
                 results.setdefault((case, name), []).append(r["us_per_req"])
                 print(json.dumps({"case": case, "server": name, "round": rnd, **r}), flush=True)
     base = names[0]
