@@ -33,6 +33,9 @@ if TYPE_CHECKING:
         TLSError,
         UsageError,
     )
+    from sockkit.server._context import AccessList, Limits, ServeContext
+    from sockkit.server._server import Server, serve
+    from sockkit.server._tls import TLSFiles
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
 
 #: public name -> private module that defines it
@@ -53,6 +56,12 @@ _EXPORTS: dict[str, str] = {
     "TLSError": "sockkit._errors",
     "TimeoutError": "sockkit._errors",
     "UsageError": "sockkit._errors",
+    "AccessList": "sockkit.server._context",
+    "Limits": "sockkit.server._context",
+    "ServeContext": "sockkit.server._context",
+    "Server": "sockkit.server._server",
+    "serve": "sockkit.server._server",
+    "TLSFiles": "sockkit.server._tls",
     "CLOSE": "sockkit.services._base",
     "HALF_CLOSE": "sockkit.services._base",
     "OPEN": "sockkit.services._base",
@@ -64,6 +73,7 @@ __all__ = [
     "CLOSE",
     "HALF_CLOSE",
     "OPEN",
+    "AccessList",
     "AddressInUseError",
     "AddressInfo",
     "ConnectError",
@@ -71,10 +81,14 @@ __all__ = [
     "DatagramService",
     "Endpoint",
     "EndpointError",
+    "Limits",
     "ResolveError",
+    "ServeContext",
+    "Server",
     "Service",
     "SockkitError",
     "TLSError",
+    "TLSFiles",
     "TimeoutError",
     "UsageError",
     "__version__",
@@ -83,6 +97,7 @@ __all__ = [
     "open_listener",
     "parse_endpoint",
     "resolve",
+    "serve",
 ]
 
 
