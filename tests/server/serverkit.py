@@ -250,8 +250,7 @@ def serve_process(args: Sequence[str], count: int = 1) -> Iterator[ServeProcess]
         yield proc
     finally:
         proc.kill()
-        if proc.proc.stderr is not None and not proc.proc.stderr.closed:
-            proc.proc.stderr.close()
+        proc.rest_of_stderr()  # keeps what it wrote for the test to read afterwards
 
 
 # -- clients ----------------------------------------------------------------

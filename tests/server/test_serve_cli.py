@@ -17,6 +17,7 @@ from serverkit import (
     ServeProcess,
     children,
     cli_env,
+    closed_by_peer,
     recv_exactly,
     recv_until_eof,
     run_sockkit,
@@ -96,6 +97,22 @@ def test_a_bare_port_serves_echo_on_loopback_and_sigint_exits_zero() -> None:
             sock.sendall(b"port only")
             assert recv_exactly(sock, 9) == b"port only"
         assert server.stop(signal.SIGINT) == 0
+
+
+def test_limit_options_reach_the_engine() -> None:
+    args = ["tcp://127.0.0.1:0", "--max-conns", "1", "--idle-timeout", "0.5", "--backlog", "8"]
+    with serve_process(args) as server, server.connect() as first:
+        first.sendall(b"1")
+        assert recv_exactly(first, 1) == b"1"
+        with server.connect() as second:
+            assert closed_by_peer(second)
+        started = time.monotonic()
+        assert closed_by_peer(first, timeout=5)
+        assert time.monotonic() - started >= 0.4
+        assert server.stop() == 0
+    log = server.rest_of_stderr()
+    assert b": max-conns" in log
+    assert b"reason=" in log.split(b"closed 127.0.0.1:")[-1]
 
 
 def test_json_log_format_writes_objects(tmp_path: Path) -> None:
