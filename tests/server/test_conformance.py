@@ -239,6 +239,20 @@ def test_mutual_tls_serves_a_client_with_a_certificate_and_refuses_one_without(
         assert counted(srv, engine, "refused")
 
 
+def test_tls_handshake_that_never_starts_is_cut_off(
+    engine: str, tls_files: TLSFilesForTest
+) -> None:
+    files = TLSFiles(str(tls_files.cert_file), str(tls_files.key_file))
+    limits = _limits(handshake_timeout=0.3)
+    with (
+        running("echo", ["tls://127.0.0.1:0"], engine, tls=files, limits=limits) as srv,
+        srv.connect() as silent,
+    ):
+        started = time.monotonic()
+        assert closed_by_peer(silent, timeout=5)
+        assert 0.25 <= time.monotonic() - started < 4
+
+
 # -- process-level behaviour: signals, exit codes, descriptors, memory ----------------
 
 
@@ -324,7 +338,7 @@ def counted(srv: Running, engine: str, key: str) -> bool:
     """Whether the server's log counted ``key``; fork logs in its children, out of sight."""
     if not engine_shares_memory(engine):
         return True
-    return wait_for(lambda: srv.counts.get(key, 0) >= 1)
+    return wait_for(lambda: srv.counts.get(key, 0) >= 1, timeout=2)
 
 
 def _echoes(srv: Running) -> bool:
