@@ -26,12 +26,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RRLOAD = os.environ.get("RRLOAD", "/tmp/rrload")
 TICK = os.sysconf("SC_CLK_TCK")
 
+#: name -> argv; each prints "listening on ...:PORT" (on stdout, or stderr for the CLI).
 SERVERS = {
-    "raw-uvloop": [sys.executable, f"{HERE}/peers/uvloop_protocol_echo.py"],
-    "sockkit-uvloop": [sys.executable, f"{HERE}/aio_serve.py", "uvloop"],
-    "raw-asyncio": [sys.executable, f"{HERE}/peers/asyncio_protocol_echo.py"],
-    "sockkit-asyncio": [sys.executable, f"{HERE}/aio_serve.py", "asyncio"],
-    "sockkit-uvloop-log": [sys.executable, f"{HERE}/aio_serve.py", "uvloop", "--log"],
+    "raw-uvloop": [sys.executable, f"{HERE}/peers/uvloop_protocol_echo.py", "127.0.0.1", "0"],
+    "sockkit-uvloop": [sys.executable, f"{HERE}/aio_serve.py", "uvloop", "127.0.0.1", "0"],
+    "raw-asyncio": [sys.executable, f"{HERE}/peers/asyncio_protocol_echo.py", "127.0.0.1", "0"],
+    "sockkit-asyncio": [sys.executable, f"{HERE}/aio_serve.py", "asyncio", "127.0.0.1", "0"],
+    "sockkit-uvloop-log": [
+        sys.executable,
+        f"{HERE}/aio_serve.py",
+        "uvloop",
+        "127.0.0.1",
+        "0",
+        "--log",
+    ],
+    "cli-uvloop": [
+        sys.executable,
+        "-m",
+        "sockkit",
+        "serve",
+        "echo",
+        "tcp://127.0.0.1:0",
+        "--engine",
+        "uvloop",
+        "--log-level",
+        "warning",
+    ],
 }
 
 CASES = {
@@ -50,13 +70,16 @@ def cpu_seconds(pid: int) -> float:
 
 def start(name: str) -> tuple[subprocess.Popen[bytes], int]:
     """Start server ``name`` on a free port; return it and the port it printed."""
+    on_stderr = name.startswith("cli-")
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", *SERVERS[name], "127.0.0.1", "0"],
-        stdout=subprocess.PIPE,
+        ["taskset", "-c", "0", *SERVERS[name]],
+        stdout=subprocess.DEVNULL if on_stderr else subprocess.PIPE,
+        stderr=subprocess.PIPE if on_stderr else None,
         env=dict(os.environ),
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
+    stream = proc.stderr if on_stderr else proc.stdout
+    assert stream is not None
+    line = stream.readline()
     assert b"listening" in line, line
     return proc, int(line.rsplit(b":", 1)[1])
 
