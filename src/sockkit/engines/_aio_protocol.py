@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from typing import ClassVar, cast
 
@@ -55,6 +56,7 @@ class Hub:
         "log",
         "loop",
         "stopping",
+        "thread",
     )
 
     def __init__(
@@ -65,6 +67,8 @@ class Hub:
         log: ConnectionLog,
     ) -> None:
         self.loop = loop
+        #: The thread running ``loop`` (a Hub is made on it).
+        self.thread = threading.get_ident()
         self.limits = limits
         self.access = access
         self.log = log
@@ -255,8 +259,14 @@ class Conn(asyncio.Protocol):
     # -- wakeup: the object is the service's wakeup callable ----------------
 
     def __call__(self) -> None:
-        """``Service.wakeup``: safe from any thread; pumps on the loop."""
-        self._door.hub.loop.call_soon_threadsafe(self._woken)
+        """``Service.wakeup``: safe from any thread; pumps on the loop's next turn."""
+        hub = self._door.hub
+        if threading.get_ident() == hub.thread:
+            # Another connection's callback (a chat line): no need to wake
+            # the loop through its self-pipe.
+            hub.loop.call_soon(self._woken)
+        else:
+            hub.loop.call_soon_threadsafe(self._woken)
 
     def _woken(self) -> None:
         if self._service is not _NO_SERVICE and not self._transport.is_closing():
