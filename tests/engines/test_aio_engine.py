@@ -619,3 +619,77 @@ def test_out_of_file_descriptors_backs_off_and_recovers(
             child.kill()
             child.wait()
     assert stderr_path.read_text().count("Traceback") == 0
+
+
+# -- the service call grammar ------------------------------------------------------------
+
+
+class Mailbox(Service):
+    """Sends what another thread posts, through ``producing`` + ``wakeup``."""
+
+    instances: list[Mailbox] = []
+    closed_calls = 0
+
+    def __init__(self) -> None:
+        self.outbox: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def connected(self, peer: str) -> bytes:
+        Mailbox.instances.append(self)
+        return b""
+
+    def post(self, data: bytes) -> None:
+        with self.lock:
+            self.outbox.append(data)
+            self.producing = True
+        self.wakeup()
+
+    def produce(self, limit: int) -> bytes:
+        with self.lock:
+            out = b"".join(self.outbox)
+            self.outbox.clear()
+            self.producing = False
+        return out
+
+    def closed(self) -> None:
+        Mailbox.closed_calls += 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wakeup_from_another_thread_sends_posted_output(engine: type[AsyncioEngine]) -> None:
+    Mailbox.instances = []
+    with running(engine, Mailbox) as server:
+        client = server.connect()
+        deadline = time.monotonic() + 5
+        while not Mailbox.instances:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        threading.Thread(target=Mailbox.instances[0].post, args=(b"news\n",)).start()
+        assert client.recv(100) == b"news\n"
+        client.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_closed_is_called_once_whatever_ends_the_connection(
+    engine: type[AsyncioEngine],
+) -> None:
+    Mailbox.instances = []
+    Mailbox.closed_calls = 0
+    limits = Limits(idle_timeout=0.3, drain_timeout=0.2)
+    with running(engine, Mailbox, limits=limits) as server:
+        by_peer = server.connect()
+        by_peer.close()  # the peer closes
+        by_reset = server.connect()
+        by_reset.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        by_reset.close()  # the peer resets
+        by_idle = server.connect()  # idle timeout
+        assert refused_with_no_bytes(by_idle)
+        by_stop = server.connect()  # aborted at the end of the drain
+        time.sleep(0.1)
+        server.stop()
+        by_idle.close()
+        by_stop.close()
+    assert len(Mailbox.instances) == 4
+    assert Mailbox.closed_calls == 4

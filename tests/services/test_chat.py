@@ -42,7 +42,7 @@ def test_delivery_wakes_the_receiver() -> None:
 
 
 def test_join_and_leave_notices() -> None:
-    room = ChatRoom()
+    room = ChatRoom(notices=True)
     a = MemoryConnection(ChatService(room), "a:1")
     b = MemoryConnection(ChatService(room), "b:2")
     assert a.read() == b"* b:2 joined\n"
@@ -72,13 +72,13 @@ def test_an_over_long_line_closes_only_its_sender() -> None:
     a, b, c = members(room, "a:1", "b:2", "c:3")
     a.send(b"fine\n" + b"x" * 60)
     a.send(b"x" * 41)  # 101 bytes with no newline yet
-    assert a.server_closed and a.finished
+    assert a.finished
     assert a.close_reason == "chat line longer than 100 bytes"
     assert b.read() == b"[a:1] fine\n"
     assert c.read() == b"[a:1] fine\n"
     b.send(b"still here\n")
     assert c.read() == b"[b:2] still here\n"
-    assert not b.server_closed and not c.server_closed
+    assert not b.finished and not c.finished
     assert room.peers() == ["b:2", "c:3"]
 
 
@@ -88,7 +88,7 @@ def test_a_line_of_exactly_max_line_bytes_is_fine() -> None:
     a.send(b"0123456789\n")
     assert b.read() == b"[a:1] 0123456789\n"
     a.send(b"0123456789X\n")
-    assert a.server_closed
+    assert a.finished
     assert b.read() == b""
 
 
@@ -107,9 +107,9 @@ def test_a_member_that_never_reads_is_dropped_past_the_queue_cap() -> None:
     # The engine notices at its next produce(), once its buffer has room: what it
     # had buffered is flushed, then the connection ends with the reason.
     assert sleeper.read_until_eof() == b"[t:1] " + line
-    assert sleeper.server_closed and sleeper.closed_calls == 1
+    assert sleeper.finished and sleeper.closed_calls == 1
     assert sleeper.close_reason == "chat output over 1000 bytes: the peer is not reading"
-    assert not talker.server_closed and not reader.server_closed
+    assert not talker.finished and not reader.finished
 
 
 def test_queue_cap_drops_the_slow_member_with_a_reason() -> None:
@@ -257,3 +257,25 @@ def test_produced_bytes_are_the_same_however_limits_are_chosen(
         out += piece
     assert not listener.producing and listener.queued == 0
     assert bytes(out) == b"".join(b"[s:1] " + line.replace(b"\n", b"") + b"\n" for line in lines)
+
+
+def test_notices_are_off_by_default() -> None:
+    room = ChatRoom()
+    a, b = members(room, "a:1", "b:2")
+    b.close()
+    assert a.read() == b""
+
+
+def test_many_members_overflowing_at_once_are_all_dropped() -> None:
+    room = ChatRoom(queue_cap=40)
+    talker = ChatService(room)
+    talker.connected("t:1")
+    stuck = [ChatService(room) for _ in range(3000)]
+    for n, service in enumerate(stuck):
+        service.connected(f"s:{n}")
+    room.notices = True
+    talker.received(b"x" * 40 + b"\n")  # over every stuck member's cap at once
+    assert all(service.state == CLOSE for service in stuck)
+    # The talker never reads either: the 3000 leave notices overflow it too.
+    assert talker.state == CLOSE and talker.queued == 0
+    assert room.peers() == []

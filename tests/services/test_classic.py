@@ -10,6 +10,7 @@ import pytest
 
 from sockkit.services import (
     CLOSE,
+    HALF_CLOSE,
     OPEN,
     DaytimeDatagram,
     DaytimeService,
@@ -65,7 +66,7 @@ def test_daytime_service_sends_the_clock_then_closes() -> None:
     service = DaytimeService()
     line = service.connected("p")
     after = int(time.time())
-    assert service.state == CLOSE
+    assert service.state == HALF_CLOSE  # closes fully once the peer has finished
     match = DAYTIME.fullmatch(line)
     assert match, line
     month = MONTHS.split().index(match[2].decode()) + 1
@@ -93,6 +94,9 @@ def test_time_service_sends_four_bytes_of_now_then_closes() -> None:
     service = TimeService()
     reply = service.connected("p")
     after = int(time.time())
+    assert service.state == HALF_CLOSE
+    assert service.received(b"ignored") == b""
+    service.eof_received()
     assert service.state == CLOSE
     assert len(reply) == 4
     assert (

@@ -12,6 +12,7 @@ from sockkit.services import (
     SERVICE_NAMES,
     ChatRoom,
     ChatService,
+    chat_spec,
     get_service,
 )
 from sockkit.services._base import Service
@@ -76,26 +77,32 @@ def test_discard_sends_nothing_and_closes_after_eof() -> None:
     assert conn.bytes_in == 200_000 and conn.bytes_out == 0
 
 
-def test_daytime_sends_one_line_of_now_and_closes_without_input() -> None:
+def test_daytime_sends_one_line_of_now_then_half_closes() -> None:
     conn = MemoryConnection(stream("daytime"))
     line = conn.read_until_eof()
     assert line.endswith(b"-UTC\r\n") and line.count(b"\r\n") == 1
     assert time.strftime("%Y", time.gmtime()).encode() in line
-    assert conn.closed_calls == 1
+    # Input is thrown away; the connection ends when the client is done too.
+    assert conn.half_closed and not conn.finished
+    conn.send(b"anything")
+    conn.shutdown_write()
+    assert conn.finished and conn.closed_calls == 1
 
 
-def test_time_sends_four_bytes_of_now_and_closes_without_input() -> None:
+def test_time_sends_four_bytes_of_now_then_half_closes() -> None:
     before = int(time.time()) + RFC868_EPOCH_OFFSET
     conn = MemoryConnection(stream("time"))
     reply = conn.read_until_eof()
     after = int(time.time()) + RFC868_EPOCH_OFFSET
     assert len(reply) == 4
     assert before <= int.from_bytes(reply, "big") <= after
+    assert conn.half_closed and not conn.finished
+    conn.close()
     assert conn.closed_calls == 1
 
 
 def test_chat_among_three_clients() -> None:
-    spec = get_service("chat")
+    spec = chat_spec(notices=True)
     assert spec.needs_shared_memory and spec.datagram is None
     assert spec.stream is not None
     alice = MemoryConnection(spec.stream(), "127.0.0.1:40001")

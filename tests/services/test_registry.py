@@ -19,6 +19,7 @@ from sockkit.services import (
     EchoService,
     Service,
     ServiceSpec,
+    chat_spec,
     get_service,
     load_service,
     resolve_service,
@@ -178,3 +179,16 @@ def test_public_names() -> None:
     assert sockkit.get_service is get_service
     assert sockkit.load_service is load_service
     assert issubclass(EchoDatagram, DatagramService)
+
+
+def test_chat_spec_takes_limits_for_its_room() -> None:
+    spec = chat_spec(max_line=8, queue_cap=100, notices=False)
+    assert spec.name == "chat" and spec.needs_shared_memory
+    assert spec.stream is not None
+    a, b = MemoryConnection(spec.stream(), "a:1"), MemoryConnection(spec.stream(), "b:2")
+    a.send(b"12345678\n")
+    assert b.read() == b"[a:1] 12345678\n"
+    a.send(b"123456789\n")
+    assert a.finished and a.close_reason == "chat line longer than 8 bytes"
+    with pytest.raises(ValueError):
+        chat_spec(max_line=0)

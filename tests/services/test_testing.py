@@ -64,7 +64,7 @@ def test_half_close_keeps_reading_until_the_peers_eof() -> None:
     service = Recorder()
     conn = MemoryConnection(service)
     conn.send(b"bye")
-    assert conn.half_closed and not conn.server_closed
+    assert conn.half_closed and not conn.finished
     assert conn.read() == b"hi\ngoodbye\n"
     assert conn.at_eof and not conn.finished
     conn.send(b"more")
