@@ -34,7 +34,7 @@ import threading
 import time
 
 from sockkit._endpoint import format_sockaddr
-from sockkit.server._context import ServeContext, StreamListener
+from sockkit.server._context import REFUSED_TLS, ServeContext, StreamListener
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Aborted", "Connection"]
@@ -173,7 +173,7 @@ class Connection:
                 self.sock, server_side=True, do_handshake_on_connect=False
             )
         except (OSError, ValueError) as exc:
-            self.ctx.log.refused(peer, f"TLS setup failed: {exc}")
+            self.ctx.log.refused(peer, f"{REFUSED_TLS}: setup failed: {exc}")
             self._close()
             return False
         with self._lock:
@@ -183,7 +183,7 @@ class Connection:
             tls.do_handshake()
         except (OSError, ValueError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            reason = "server stopping" if self.aborted else f"TLS handshake: {why}"
+            reason = "server stopping" if self.aborted else f"{REFUSED_TLS}: {why}"
             self.ctx.log.refused(peer, reason)
             self._close()
             return False
