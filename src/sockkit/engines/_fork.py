@@ -145,7 +145,10 @@ class ForkEngine(AcceptingEngine):
             self._signal_children(signal.SIGKILL, None)
         finally:
             if self._handling:
-                signal.signal(signal.SIGCHLD, self._old_handler)
+                # None: the old handler was set outside Python; the default is
+                # the closest thing we can put back.
+                old = signal.SIG_DFL if self._old_handler is None else self._old_handler
+                signal.signal(signal.SIGCHLD, old)
             os.close(self._wake_r)
             os.close(self._wake_w)
 
