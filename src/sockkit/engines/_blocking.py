@@ -273,6 +273,8 @@ class Connection:
                         if not shut_wr:
                             sock.shutdown(socket.SHUT_WR)
                             shut_wr = True
+                        if not reading:
+                            return service.close_reason  # both directions are done
                 if service.producing and state != CLOSE and not shut_wr and len(pending) < low:
                     out = service.produce(high - len(pending))
                     if out:
