@@ -441,6 +441,20 @@ def _echoes(server: Running) -> bool:
             return False
 
 
+@pytest.mark.parametrize("engine", SHARED)
+def test_threads_do_not_outlive_their_connections(engine: str) -> None:
+    baseline = threading.active_count()
+    with serving(engine, threads=3) as server:
+        for i in range(100):
+            with server.connect() as client:
+                client.sendall(b"%d" % i)
+                client.shutdown(socket.SHUT_WR)
+                assert recv_all(client) == b"%d" % i
+        # thread: only the engine's own thread is left; pool: it and its 3 workers.
+        expected = baseline + 1 + (3 if engine == "pool" else 0)
+        assert wait_for(lambda: threading.active_count() == expected)
+
+
 def test_pool_refuses_overflow_promptly_when_workers_and_queue_are_full() -> None:
     with serving("pool", threads=2) as server:
         # Two clients hold both workers; two more wait in the queue (2 places).
