@@ -10,11 +10,13 @@ What the loops already do, and we rely on:
 
 - TCP_NODELAY is set on every accepted TCP socket (asyncio's selector
   transport and uvloop's TCP transport both do it).
-- EMFILE/ENFILE in accept never busy-loops: asyncio stops accepting on that
-  listener, logs, and retries after one second (``ACCEPT_RETRY_DELAY``);
-  libuv accepts into a reserved descriptor and drops the connection, so the
-  peer sees a reset and the loop goes on.  Both are logged by the loop's own
-  logger (asyncio's once per retry).
+- EMFILE/ENFILE in accept never busy-loops: asyncio stops watching that
+  listener and retries after one second (``ACCEPT_RETRY_DELAY``); libuv
+  accepts into a reserved descriptor and drops the connection, so the peer
+  sees a reset and the loop goes on.  (Checked by measuring the server's CPU
+  time while it is out of descriptors: see ``test_aio_engine.py``.)  asyncio
+  reports every failed accept with a traceback -- up to a hundred a second --
+  so :func:`_quiet_accept_errors` turns those into one warning a minute.
 
 Stop: the stop signal's fd is watched with ``add_reader``.  Once it is
 readable the servers are closed (accepting stops at once), open connections
@@ -28,11 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
-from sockkit.engines._aio_protocol import Door, Hub, counts, protocol_factory
+from sockkit.engines._aio_protocol import Door, Hub, protocol_class
 from sockkit.engines._base import Engine
 from sockkit.server._context import ServeContext, StreamListener
 
@@ -43,6 +47,10 @@ __all__ = ["AsyncioEngine", "UvloopEngine"]
 # in tcpi_sacked.
 _TCP_INFO_BACKLOG = struct.Struct("8x5xI")
 _SWEEP_MAX = 1.0
+#: How often asyncio's "out of system resource" accept failures are logged.
+_EXHAUSTED_LOG_EVERY = 60.0
+
+_logger = logging.getLogger("sockkit.engines")
 
 
 def _backlog(sock: socket.socket) -> int:
@@ -98,7 +106,7 @@ class UvloopEngine(AsyncioEngine):
 async def _listen(hub: Hub, listener: StreamListener) -> asyncio.Server:
     sock = listener.sock
     door = Door(hub, listener.factory, sock.family, str(listener.endpoint), listener.tls)
-    factory = protocol_factory(door, counts(hub.log, hub.limits))
+    factory = protocol_class(door)
     own = sock.dup()  # the loop closes this one; the server closes ``sock``
     try:
         if sock.family == socket.AF_UNIX:
@@ -109,8 +117,30 @@ async def _listen(hub: Hub, listener: StreamListener) -> asyncio.Server:
         raise
 
 
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Log asyncio's accept failures from EMFILE & co. once a minute, one line, no traceback."""
+    last_logged = -_EXHAUSTED_LOG_EVERY
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal last_logged
+        if "out of system resource" not in str(context.get("message", "")):
+            loop.default_exception_handler(context)
+            return
+        now = loop.time()
+        if now - last_logged >= _EXHAUSTED_LOG_EVERY:
+            last_logged = now
+            sock = context.get("socket")
+            where = sock.getsockname() if sock is not None else "?"
+            exc = context.get("exception")
+            reason = getattr(exc, "strerror", None) or exc
+            _logger.warning("cannot accept on %s: %s; retrying every second", where, reason)
+
+    loop.set_exception_handler(handler)
+
+
 async def _serve(ctx: ServeContext) -> None:
     loop = asyncio.get_running_loop()
+    _quiet_accept_errors(loop)
     hub = Hub(loop, ctx.limits, ctx.access, ctx.log)
     servers: list[asyncio.Server] = []
     stop_requested: asyncio.Future[None] = loop.create_future()

@@ -25,20 +25,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import ClassVar, cast
 
 from sockkit._endpoint import format_sockaddr
 from sockkit.server._context import AccessList, ConnectionLog, Limits
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
-__all__ = ["Conn", "CountedConn", "Door", "Hub"]
+__all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_class"]
 
 _BASE_CONNECTED = Service.connected
-
-
-def _no_wakeup() -> None:
-    pass
 
 
 #: Stands in for the service before :meth:`Conn.start` and after ``closed``, so
@@ -59,6 +56,7 @@ class Hub:
         "log",
         "loop",
         "stopping",
+        "thread",
     )
 
     def __init__(
@@ -69,6 +67,8 @@ class Hub:
         log: ConnectionLog,
     ) -> None:
         self.loop = loop
+        #: The thread running ``loop`` (a Hub is made on it).
+        self.thread = threading.get_ident()
         self.limits = limits
         self.access = access
         self.log = log
@@ -93,7 +93,17 @@ class Hub:
 class Door:
     """One listener's view: its service factory, TLS context and how to admit peers."""
 
-    __slots__ = ("factory", "family", "gate", "hub", "local", "tls")
+    __slots__ = (
+        "conns",
+        "custom_water",
+        "factory",
+        "family",
+        "gate",
+        "hub",
+        "local",
+        "logs",
+        "tls",
+    )
 
     def __init__(
         self,
@@ -108,6 +118,9 @@ class Door:
         self.family = family
         self.local = local
         self.tls = tls
+        self.conns = hub.conns
+        self.logs = hub.log.enabled
+        self.custom_water = hub.custom_water
         # Access rules apply to IP peers only (Unix peers are guarded by file
         # permissions); with neither rules nor max_conns admission is free.
         checks_access = not hub.access.open and family != socket.AF_UNIX
@@ -161,34 +174,38 @@ class _HandshakeBuffer(asyncio.Protocol):
 
 
 class Conn(asyncio.Protocol):
-    """One connection: a transport driving a service by the Service call grammar."""
+    """One connection: a transport driving a service by the Service call grammar.
 
-    __slots__ = ("_door", "_eof", "_paused", "_service", "_transport")
+    :func:`protocol_class` makes a subclass per listener with :attr:`_door` set,
+    so the class itself is the protocol factory and construction runs no
+    Python ``__init__``: the slots are filled in :meth:`connection_made`.
+    """
 
+    __slots__ = ("_eof", "_paused", "_service", "_transport")
+
+    _door: ClassVar[Door]
     _transport: asyncio.Transport
     _service: Service
-
-    def __init__(self, door: Door) -> None:
-        self._door = door
-        self._service = _NO_SERVICE
-        self._paused = False
-        self._eof = False
 
     # -- asyncio callbacks -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        door = self._door
         self._transport = transport  # type: ignore[assignment]
+        self._paused = self._eof = False
+        door = self._door
         if door.gate and not door.admits(transport):
+            self._service = _NO_SERVICE
             return
-        door.hub.conns.add(self)
+        door.conns.add(self)
         if door.tls is None:
-            self.start(self._transport, None)
+            self.start(transport, None)  # type: ignore[arg-type]
         else:
+            self._service = _NO_SERVICE
             self._transport.pause_reading()
+            handshakes = door.hub.handshakes
             task = door.hub.loop.create_task(self._handshake(door.tls))
-            door.hub.handshakes.add(task)
-            task.add_done_callback(door.hub.handshakes.discard)
+            handshakes.add(task)
+            task.add_done_callback(handshakes.discard)
 
     def data_received(self, data: bytes) -> None:
         service = self._service
@@ -206,6 +223,8 @@ class Conn(asyncio.Protocol):
         out = service.eof_received()
         if out:
             self._send(out)
+        if service.state == CLOSE and service.close_reason is None and not service.producing:
+            return False  # the usual end: the transport closes itself once flushed
         self._settle()
         # Returning True keeps a plain transport half-open for a service that
         # still sends; TLS transports cannot half-close and warn if asked to.
@@ -230,18 +249,29 @@ class Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         service = self._service
+        door = self._door
         if service is not _NO_SERVICE:
+            # From here on a late wakeup() finds _NO_SERVICE and does nothing.
             self._service = _NO_SERVICE
-            service.wakeup = _no_wakeup
             service.closed()
-            self._logged_close(exc, service)
-        self._door.hub.forget(self)
+            if door.logs:
+                self._logged_close(exc)
+        conns = door.conns
+        conns.discard(self)
+        if not conns:
+            door.hub.forget(self)  # may end a drain
 
     # -- wakeup: the object is the service's wakeup callable ----------------
 
     def __call__(self) -> None:
-        """``Service.wakeup``: safe from any thread; pumps on the loop."""
-        self._door.hub.loop.call_soon_threadsafe(self._woken)
+        """``Service.wakeup``: safe from any thread; pumps on the loop's next turn."""
+        hub = self._door.hub
+        if threading.get_ident() == hub.thread:
+            # Another connection's callback (a chat line): no need to wake
+            # the loop through its self-pipe.
+            hub.loop.call_soon(self._woken)
+        else:
+            hub.loop.call_soon_threadsafe(self._woken)
 
     def _woken(self) -> None:
         if self._service is not _NO_SERVICE and not self._transport.is_closing():
@@ -252,17 +282,28 @@ class Conn(asyncio.Protocol):
     def start(self, transport: asyncio.Transport, peer: str | None) -> None:
         """Serve on ``transport`` (plain, or TLS after the handshake): make the service, greet."""
         door = self._door
-        hub = door.hub
         self._transport = transport
-        if hub.custom_water:
-            transport.set_write_buffer_limits(hub.limits.high_water, hub.limits.low_water)
+        if door.custom_water:
+            limits = door.hub.limits
+            transport.set_write_buffer_limits(limits.high_water, limits.low_water)
         service = door.factory()
         self._service = service
         service.wakeup = self
+        # Copy the class defaults onto the instance: the hot path reads these
+        # after every call, and Python 3.11 only specialises attribute loads
+        # that hit the instance (~30 ns each saved; the values array is
+        # already allocated, so it costs no memory).
+        service.state = service.state
+        service.producing = service.producing
+        # The base class's connected() ignores the peer and greets with
+        # nothing: skip formatting the peer and the call for such services.
         greets = type(service).connected is not _BASE_CONNECTED
-        if peer is None and (greets or hub.log.enabled):
+        if door.logs:
+            if peer is None:
+                peer = door.peer(transport)
+            self._opened(peer)
+        elif greets and peer is None:
             peer = door.peer(transport)
-        self._opened(cast(str, peer))
         if greets:
             out = service.connected(cast(str, peer))
             if out:
@@ -305,12 +346,10 @@ class Conn(asyncio.Protocol):
             tls.close()
 
     def _opened(self, peer: str) -> None:
-        log = self._door.hub.log
-        if log.enabled:
-            log.opened(peer, self._door.local)
+        self._door.hub.log.opened(peer, self._door.local)
 
-    def _logged_close(self, exc: Exception | None, service: Service) -> None:
-        """Only :class:`CountedConn` logs: the engine picks it whenever the log is on."""
+    def _logged_close(self, exc: Exception | None) -> None:
+        """Only :class:`CountedConn` logs; :func:`protocol_class` picks it when the log is on."""
 
     def _send(self, out: bytes) -> None:
         transport = self._transport
@@ -401,8 +440,8 @@ class CountedConn(Conn):
         "_started",
     )
 
-    def __init__(self, door: Door) -> None:
-        super().__init__(door)
+    def __init__(self) -> None:
+        door = self._door
         self._nin = 0
         self._nout = 0
         now = door.hub.loop.time()
@@ -436,10 +475,8 @@ class CountedConn(Conn):
         if reason is not None and self._close_reason is None:
             self._close_reason = reason
 
-    def _logged_close(self, exc: Exception | None, service: Service) -> None:
+    def _logged_close(self, exc: Exception | None) -> None:
         log = self._door.hub.log
-        if not log.enabled:
-            return
         reason = self._close_reason
         if reason is None and exc is not None:
             reason = str(exc) or type(exc).__name__
@@ -471,11 +508,13 @@ class CountedConn(Conn):
             self.abort("send-timeout")
 
 
-def counts(log: ConnectionLog, limits: Limits) -> bool:
-    """Whether connections need :class:`CountedConn`'s counters."""
-    return bool(log.enabled or limits.idle_timeout is not None or limits.send_timeout is not None)
+def protocol_class(door: Door) -> type[Conn]:
+    """The protocol factory for ``door``'s listener: a :class:`Conn` subclass bound to it.
 
-
-def protocol_factory(door: Door, counted: bool) -> Callable[[], Any]:
-    cls = CountedConn if counted else Conn
-    return lambda: cls(door)
+    :class:`CountedConn` when the log is on or a timeout needs an activity
+    measure; otherwise the plain :class:`Conn`, whose hot path counts nothing.
+    """
+    limits = door.hub.limits
+    counted = door.logs or limits.idle_timeout is not None or limits.send_timeout is not None
+    base = CountedConn if counted else Conn
+    return type(base.__name__, (base,), {"__slots__": (), "_door": door})
