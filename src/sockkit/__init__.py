@@ -33,6 +33,14 @@ if TYPE_CHECKING:
         TLSError,
         UsageError,
     )
+    from sockkit.client._connection import (
+        Connection,
+        DatagramConnection,
+        connect,
+        connect_datagram,
+    )
+    from sockkit.client._listener import Listener, listen, listen_datagram
+    from sockkit.client._tls import TLSConfig
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
 
 #: public name -> private module that defines it
@@ -53,6 +61,14 @@ _EXPORTS: dict[str, str] = {
     "TLSError": "sockkit._errors",
     "TimeoutError": "sockkit._errors",
     "UsageError": "sockkit._errors",
+    "Connection": "sockkit.client._connection",
+    "DatagramConnection": "sockkit.client._connection",
+    "connect": "sockkit.client._connection",
+    "connect_datagram": "sockkit.client._connection",
+    "Listener": "sockkit.client._listener",
+    "listen": "sockkit.client._listener",
+    "listen_datagram": "sockkit.client._listener",
+    "TLSConfig": "sockkit.client._tls",
     "CLOSE": "sockkit.services._base",
     "HALF_CLOSE": "sockkit.services._base",
     "OPEN": "sockkit.services._base",
@@ -67,18 +83,26 @@ __all__ = [
     "AddressInUseError",
     "AddressInfo",
     "ConnectError",
+    "Connection",
     "ConnectionResetError",
+    "DatagramConnection",
     "DatagramService",
     "Endpoint",
     "EndpointError",
+    "Listener",
     "ResolveError",
     "Service",
     "SockkitError",
+    "TLSConfig",
     "TLSError",
     "TimeoutError",
     "UsageError",
     "__version__",
+    "connect",
+    "connect_datagram",
     "format_sockaddr",
+    "listen",
+    "listen_datagram",
     "open_connection",
     "open_listener",
     "parse_endpoint",

@@ -223,7 +223,9 @@ class StreamPump:
                 # the TLS layer stays in place to read the replies.
                 socket.socket.shutdown(peer.sock, socket.SHUT_WR)
             except OSError as exc:
-                raise tls_error(exc, peer.name) from exc
+                if exc.errno != errno.ENOTCONN:
+                    raise tls_error(exc, peer.name) from exc
+                # Already reset by the peer: the next read says so, with the real reason.
             self._on_event(f"half-closed to {peer.name} after {peer.sent} bytes (end of stdin)")
 
     def _receive(self, peer: Peer) -> None:

@@ -113,11 +113,13 @@ def handshake(
         return tls
     except BaseException as exc:
         tls.close()
-        raise tls_error(exc, target) from exc
+        raise tls_error(exc, target, "complete the TLS handshake with") from exc
 
 
-def tls_error(exc: BaseException, target: str) -> SockkitError | BaseException:
-    """The :class:`SockkitError` for an exception met while speaking TLS with ``target``."""
+def tls_error(
+    exc: BaseException, target: str, action: str = "talk to"
+) -> SockkitError | BaseException:
+    """The :class:`SockkitError` for an exception met while talking (maybe TLS) to ``target``."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or "certificate rejected"
         return TLSError(f"TLS verification failed for {target}: {reason}")
@@ -127,5 +129,5 @@ def tls_error(exc: BaseException, target: str) -> SockkitError | BaseException:
     if isinstance(exc, socket.timeout) and not getattr(exc, "errno", None):
         return TimeoutError(f"timed out during the TLS handshake with {target}")
     if isinstance(exc, OSError):
-        return translate_os_error(exc, "talk TLS with", target)
+        return translate_os_error(exc, action, target)
     return exc
