@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import LISTENING, cli_env, sockkit_argv
 
 Spawn = Callable[..., subprocess.Popen[bytes]]
@@ -86,8 +85,12 @@ class Listening:
 def sockkit_listen(processes: Spawn) -> Callable[..., Listening]:
     """Start ``sockkit listen ARGS``; returns once it said ``listening on ENDPOINT``."""
 
-    def start(*args: str, stdin: int | None = subprocess.PIPE, stdout: object = subprocess.PIPE) -> Listening:
-        proc = processes(sockkit_argv("listen", *args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    def start(
+        *args: str, stdin: int | None = subprocess.PIPE, stdout: object = subprocess.PIPE
+    ) -> Listening:
+        proc = processes(
+            sockkit_argv("listen", *args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE
+        )
         assert proc.stderr is not None
         line = proc.stderr.readline()
         match = LISTENING.search(line)
@@ -109,11 +112,12 @@ class Certs:
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     trustme = pytest.importorskip("trustme")
+    import datetime
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    import datetime
-    import ipaddress
 
     root = tmp_path_factory.mktemp("certs")
     ca = trustme.CA()
@@ -128,7 +132,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

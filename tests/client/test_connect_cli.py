@@ -12,8 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-from tests.client.conftest import Spawn, free_port, need, wait_for_tcp
+from tests.client.conftest import Spawn, free_port, need
 from tests.conftest import run_cli, sockkit_argv
 
 TEN_MIB = 10 * 1024 * 1024
@@ -55,10 +54,14 @@ def test_ncat_listener_receives_ten_mib_byte_exact(
         assert sha(f.read()) == sha(ten_mib)
 
 
-def test_socat_server_receives_what_connect_sends(processes: Spawn, tmp_path: os.PathLike[str]) -> None:
+def test_socat_server_receives_what_connect_sends(
+    processes: Spawn, tmp_path: os.PathLike[str]
+) -> None:
     port = free_port()
     out = os.path.join(tmp_path, "got")
-    server = processes([need("socat"), "-u", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", f"CREATE:{out}"])
+    server = processes(
+        [need("socat"), "-u", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", f"CREATE:{out}"]
+    )
     assert _wait_listening(port)
     payload = os.urandom(300_000)
     result = run_cli(["connect", str(port)], input=payload)
@@ -111,7 +114,10 @@ def test_refused_is_one_line_and_status_one() -> None:
     port = free_port()
     result = run_cli(["connect", str(port)], input=b"x")
     assert result.returncode == 1
-    assert result.stderr == f"sockkit: connection refused: nothing is listening at 127.0.0.1:{port}\n".encode()
+    assert (
+        result.stderr
+        == f"sockkit: connection refused: nothing is listening at 127.0.0.1:{port}\n".encode()
+    )
 
 
 def test_timeout_against_a_full_backlog() -> None:
@@ -133,7 +139,9 @@ def test_timeout_against_a_full_backlog() -> None:
         started = time.monotonic()
         result = run_cli(["connect", "--timeout", "0.5", str(port)], input=b"")
         assert result.returncode == 1
-        assert result.stderr == f"sockkit: timed out trying to connect to 127.0.0.1:{port}\n".encode()
+        assert (
+            result.stderr == f"sockkit: timed out trying to connect to 127.0.0.1:{port}\n".encode()
+        )
         assert time.monotonic() - started < 10
     finally:
         for filler in fillers:
@@ -161,7 +169,9 @@ def test_reset_by_peer_is_reported(one_shot_server: socket.socket, processes: Sp
     assert err == f"sockkit: connection reset by peer 127.0.0.1:{port}\n".encode()
 
 
-def test_idle_timeout_fails_when_nothing_moves(one_shot_server: socket.socket, processes: Spawn) -> None:
+def test_idle_timeout_fails_when_nothing_moves(
+    one_shot_server: socket.socket, processes: Spawn
+) -> None:
     port = one_shot_server.getsockname()[1]
     proc = processes(
         sockkit_argv("connect", "--idle-timeout", "0.3", str(port)),
@@ -212,7 +222,9 @@ def _serve_once(listener: socket.socket, reply: bytes, received: list[bytes]) ->
 def test_send_only_prints_nothing_and_still_half_closes(one_shot_server: socket.socket) -> None:
     received: list[bytes] = []
     thread = _serve_once(one_shot_server, b"ignored reply\n", received)
-    result = run_cli(["connect", "--send-only", str(one_shot_server.getsockname()[1])], input=b"payload")
+    result = run_cli(
+        ["connect", "--send-only", str(one_shot_server.getsockname()[1])], input=b"payload"
+    )
     thread.join(10)
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""
@@ -242,7 +254,9 @@ def test_recv_only_never_sends(one_shot_server: socket.socket) -> None:
     assert received == [b"(nothing)"]
 
 
-def test_no_shutdown_keeps_the_write_side_open(one_shot_server: socket.socket, processes: Spawn) -> None:
+def test_no_shutdown_keeps_the_write_side_open(
+    one_shot_server: socket.socket, processes: Spawn
+) -> None:
     port = one_shot_server.getsockname()[1]
     proc = processes(
         sockkit_argv("connect", "--no-shutdown", str(port)),

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.client.conftest import Listening, Spawn, free_port, need
 from tests.conftest import cli_env, run_cli, sockkit_argv
 
@@ -44,9 +43,13 @@ def udp_recorder() -> Iterator[tuple[int, list[bytes]]]:
     sock.close()
 
 
-def test_each_line_is_one_datagram_and_replies_are_printed(udp_recorder: tuple[int, list[bytes]]) -> None:
+def test_each_line_is_one_datagram_and_replies_are_printed(
+    udp_recorder: tuple[int, list[bytes]],
+) -> None:
     port, got = udp_recorder
-    result = run_cli(["connect", "--wait", "0.5", f"udp://127.0.0.1:{port}"], input=b"one\ntwo\nlast")
+    result = run_cli(
+        ["connect", "--wait", "0.5", f"udp://127.0.0.1:{port}"], input=b"one\ntwo\nlast"
+    )
     assert result.returncode == 0, result.stderr
     assert got == [b"one\n", b"two\n", b"last"]
     assert result.stdout == b"ONE\nTWO\nLAST"
@@ -54,7 +57,9 @@ def test_each_line_is_one_datagram_and_replies_are_printed(udp_recorder: tuple[i
 
 def test_chunk_cuts_stdin_into_fixed_datagrams(udp_recorder: tuple[int, list[bytes]]) -> None:
     port, got = udp_recorder
-    result = run_cli(["connect", "--chunk", "4", "--wait", "0.3", f"udp://127.0.0.1:{port}"], input=b"abcdefghij")
+    result = run_cli(
+        ["connect", "--chunk", "4", "--wait", "0.3", f"udp://127.0.0.1:{port}"], input=b"abcdefghij"
+    )
     assert result.returncode == 0, result.stderr
     assert got == [b"abcd", b"efgh", b"ij"]
 
@@ -77,7 +82,10 @@ def test_nobody_listening_on_udp_is_refused() -> None:
     port = free_port(socket.SOCK_DGRAM)
     result = run_cli(["connect", "--wait", "2", f"udp://127.0.0.1:{port}"], input=b"anyone?\n")
     assert result.returncode == 1
-    assert result.stderr == f"sockkit: connection refused: nothing is listening at 127.0.0.1:{port}\n".encode()
+    assert (
+        result.stderr
+        == f"sockkit: connection refused: nothing is listening at 127.0.0.1:{port}\n".encode()
+    )
 
 
 def _read_until(fd: int, expected: bytes) -> bytes:

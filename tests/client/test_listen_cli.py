@@ -156,7 +156,10 @@ def test_address_in_use_is_one_line(processes: Spawn) -> None:
 
 def test_sigterm_stops_a_listener_with_status_zero(processes: Spawn) -> None:
     proc = processes(
-        sockkit_argv("listen", "0"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        sockkit_argv("listen", "0"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
     assert b"listening on" in proc.stderr.readline()

@@ -22,7 +22,8 @@ from typing import Any, Self
 
 from sockkit._endpoint import Endpoint, format_sockaddr, open_connection, parse_endpoint
 from sockkit._errors import ConnectError, SockkitError, TimeoutError, UsageError, translate_os_error
-from sockkit.client._tls import TLSConfig, client_context, handshake, tls_error
+from sockkit.client._streams import ByteStream, PlainStream, tls_handshake
+from sockkit.client._tls import TLSConfig, client_context, tls_error
 
 __all__ = ["DEFAULT", "Connection", "DatagramConnection", "connect", "connect_datagram"]
 
@@ -66,47 +67,46 @@ class _Deadline:
 class Connection:
     """A connected byte stream (TCP, TLS or Unix) with a receive buffer.
 
-    Made by :func:`connect` or :meth:`sockkit.client.Listener.accept`.  Calls:
+    Made by :func:`connect` or :meth:`sockkit.Listener.accept`.  Calls:
     ``send``/``sendline`` and the ``recv*`` family in any order, then
     ``shutdown_write`` (optional: tells the peer we are done sending, we can still
     receive) and ``close`` (or leave a ``with`` block).  Not thread-safe.
     """
 
-    def __init__(
-        self, sock: socket.socket, *, timeout: float | None = None, peer: str = ""
-    ) -> None:
-        self._sock = sock
+    def __init__(self, stream: ByteStream, *, timeout: float | None = None, peer: str = "") -> None:
+        self._stream = stream
         self._buffer = bytearray()
         self._eof = False
         self.timeout = timeout
-        self.peer_address = peer or _peer_name(sock)
-        self.local_address = format_sockaddr(sock.family, sock.getsockname())
+        self.peer_address = peer or _peer_name(stream.sock)
+        self.local_address = format_sockaddr(stream.sock.family, stream.sock.getsockname())
 
     # -- plumbing --------------------------------------------------------------
 
     def _deadline(self, timeout: Timeout) -> _Deadline:
         return _Deadline(self.timeout if isinstance(timeout, _Default) else timeout)
 
+    def _wait(self, deadline: _Deadline) -> bool:
+        """Wait for the stream until the deadline; False if it passed first."""
+        return not deadline.expired() and self._stream.wait(deadline.remaining())
+
     def _fill(self, deadline: _Deadline, waiting_for: str) -> bool:
         """Receive one chunk into the buffer; False at end of stream.  Raises on the deadline."""
-        if self._eof:
-            return False
-        if deadline.expired():
-            raise self._timeout(deadline, waiting_for)
-        self._sock.settimeout(deadline.remaining())
-        try:
-            chunk = self._sock.recv(_CHUNK)
-        except builtins.TimeoutError as exc:
-            if getattr(exc, "errno", None):
-                raise translate_os_error(exc, "receive from", self.peer_address) from exc
-            raise self._timeout(deadline, waiting_for) from None
-        except OSError as exc:
-            raise tls_error(exc, self.peer_address) from exc
-        if not chunk:
-            self._eof = True
-            return False
-        self._buffer += chunk
-        return True
+        while not self._eof:
+            try:
+                chunk = self._stream.recv(_CHUNK)
+            except BlockingIOError:
+                if not self._wait(deadline):
+                    raise self._timeout(deadline, waiting_for) from None
+                continue
+            except OSError as exc:
+                raise tls_error(exc, self.peer_address, "receive from") from exc
+            if not chunk:
+                self._eof = True
+                break
+            self._buffer += chunk
+            return True
+        return False
 
     def _timeout(self, deadline: _Deadline, waiting_for: str) -> TimeoutError:
         return TimeoutError(
@@ -125,18 +125,24 @@ class Connection:
     def send(self, data: bytes, *, timeout: Timeout = DEFAULT) -> None:
         """Send all of ``data`` before the deadline.
 
-        Raises :class:`TimeoutError` or :class:`ConnectError` (reset, closed by the peer).
+        Raises :class:`TimeoutError` (how much went is unknown: treat the
+        connection as broken) or :class:`ConnectError` (reset, closed by the peer).
         """
         deadline = self._deadline(timeout)
-        self._sock.settimeout(deadline.remaining())
-        try:
-            self._sock.sendall(data)
-        except builtins.TimeoutError as exc:
-            if getattr(exc, "errno", None):
-                raise translate_os_error(exc, "send to", self.peer_address) from exc
-            raise TimeoutError(f"timed out sending to {self.peer_address}") from None
-        except OSError as exc:
-            raise tls_error(exc, self.peer_address) from exc
+        view = memoryview(data)
+        while view or self._stream.wants_write():
+            try:
+                if view:
+                    view = view[self._stream.send(view) :]
+                else:
+                    self._stream.flush()
+            except BlockingIOError:
+                if not self._wait(deadline):
+                    raise TimeoutError(
+                        f"timed out after {deadline.seconds:g}s sending to {self.peer_address}"
+                    ) from None
+            except OSError as exc:
+                raise tls_error(exc, self.peer_address, "send to") from exc
 
     def sendline(self, line: bytes | str, *, timeout: Timeout = DEFAULT) -> None:
         """Send ``line`` (a str is encoded as UTF-8) followed by ``\\n``."""
@@ -149,11 +155,9 @@ class Connection:
         Next: ``recv*`` until ``b""``, then ``close``.
         """
         try:
-            # The plain socket's shutdown: SSLSocket.shutdown would drop the TLS
-            # layer and leave us reading raw records.
-            socket.socket.shutdown(self._sock, socket.SHUT_WR)
+            self._stream.half_close()
         except OSError as exc:
-            raise translate_os_error(exc, "shut down the connection to", self.peer_address) from exc
+            raise tls_error(exc, self.peer_address, "shut down the connection to") from exc
 
     # -- receiving -------------------------------------------------------------
 
@@ -230,16 +234,16 @@ class Connection:
     # -- lifecycle -------------------------------------------------------------
 
     def fileno(self) -> int:
-        return self._sock.fileno()
+        return self._stream.fileno()
 
     @property
     def socket(self) -> socket.socket:
-        """The underlying socket (an ``ssl.SSLSocket`` for TLS), for options and ``select``."""
-        return self._sock
+        """The underlying socket (non-blocking), for options and inspection."""
+        return self._stream.sock
 
     def close(self) -> None:
-        """Close the connection (idempotent).  Buffered bytes are discarded."""
-        self._sock.close()
+        """Close the connection (idempotent; TLS says ``close_notify``).  Buffered bytes go."""
+        self._stream.close()
 
     def __enter__(self) -> Self:
         return self
@@ -340,18 +344,19 @@ def connect(
     ep = _as_endpoint(endpoint)
     if ep.is_datagram:
         raise UsageError(f"{ep} is a datagram endpoint; use sockkit.connect_datagram()")
+    config = tls or TLSConfig()
+    context = client_context(config) if ep.is_tls else None
     sock = open_connection(ep, timeout=timeout, source=source)
-    if ep.is_tls:
-        config = tls or TLSConfig()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        sock = handshake(
-            sock,
-            client_context(config),
-            target=str(ep),
-            server_hostname=config.server_hostname or ep.host,
-            deadline=deadline,
-        )
-    return Connection(sock, timeout=timeout)
+    if context is None:
+        return Connection(PlainStream(sock), timeout=timeout)
+    stream = tls_handshake(
+        sock,
+        context,
+        target=str(ep),
+        server_hostname=config.server_hostname or ep.host,
+        deadline=None if timeout is None else time.monotonic() + timeout,
+    )
+    return Connection(stream, timeout=timeout)
 
 
 def connect_datagram(

@@ -21,7 +21,8 @@ from sockkit.client._connection import (
     _as_endpoint,
     _Default,
 )
-from sockkit.client._tls import TLSConfig, handshake, server_context
+from sockkit.client._streams import PlainStream, tls_handshake
+from sockkit.client._tls import TLSConfig, server_context
 
 __all__ = ["Listener", "listen", "listen_datagram", "remove_socket_file"]
 
@@ -67,9 +68,10 @@ class Listener:
         except OSError as exc:
             raise translate_os_error(exc, "accept on", str(self.endpoint)) from exc
         peer = format_sockaddr(sock.family, address) if address else "(unnamed)"
-        if self._tls is not None:
-            sock = handshake(sock, self._tls, target=peer, server_side=True, deadline=deadline)
-        return Connection(sock, timeout=self.timeout, peer=peer)
+        if self._tls is None:
+            return Connection(PlainStream(sock), timeout=self.timeout, peer=peer)
+        stream = tls_handshake(sock, self._tls, target=peer, server_side=True, deadline=deadline)
+        return Connection(stream, timeout=self.timeout, peer=peer)
 
     def __iter__(self) -> Iterator[Connection]:
         """Accept peers for ever (each waits without a deadline)."""

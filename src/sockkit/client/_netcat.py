@@ -24,7 +24,8 @@ from sockkit._errors import SockkitError, UsageError, translate_os_error
 from sockkit.client._datagram_pump import DatagramOptions, DatagramPump
 from sockkit.client._listener import remove_socket_file
 from sockkit.client._stream_pump import Peer, PumpOptions, StreamPump
-from sockkit.client._tls import TLSConfig, client_context, handshake, server_context
+from sockkit.client._streams import ByteStream, PlainStream, tls_handshake
+from sockkit.client._tls import TLSConfig, client_context, server_context
 
 __all__ = ["NetcatOptions", "run_connect", "run_listen"]
 
@@ -97,34 +98,37 @@ def run_connect(
     Returns normally when the exchange ended well (the peer closed, or datagram
     replies stopped); raises :class:`SockkitError` otherwise.
     """
+    context = client_context(options.tls or TLSConfig()) if endpoint.is_tls else None
     sock = open_connection(
         endpoint,
         timeout=options.timeout,
         source=options.source,
         on_attempt=lambda address: on_event(f"trying {address}"),
     )
-    if endpoint.is_tls:
-        config = options.tls or TLSConfig()
-        deadline = None if options.timeout is None else time.monotonic() + options.timeout
-        sock = handshake(
-            sock,
-            client_context(config),
-            target=str(endpoint),
-            server_hostname=config.server_hostname or endpoint.host,
-            deadline=deadline,
-        )
-        on_event(f"TLS {sock.version()} {(sock.cipher() or ('?',))[0]}")
-    with sock:
-        peer = _name(sock, peer=True)
-        on_event(f"connected {_name(sock)} -> {peer}")
-        if endpoint.is_datagram:
+    peer = _name(sock, peer=True)
+    on_event(f"connected {_name(sock)} -> {peer}")
+    if endpoint.is_datagram:
+        with sock:
             pump = DatagramPump(
                 sock, stdin_fd, stdout_fd, options.datagram(), connected=True, on_event=on_event
             )
             pump.run()
-            on_event(f"sent {pump.sent} bytes, received {pump.received} bytes")
-            return
-        StreamPump(stdin_fd, stdout_fd, options.stream(), on_event).run_one(Peer(sock, peer))
+        on_event(f"sent {pump.sent} bytes, received {pump.received} bytes")
+        return
+    stream: ByteStream
+    if context is not None:
+        config = options.tls or TLSConfig()
+        stream = tls_handshake(
+            sock,
+            context,
+            target=str(endpoint),
+            server_hostname=config.server_hostname or endpoint.host,
+            deadline=None if options.timeout is None else time.monotonic() + options.timeout,
+        )
+        on_event(f"TLS {stream.tls.version()} {(stream.tls.cipher() or ('?',))[0]}")
+    else:
+        stream = PlainStream(sock)
+    StreamPump(stdin_fd, stdout_fd, options.stream(), on_event).run_one(Peer(stream, peer))
 
 
 def run_listen(
@@ -167,10 +171,11 @@ def run_listen(
                 on_event(str(translate_os_error(exc, "accept on", str(real))))
                 return None
             name = format_sockaddr(sock.family, address) if address else "(unnamed)"
+            local = _name(sock)
+            stream: ByteStream = PlainStream(sock)
             if context is not None:
                 try:
-                    sock.setblocking(True)
-                    sock = handshake(
+                    stream = tls_handshake(
                         sock,
                         context,
                         target=name,
@@ -182,8 +187,8 @@ def run_listen(
                         raise
                     on_event(str(exc))
                     return None
-            on_event(f"accepted {name} on {_name(sock)}")
-            return Peer(sock, name)
+            on_event(f"accepted {name} on {local}")
+            return Peer(stream, name)
 
         pump = StreamPump(stdin_fd, stdout_fd, options.stream(options.keep_open), on_event)
         if options.keep_open:

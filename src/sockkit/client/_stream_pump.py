@@ -22,13 +22,12 @@ from __future__ import annotations
 import errno
 import os
 import select
-import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sockkit._errors import SockkitError, TimeoutError
+from sockkit.client._streams import ByteStream, PlainStream
 from sockkit.client._tls import tls_error
 
 __all__ = ["Peer", "PumpOptions", "StreamPump", "write_all"]
@@ -52,9 +51,9 @@ class PumpOptions:
 
 @dataclass(slots=True, eq=False)
 class Peer:
-    """One connected socket and what has moved through it."""
+    """One connected stream and what has moved through it."""
 
-    sock: socket.socket
+    stream: ByteStream
     name: str
     out: bytearray = field(default_factory=bytearray)
     sent: int = 0
@@ -91,9 +90,7 @@ class StreamPump:
         self._last_activity = time.monotonic()
 
     def add(self, peer: Peer) -> None:
-        sock = peer.sock
-        sock.setblocking(False)
-        self._peers[sock.fileno()] = peer
+        self._peers[peer.stream.fileno()] = peer
 
     def run_one(self, peer: Peer) -> None:
         """Pump with the single connected ``peer`` until done."""
@@ -133,15 +130,14 @@ class StreamPump:
         read_stdin = self._stdin_open and bool(self._peers) and self._all_flushed()
         self._want(self._stdin, _IN if read_stdin else 0)
         for fd, peer in self._peers.items():
-            self._want(fd, _IN | (_OUT if peer.out else 0))
+            writing = peer.out or peer.stream.wants_write()
+            self._want(fd, _IN | (_OUT if writing else 0))
         if listener_fd is not None:
             self._want(listener_fd, _IN)
 
     def _poll_timeout(self) -> int | None:
         # TLS may hold decrypted bytes that poll cannot see: look again at once.
-        if any(
-            isinstance(p.sock, ssl.SSLSocket) and p.sock.pending() for p in self._peers.values()
-        ):
+        if any(p.stream.has_buffered() for p in self._peers.values()):
             return 0
         if self._options.idle_timeout is None:
             return None
@@ -150,8 +146,8 @@ class StreamPump:
 
     def _check_idle(self) -> None:
         for peer in list(self._peers.values()):
-            if isinstance(peer.sock, ssl.SSLSocket) and peer.sock.pending():
-                self._receive(peer)
+            if peer.stream.has_buffered():
+                self._guarded(peer, self._receive)
         idle = self._options.idle_timeout
         if idle is not None and time.monotonic() - self._last_activity >= idle:
             raise TimeoutError(f"timed out: no data either way for {idle:g}s")
@@ -169,11 +165,17 @@ class StreamPump:
         peer = self._peers.get(fd)
         if peer is None:
             return
+        if mask & _OUT:
+            self._guarded(peer, self._send)
+        if mask & _IN and fd in self._peers:
+            self._guarded(peer, self._receive)
+
+    def _guarded(self, peer: Peer, step: Callable[[Peer], None]) -> None:
+        """Run ``step``; with ``keep_open`` a failing peer is reported and dropped, not fatal."""
+        if peer.stream.fileno() not in self._peers:
+            return
         try:
-            if mask & _OUT:
-                self._send(peer)
-            if mask & _IN and fd in self._peers:
-                self._receive(peer)
+            step(peer)
         except SockkitError as exc:
             if not self._options.keep_open:
                 raise
@@ -196,32 +198,31 @@ class StreamPump:
             self._want(self._stdin, 0)
             self._on_event("end of stdin")
             for peer in list(self._peers.values()):
-                self._send(peer)
+                self._guarded(peer, self._send)
             return
         self._last_activity = time.monotonic()
-        for peer in self._peers.values():
+        for peer in list(self._peers.values()):
             peer.out += data
-            self._send(peer)
+            self._guarded(peer, self._send)
 
     # -- peers -------------------------------------------------------------------
 
     def _send(self, peer: Peer) -> None:
-        while peer.out:
-            try:
-                n = peer.sock.send(peer.out)
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                return
-            except OSError as exc:
-                raise tls_error(exc, peer.name) from exc
-            del peer.out[:n]
-            peer.sent += n
-            self._last_activity = time.monotonic()
+        try:
+            peer.stream.flush()
+            while peer.out:
+                n = peer.stream.send(peer.out)
+                del peer.out[:n]
+                peer.sent += n
+                self._last_activity = time.monotonic()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            raise tls_error(exc, peer.name) from exc
         if not self._stdin_open and not peer.write_shut and self._options.shutdown_on_eof:
             peer.write_shut = True
             try:
-                # The plain socket's shutdown: TLS then ends with a TCP FIN, and
-                # the TLS layer stays in place to read the replies.
-                socket.socket.shutdown(peer.sock, socket.SHUT_WR)
+                peer.stream.half_close()
             except OSError as exc:
                 if exc.errno != errno.ENOTCONN:
                     raise tls_error(exc, peer.name) from exc
@@ -229,11 +230,11 @@ class StreamPump:
             self._on_event(f"half-closed to {peer.name} after {peer.sent} bytes (end of stdin)")
 
     def _receive(self, peer: Peer) -> None:
-        # A TLS socket hands out one record per call: keep going until it runs dry.
+        # TLS hands out one record per call: keep going (a while) until it runs dry.
         for _ in range(64):
             try:
-                data = peer.sock.recv(_CHUNK)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                data = peer.stream.recv(_CHUNK)
+            except BlockingIOError:
                 return
             except OSError as exc:
                 raise tls_error(exc, peer.name) from exc
@@ -247,15 +248,15 @@ class StreamPump:
             self._last_activity = time.monotonic()
             if not self._options.send_only:
                 write_all(self._stdout, data)
-            if not isinstance(peer.sock, ssl.SSLSocket):
+            if isinstance(peer.stream, PlainStream):
                 return
 
     def _forget(self, peer: Peer) -> None:
-        fd = peer.sock.fileno()
+        fd = peer.stream.fileno()
         if fd in self._peers:
             self._want(fd, 0)
             del self._peers[fd]
-        peer.sock.close()
+        peer.stream.close()
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -3,19 +3,22 @@
 Defaults protect the user: certificates are verified (against the system store
 or the CA file given), the host name is checked, and nothing older than TLS 1.2
 is spoken.  Verification is switched off only by ``insecure=True``.
+
+Closing: we send ``close_notify`` when we stop sending (see ``_streams``) and
+before closing.  A peer that closes without it is taken as closing, as most TLS
+tools do (``OP_IGNORE_UNEXPECTED_EOF``): many servers never send it, and a
+netcat-like tool prints what arrived either way.
 """
 
 from __future__ import annotations
 
-import socket
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockkit._errors import SockkitError, TimeoutError, TLSError, UsageError, translate_os_error
+from sockkit._errors import SockkitError, TLSError, UsageError, translate_os_error
 
-__all__ = ["TLSConfig", "client_context", "handshake", "server_context"]
+__all__ = ["TLSConfig", "client_context", "server_context", "tls_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class TLSConfig:
 def client_context(config: TLSConfig) -> ssl.SSLContext:
     """An ``SSLContext`` for connecting; raises :class:`UsageError` if a file cannot be loaded."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _common(context)
     if config.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -63,12 +66,17 @@ def server_context(config: TLSConfig) -> ssl.SSLContext:
     if config.cert is None:
         raise UsageError("a TLS listener needs --tls-cert FILE (and --tls-key FILE)")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _common(context)
     _load(lambda: context.load_cert_chain(config.cert or "", config.key), "--tls-cert", config.cert)
     if config.ca is not None:
         _load(lambda: context.load_verify_locations(cafile=config.ca), "--tls-ca", config.ca)
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _common(context: ssl.SSLContext) -> None:
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
 
 
 def _load(action: Callable[[], object], option: str, path: str) -> None:
@@ -81,41 +89,6 @@ def _load(action: Callable[[], object], option: str, path: str) -> None:
         raise UsageError(f"{option} {path}: cannot load it ({reason})") from None
 
 
-def handshake(
-    sock: socket.socket,
-    context: ssl.SSLContext,
-    *,
-    target: str,
-    server_side: bool = False,
-    server_hostname: str | None = None,
-    deadline: float | None = None,
-) -> ssl.SSLSocket:
-    """Wrap the connected ``sock`` and complete the handshake before ``deadline`` (monotonic).
-
-    Returns the TLS socket, blocking (no timeout).  On failure ``sock`` is closed and
-    :class:`TLSError` says why (``TLS verification failed for TARGET: self-signed
-    certificate``); :class:`TimeoutError` if the deadline passes.
-    """
-    try:
-        tls = context.wrap_socket(
-            sock,
-            server_side=server_side,
-            server_hostname=None if server_side else server_hostname,
-            do_handshake_on_connect=False,
-        )
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        tls.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0.001))
-        tls.do_handshake()
-        tls.settimeout(None)
-        return tls
-    except BaseException as exc:
-        tls.close()
-        raise tls_error(exc, target, "complete the TLS handshake with") from exc
-
-
 def tls_error(
     exc: BaseException, target: str, action: str = "talk to"
 ) -> SockkitError | BaseException:
@@ -126,8 +99,6 @@ def tls_error(
     if isinstance(exc, ssl.SSLError):
         reason = (exc.reason or str(exc)).replace("_", " ").lower()
         return TLSError(f"TLS error with {target}: {reason}")
-    if isinstance(exc, socket.timeout) and not getattr(exc, "errno", None):
-        return TimeoutError(f"timed out during the TLS handshake with {target}")
     if isinstance(exc, OSError):
         return translate_os_error(exc, action, target)
     return exc
