@@ -167,3 +167,14 @@ def test_datagram_connection_and_listener_talk() -> None:
         finally:
             for client in clients:
                 client.close()
+
+
+def test_unixgram_listener_answers_and_removes_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "dgram.sock"
+    with sockkit.listen_datagram(f"unixgram:{path}", timeout=5) as server:
+        with sockkit.connect_datagram(f"unixgram:{path}", timeout=5) as client:
+            client.send(b"ping")
+            data, address = server.recv_from()
+            server.send_to(b"pong:" + data, address)
+            assert client.recv() == b"pong:ping"
+    assert not path.exists()

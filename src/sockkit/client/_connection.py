@@ -15,7 +15,9 @@ byte count is reached (:class:`ConnectError`), or a line is longer than allowed.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import enum
+import os
 import socket
 import time
 from typing import Any, Self
@@ -270,8 +272,15 @@ class DatagramConnection:
     ``recv_from`` and answer with ``send_to(data, address)``.
     """
 
-    def __init__(self, sock: socket.socket, *, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        timeout: float | None = None,
+        socket_file: str | None = None,
+    ) -> None:
         self._sock = sock
+        self._socket_file = socket_file  # a unixgram file we bound: removed by close()
         self.timeout = timeout
         self.local_address = format_sockaddr(sock.family, sock.getsockname())
 
@@ -317,7 +326,12 @@ class DatagramConnection:
         return self._sock
 
     def close(self) -> None:
+        """Close the socket (idempotent), removing the unixgram socket file we bound."""
         self._sock.close()
+        if self._socket_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._socket_file)
+            self._socket_file = None
 
     def __enter__(self) -> Self:
         return self

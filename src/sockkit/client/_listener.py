@@ -127,4 +127,5 @@ def listen_datagram(
     ep = _as_endpoint(endpoint)
     if not ep.is_datagram:
         raise UsageError(f"{ep} is a stream endpoint; use sockkit.listen()")
-    return DatagramConnection(open_listener(ep), timeout=timeout)
+    path = ep.path if ep.is_unix and not ep.is_abstract else None
+    return DatagramConnection(open_listener(ep), timeout=timeout, socket_file=path)
