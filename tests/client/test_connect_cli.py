@@ -15,6 +15,10 @@ import pytest
 from tests.client.conftest import Spawn, free_port, need
 from tests.conftest import run_cli, sockkit_argv
 
+from sockkit import _endpoint
+from sockkit._endpoint import AddressInfo, parse_endpoint
+from sockkit.client import NetcatOptions, run_connect
+
 TEN_MIB = 10 * 1024 * 1024
 
 
@@ -307,10 +311,29 @@ def test_source_address_is_bound(one_shot_server: socket.socket) -> None:
     assert seen == ["127.0.0.2"]
 
 
-def test_every_resolved_address_is_tried(one_shot_server: socket.socket) -> None:
-    # localhost resolves to ::1 and 127.0.0.1 here; only the IPv4 one listens.
+def test_every_resolved_address_is_tried(
+    one_shot_server: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name that resolves to a dead address first and a live one second.
     port = one_shot_server.getsockname()[1]
+    dead = AddressInfo(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.3", port))
+    live = AddressInfo(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
+    monkeypatch.setattr(_endpoint, "resolve", lambda endpoint, **kwargs: [dead, live])
     threading.Thread(target=lambda: one_shot_server.accept()[0].close(), daemon=True).start()
-    result = run_cli(["connect", "-v", f"localhost:{port}"], input=b"")
-    assert result.returncode == 0, result.stderr
-    assert f"trying 127.0.0.1:{port}".encode() in result.stderr
+    events: list[str] = []
+    stdin_r, stdin_w = os.pipe()
+    stdout_r, stdout_w = os.pipe()
+    os.close(stdin_w)
+    try:
+        run_connect(
+            parse_endpoint(f"two-addresses.test:{port}"),
+            NetcatOptions(timeout=5),
+            stdin_fd=stdin_r,
+            stdout_fd=stdout_w,
+            on_event=events.append,
+        )
+    finally:
+        for fd in (stdin_r, stdout_r, stdout_w):
+            os.close(fd)
+    assert events[:2] == [f"trying 127.0.0.3:{port}", f"trying 127.0.0.1:{port}"]
+    assert any(event.startswith("connected ") for event in events)
