@@ -153,3 +153,15 @@ def test_unixgram_connect_and_listen(sockkit_listen: StartListen, tmp_path: Path
         listening.proc.send_signal(signal.SIGTERM)
     assert listening.proc.wait(10) == 0
     assert not path.exists()
+
+
+def test_recv_only_sends_nothing_and_ends_after_the_wait(
+    udp_recorder: tuple[int, list[bytes]],
+) -> None:
+    port, got = udp_recorder
+    result = run_cli(
+        ["connect", "--recv-only", "--wait", "0.2", f"udp://127.0.0.1:{port}"], input=b"not sent\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b""
+    assert got == []

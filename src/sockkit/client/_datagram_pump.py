@@ -72,7 +72,8 @@ class DatagramPump:
         self._stdin_open = not options.receive_only
         self._last_peer: Any = None
         self._last_activity = time.monotonic()
-        self._stdin_done_at: float | None = None
+        # With receive_only there is no stdin to wait for: the --wait clock starts now.
+        self._stdin_done_at: float | None = time.monotonic() if options.receive_only else None
         self.sent = 0
         self.received = 0
 
