@@ -85,6 +85,7 @@ class StreamPump:
         self._on_event = on_event or (lambda message: None)
         self._peers: dict[int, Peer] = {}
         self._stdin_open = not options.receive_only
+        self._stdin_ended = False  # stdin reached its end (never, with receive_only)
         self._poll = select.poll()
         self._masks: dict[int, int] = {}
         self._last_activity = time.monotonic()
@@ -114,7 +115,7 @@ class StreamPump:
     # -- the loop ----------------------------------------------------------------
 
     def _all_flushed(self) -> bool:
-        return all(not p.out for p in self._peers.values())
+        return all(not p.out and not p.stream.wants_write() for p in self._peers.values())
 
     def _want(self, fd: int, mask: int) -> None:
         if self._masks.get(fd, 0) == mask:
@@ -195,6 +196,7 @@ class StreamPump:
             data = b""  # stdin closed or gone (a hung-up terminal): end of input
         if not data:
             self._stdin_open = False
+            self._stdin_ended = True
             self._want(self._stdin, 0)
             self._on_event("end of stdin")
             for peer in list(self._peers.values()):
@@ -219,7 +221,7 @@ class StreamPump:
             return
         except OSError as exc:
             raise tls_error(exc, peer.name) from exc
-        if not self._stdin_open and not peer.write_shut and self._options.shutdown_on_eof:
+        if self._stdin_ended and not peer.write_shut and self._options.shutdown_on_eof:
             peer.write_shut = True
             try:
                 peer.stream.half_close()
