@@ -337,3 +337,13 @@ def test_every_resolved_address_is_tried(
             os.close(fd)
     assert events[:2] == [f"trying 127.0.0.3:{port}", f"trying 127.0.0.1:{port}"]
     assert any(event.startswith("connected ") for event in events)
+
+
+def test_main_called_directly_reports_a_bad_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    from sockkit.cli import main
+
+    assert main(["connect", "udp://[::1"]) == 2
+    assert main(["listen", "unix:"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert all(line.startswith("sockkit: bad endpoint ") for line in err)
