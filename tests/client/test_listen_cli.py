@@ -6,7 +6,9 @@ import hashlib
 import os
 import signal
 import socket
+import struct
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,3 +167,28 @@ def test_sigterm_stops_a_listener_with_status_zero(processes: Spawn) -> None:
     assert b"listening on" in proc.stderr.readline()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_keep_open_reports_a_reset_peer_and_serves_the_next(sockkit_listen: StartListen) -> None:
+    listening = sockkit_listen("--keep-open", "0", stdin=subprocess.PIPE)
+    rude = socket.create_connection(("127.0.0.1", listening.port), timeout=5)
+    rude.sendall(b"rude\n")
+    assert listening.proc.stdout is not None
+    stdout = listening.proc.stdout.fileno()
+    seen = b""
+    while not seen.endswith(b"rude\n"):
+        seen += os.read(stdout, 100)
+    # Unread data in our receive queue makes close() send a reset.
+    listening.proc.stdin.write(b"unread\n")  # type: ignore[union-attr]
+    listening.proc.stdin.flush()  # type: ignore[union-attr]
+    time.sleep(0.2)
+    rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    rude.close()
+    with socket.create_connection(("127.0.0.1", listening.port), timeout=5) as polite:
+        polite.sendall(b"polite\n")
+        while not seen.endswith(b"polite\n"):
+            seen += os.read(stdout, 100)
+    listening.proc.send_signal(signal.SIGTERM)
+    assert listening.proc.wait(10) == 0
+    assert listening.proc.stderr is not None
+    assert b"connection reset by peer" in listening.proc.stderr.read()

@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         tls=tls_config(args),
     )
 
+    def warn(message: str) -> None:
+        sys.stderr.write(f"sockkit: {message}\n")
+        sys.stderr.flush()
+
     def listening(real: str) -> None:
         sys.stderr.write(f"listening on {real}\n")
         sys.stderr.flush()
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             options,
             on_event=verbose_printer(args),
             on_listening=listening,
+            on_warning=warn,
         )
     except _Stop:
         return 0

@@ -139,12 +139,14 @@ def run_listen(
     stdout_fd: int = 1,
     on_event: Event = _quiet,
     on_listening: Event = _quiet,
+    on_warning: Event = _quiet,
 ) -> None:
     """Listen on ``endpoint``, tell ``on_listening`` the real endpoint, then pump.
 
     Streams: one peer, then return when it closes; with ``keep_open`` accept
     peers until interrupted, stdin going to every peer connected at the time.
-    Datagrams: answer the latest sender until interrupted.
+    Datagrams: answer the latest sender until interrupted.  With ``keep_open``
+    a peer that fails (reset, TLS handshake) is told to ``on_warning`` and dropped.
     """
     context = server_context(options.tls or TLSConfig()) if endpoint.is_tls else None
     listener = open_listener(endpoint)
@@ -168,7 +170,7 @@ def run_listen(
             except (BlockingIOError, InterruptedError):
                 return None
             except OSError as exc:
-                on_event(str(translate_os_error(exc, "accept on", str(real))))
+                on_warning(str(translate_os_error(exc, "accept on", str(real))))
                 return None
             name = format_sockaddr(sock.family, address) if address else "(unnamed)"
             local = _name(sock)
@@ -185,12 +187,14 @@ def run_listen(
                 except SockkitError as exc:
                     if not options.keep_open:
                         raise
-                    on_event(str(exc))
+                    on_warning(str(exc))
                     return None
             on_event(f"accepted {name} on {local}")
             return Peer(stream, name)
 
-        pump = StreamPump(stdin_fd, stdout_fd, options.stream(options.keep_open), on_event)
+        pump = StreamPump(
+            stdin_fd, stdout_fd, options.stream(options.keep_open), on_event, on_warning
+        )
         if options.keep_open:
             listener.setblocking(False)
             pump.run(listener.fileno(), accept)

@@ -78,11 +78,14 @@ class StreamPump:
         stdout_fd: int,
         options: PumpOptions,
         on_event: Event | None = None,
+        on_warning: Event | None = None,
     ) -> None:
         self._stdin = stdin_fd
         self._stdout = stdout_fd
         self._options = options
         self._on_event = on_event or (lambda message: None)
+        # A dropped peer (keep_open) is worth saying even without --verbose.
+        self._on_warning = on_warning or self._on_event
         self._peers: dict[int, Peer] = {}
         self._stdin_open = not options.receive_only
         self._stdin_ended = False  # stdin reached its end (never, with receive_only)
@@ -180,7 +183,7 @@ class StreamPump:
         except SockkitError as exc:
             if not self._options.keep_open:
                 raise
-            self._on_event(f"{peer.name}: {exc}")
+            self._on_warning(f"{peer.name}: {exc}")
             self._forget(peer)
 
     # -- stdin -------------------------------------------------------------------
