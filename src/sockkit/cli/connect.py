@@ -1,0 +1,133 @@
+"""``sockkit connect ENDPOINT``: stdin to a socket, the socket to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from sockkit._endpoint import parse_endpoint
+from sockkit.client import NetcatOptions, TLSConfig, run_connect
+
+DESCRIPTION = """\
+Connect to ENDPOINT and pump bytes both ways: stdin to the socket, the socket
+to stdout, binary-safe.  At end of stdin the write side is shut (a half-close)
+and replies are printed until the peer closes; then the exit status is 0.
+udp:// and unixgram: send one datagram per stdin line (or per --chunk bytes)
+and print the replies, waiting --wait seconds after stdin ends.
+Failures (refused, timed out, reset, TLS) print one line and exit 1; a bad
+endpoint or option exits 2."""
+
+EXAMPLES = """\
+examples:
+  sockkit connect 7007 < file > reply       send a file to an echo server, keep the reply
+  echo hello | sockkit connect udp://127.0.0.1:7007
+  sockkit connect tls://example.test:443 --tls-ca ca.pem
+  sockkit connect -v --timeout 2 --idle-timeout 30 [::1]:7007
+"""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options ``connect`` and ``listen`` share."""
+    parser.add_argument(
+        "endpoint",
+        metavar="ENDPOINT",
+        help="tcp://, udp://, tls://, unix:, unixgram:, HOST:PORT or PORT",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="fail when no byte moves either way for S seconds",
+    )
+    parser.add_argument(
+        "--send-only", action="store_true", help="only send stdin; ignore what arrives"
+    )
+    parser.add_argument(
+        "--recv-only", action="store_true", help="only print what arrives; never read stdin"
+    )
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        metavar="N",
+        help="datagrams: N bytes of stdin per datagram instead of one line",
+    )
+    parser.add_argument(
+        "--tls-ca", metavar="FILE", help="CA certificates to trust for the peer (PEM)"
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", help="our certificate chain (PEM)")
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="our private key (PEM), if not in --tls-cert"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="report connection events on stderr"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="give up connecting to an address after S seconds",
+    )
+    parser.add_argument(
+        "--source", metavar="ADDR", help="bind the local side to ADDR or ADDR:PORT first"
+    )
+    parser.add_argument(
+        "--no-shutdown", action="store_true", help="at end of stdin keep the write side open"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="datagrams: wait S seconds for replies after stdin ends (default 1)",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="TLS: accept any certificate and host name (unsafe)"
+    )
+    parser.add_argument(
+        "--tls-servername",
+        metavar="NAME",
+        help="TLS: check the certificate for NAME instead of the endpoint's host",
+    )
+
+
+def tls_config(args: argparse.Namespace) -> TLSConfig:
+    return TLSConfig(
+        ca=args.tls_ca,
+        cert=args.tls_cert,
+        key=args.tls_key,
+        insecure=getattr(args, "insecure", False),
+        server_hostname=getattr(args, "tls_servername", None),
+    )
+
+
+def verbose_printer(args: argparse.Namespace) -> Callable[[str], None]:
+    if not args.verbose:
+        return lambda message: None
+
+    def say(message: str) -> None:
+        sys.stderr.write(f"sockkit: {message}\n")
+        sys.stderr.flush()
+
+    return say
+
+
+def run(args: argparse.Namespace) -> int:
+    endpoint = parse_endpoint(args.endpoint)
+    options = NetcatOptions(
+        timeout=args.timeout,
+        idle_timeout=args.idle_timeout,
+        source=args.source,
+        shutdown_on_eof=not args.no_shutdown,
+        send_only=args.send_only,
+        receive_only=args.recv_only,
+        wait=args.wait,
+        chunk=args.chunk,
+        tls=tls_config(args),
+    )
+    run_connect(endpoint, options, on_event=verbose_printer(args))
+    return 0

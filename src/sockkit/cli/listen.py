@@ -1,0 +1,89 @@
+"""``sockkit listen ENDPOINT``: accept peers and pump both ways."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from sockkit._endpoint import parse_endpoint
+from sockkit.cli.connect import add_common_arguments, tls_config, verbose_printer
+from sockkit.client import NetcatOptions, run_listen
+
+DESCRIPTION = """\
+Listen on ENDPOINT (a bare PORT means 127.0.0.1), print one stderr line
+'listening on ENDPOINT' with the real address (so port 0 can be scripted),
+then accept one peer: what it sends goes to stdout, stdin goes to it.  The
+exit status is 0 once the peer closes.  At end of stdin the write side stays
+open (so a peer still sending is not cut short); --half-close shuts it.
+--keep-open accepts peers until interrupted: each peer's bytes reach stdout
+in order (peers interleave chunk by chunk) and stdin goes to every peer
+connected at the time.
+udp:// and unixgram: print every datagram and send stdin lines, one datagram
+each, to whoever sent last; they run until interrupted.
+tls:// needs --tls-cert/--tls-key; --tls-ca then requires client certificates.
+SIGTERM stops the listener with status 0."""
+
+EXAMPLES = """\
+examples:
+  sockkit listen 9000 > received.bin         receive one file
+  sockkit listen --keep-open :9000           every peer, all interfaces
+  sockkit listen udp://127.0.0.1:9000
+  sockkit listen tls://127.0.0.1:4433 --tls-cert cert.pem --tls-key key.pem
+"""
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument(
+        "-k", "--keep-open", action="store_true", help="accept peers until interrupted"
+    )
+    parser.add_argument(
+        "--half-close", action="store_true", help="at end of stdin shut the write side to the peer"
+    )
+    parser.add_argument("--tls-client-ca", dest="tls_ca", metavar="FILE", help="same as --tls-ca")
+
+
+def run(args: argparse.Namespace) -> int:
+    endpoint = parse_endpoint(args.endpoint)
+    options = NetcatOptions(
+        idle_timeout=args.idle_timeout,
+        shutdown_on_eof=args.half_close,
+        send_only=args.send_only,
+        receive_only=args.recv_only,
+        keep_open=args.keep_open,
+        chunk=args.chunk,
+        tls=tls_config(args),
+    )
+
+    def warn(message: str) -> None:
+        sys.stderr.write(f"sockkit: {message}\n")
+        sys.stderr.flush()
+
+    def listening(real: str) -> None:
+        sys.stderr.write(f"listening on {real}\n")
+        sys.stderr.flush()
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        run_listen(
+            endpoint,
+            options,
+            on_event=verbose_printer(args),
+            on_listening=listening,
+            on_warning=warn,
+        )
+    except _Stop:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

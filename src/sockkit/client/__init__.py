@@ -1,0 +1,35 @@
+"""The client layer: connections and listeners for Python programs, and the netcat pumps.
+
+Python programs use :func:`connect` / :func:`listen` (streams) and
+:func:`connect_datagram` / :func:`listen_datagram` (UDP, unixgram).  The
+``sockkit connect`` and ``sockkit listen`` commands run :func:`run_connect` and
+:func:`run_listen`.
+"""
+
+from __future__ import annotations
+
+from sockkit.client._connection import (
+    DEFAULT,
+    Connection,
+    DatagramConnection,
+    connect,
+    connect_datagram,
+)
+from sockkit.client._listener import Listener, listen, listen_datagram
+from sockkit.client._netcat import NetcatOptions, run_connect, run_listen
+from sockkit.client._tls import TLSConfig
+
+__all__ = [
+    "DEFAULT",
+    "Connection",
+    "DatagramConnection",
+    "Listener",
+    "NetcatOptions",
+    "TLSConfig",
+    "connect",
+    "connect_datagram",
+    "listen",
+    "listen_datagram",
+    "run_connect",
+    "run_listen",
+]

@@ -1,0 +1,279 @@
+"""The byte pump behind ``sockkit connect`` and ``sockkit listen``: stdin to peers, peers to stdout.
+
+One ``poll`` loop, no threads.  Rules:
+
+- stdin is read only when every peer's send buffer is empty, so a slow peer
+  slows the reader instead of growing memory; what is read goes to every peer
+  (one peer for ``connect`` and plain ``listen``; a broadcast with ``keep_open``).
+- At end of stdin, once a peer's buffer is flushed, its write side is shut
+  (``shutdown(SHUT_WR)``) if ``shutdown_on_eof``; we keep reading its replies.
+- A peer's end of stream means that peer is done: it is closed and forgotten.
+  With no peer left (and not ``keep_open``) the pump returns.  Bytes from stdin
+  not yet sent to a peer that closed are dropped: the peer chose to stop.
+- ``send_only``: once stdin is done and flushed the pump returns without
+  waiting for the peer.  ``receive_only``: stdin is never read.
+- ``idle_timeout``: no byte either way for that long raises :class:`TimeoutError`.
+- Reset, refused and TLS errors on a peer raise (one peer) or are reported
+  through ``on_event`` and drop that peer (``keep_open``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sockkit._errors import SockkitError, TimeoutError
+from sockkit.client._streams import ByteStream, PlainStream
+from sockkit.client._tls import tls_error
+
+__all__ = ["Peer", "PumpOptions", "StreamPump", "write_all"]
+
+#: Bytes per read from stdin or a socket: large, so 10 MiB moves in few system calls.
+_CHUNK = 256 * 1024
+_IN = select.POLLIN | select.POLLHUP | select.POLLERR
+_OUT = select.POLLOUT
+
+
+@dataclass(frozen=True, slots=True)
+class PumpOptions:
+    """How the pump behaves; see the module rules."""
+
+    shutdown_on_eof: bool = True
+    send_only: bool = False
+    receive_only: bool = False
+    idle_timeout: float | None = None
+    keep_open: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Peer:
+    """One connected stream and what has moved through it."""
+
+    stream: ByteStream
+    name: str
+    out: bytearray = field(default_factory=bytearray)
+    sent: int = 0
+    received: int = 0
+    write_shut: bool = False
+
+
+Accept = Callable[[], Peer | None]
+Event = Callable[[str], None]
+
+
+class StreamPump:
+    """Move bytes between ``stdin_fd``/``stdout_fd`` and connected stream sockets until done.
+
+    Call :meth:`add` for each connected peer (or give ``accept`` and a listening
+    ``listener_fd`` to take new peers as they come), then :meth:`run` once.
+    """
+
+    def __init__(
+        self,
+        stdin_fd: int,
+        stdout_fd: int,
+        options: PumpOptions,
+        on_event: Event | None = None,
+        on_warning: Event | None = None,
+    ) -> None:
+        self._stdin = stdin_fd
+        self._stdout = stdout_fd
+        self._options = options
+        self._on_event = on_event or (lambda message: None)
+        # A dropped peer (keep_open) is worth saying even without --verbose.
+        self._on_warning = on_warning or self._on_event
+        self._peers: dict[int, Peer] = {}
+        self._stdin_open = not options.receive_only
+        self._stdin_ended = False  # stdin reached its end (never, with receive_only)
+        self._poll = select.poll()
+        self._masks: dict[int, int] = {}
+        self._last_activity = time.monotonic()
+
+    def add(self, peer: Peer) -> None:
+        self._peers[peer.stream.fileno()] = peer
+
+    def run_one(self, peer: Peer) -> None:
+        """Pump with the single connected ``peer`` until done."""
+        self.add(peer)
+        self.run()
+
+    def run(self, listener_fd: int | None = None, accept: Accept | None = None) -> None:
+        """Pump until done (see the module rules); raises :class:`SockkitError` on failure."""
+        try:
+            while self._peers or (self._options.keep_open and listener_fd is not None):
+                if self._options.send_only and not self._stdin_open and self._all_flushed():
+                    return
+                self._update_interest(listener_fd)
+                for fd, mask in self._poll.poll(self._poll_timeout()):
+                    self._dispatch(fd, mask, listener_fd, accept)
+                self._check_idle()
+        finally:
+            for peer in list(self._peers.values()):
+                self._forget(peer)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _all_flushed(self) -> bool:
+        return all(not p.out and not p.stream.wants_write() for p in self._peers.values())
+
+    def _want(self, fd: int, mask: int) -> None:
+        if self._masks.get(fd, 0) == mask:
+            return
+        if mask:
+            self._poll.register(fd, mask)
+            self._masks[fd] = mask
+        else:
+            self._poll.unregister(fd)
+            del self._masks[fd]
+
+    def _update_interest(self, listener_fd: int | None) -> None:
+        read_stdin = self._stdin_open and bool(self._peers) and self._all_flushed()
+        self._want(self._stdin, _IN if read_stdin else 0)
+        for fd, peer in self._peers.items():
+            writing = peer.out or peer.stream.wants_write()
+            self._want(fd, _IN | (_OUT if writing else 0))
+        if listener_fd is not None:
+            self._want(listener_fd, _IN)
+
+    def _poll_timeout(self) -> int | None:
+        # TLS may hold decrypted bytes that poll cannot see: look again at once.
+        if any(p.stream.has_buffered() for p in self._peers.values()):
+            return 0
+        if self._options.idle_timeout is None:
+            return None
+        left = self._last_activity + self._options.idle_timeout - time.monotonic()
+        return max(int(left * 1000) + 1, 0)
+
+    def _check_idle(self) -> None:
+        for peer in list(self._peers.values()):
+            if peer.stream.has_buffered():
+                self._guarded(peer, self._receive)
+        idle = self._options.idle_timeout
+        if idle is not None and time.monotonic() - self._last_activity >= idle:
+            raise TimeoutError(f"timed out: no data either way for {idle:g}s")
+
+    def _dispatch(self, fd: int, mask: int, listener_fd: int | None, accept: Accept | None) -> None:
+        if fd == listener_fd:
+            assert accept is not None
+            peer = accept()
+            if peer is not None:
+                self.add(peer)
+            return
+        if fd == self._stdin:
+            self._read_stdin()
+            return
+        peer = self._peers.get(fd)
+        if peer is None:
+            return
+        if mask & _OUT:
+            self._guarded(peer, self._send)
+        if mask & _IN and fd in self._peers:
+            self._guarded(peer, self._receive)
+
+    def _guarded(self, peer: Peer, step: Callable[[Peer], None]) -> None:
+        """Run ``step``; with ``keep_open`` a failing peer is reported and dropped, not fatal."""
+        if peer.stream.fileno() not in self._peers:
+            return
+        try:
+            step(peer)
+        except SockkitError as exc:
+            if not self._options.keep_open:
+                raise
+            self._on_warning(f"{peer.name}: {exc}")
+            self._forget(peer)
+
+    # -- stdin -------------------------------------------------------------------
+
+    def _read_stdin(self) -> None:
+        try:
+            data = os.read(self._stdin, _CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EBADF, errno.EIO):
+                raise
+            data = b""  # stdin closed or gone (a hung-up terminal): end of input
+        if not data:
+            self._stdin_open = False
+            self._stdin_ended = True
+            self._want(self._stdin, 0)
+            self._on_event("end of stdin")
+            for peer in list(self._peers.values()):
+                self._guarded(peer, self._send)
+            return
+        self._last_activity = time.monotonic()
+        for peer in list(self._peers.values()):
+            peer.out += data
+            self._guarded(peer, self._send)
+
+    # -- peers -------------------------------------------------------------------
+
+    def _send(self, peer: Peer) -> None:
+        try:
+            peer.stream.flush()
+            while peer.out:
+                n = peer.stream.send(peer.out)
+                del peer.out[:n]
+                peer.sent += n
+                self._last_activity = time.monotonic()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            raise tls_error(exc, peer.name) from exc
+        if self._stdin_ended and not peer.write_shut and self._options.shutdown_on_eof:
+            peer.write_shut = True
+            try:
+                peer.stream.half_close()
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    raise tls_error(exc, peer.name) from exc
+                # Already reset by the peer: the next read says so, with the real reason.
+            self._on_event(f"half-closed to {peer.name} after {peer.sent} bytes (end of stdin)")
+
+    def _receive(self, peer: Peer) -> None:
+        # TLS hands out one record per call: keep going (a while) until it runs dry.
+        for _ in range(64):
+            try:
+                data = peer.stream.recv(_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                raise tls_error(exc, peer.name) from exc
+            if not data:
+                who = "we had half-closed" if peer.write_shut else "peer closed first"
+                moved = f"sent {peer.sent} bytes, received {peer.received} bytes"
+                self._on_event(f"{peer.name} closed ({who}): {moved}")
+                self._forget(peer)
+                return
+            peer.received += len(data)
+            self._last_activity = time.monotonic()
+            if not self._options.send_only:
+                write_all(self._stdout, data)
+            if isinstance(peer.stream, PlainStream):
+                return
+
+    def _forget(self, peer: Peer) -> None:
+        fd = peer.stream.fileno()
+        if fd in self._peers:
+            self._want(fd, 0)
+            del self._peers[fd]
+        peer.stream.close()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, waiting if it is a non-blocking pipe that is full.
+
+    Blocking here is the backpressure: while stdout cannot take more, no more is read.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[n:]
