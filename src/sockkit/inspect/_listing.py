@@ -107,7 +107,7 @@ class SocketTable:
             except OSError as exc:
                 self._netlink_failed = True
                 self._fall_back(exc)
-            return None
+                return None
         return self._diag
 
     def _fall_back(self, exc: OSError) -> None:
