@@ -130,7 +130,7 @@ def format_table(
     if header:
         lines.append((with_process % (*_HEADER, "Process")[first:]).rstrip())
     if has_process:
-        body = [template % row[first:] for row in rows]
+        body = [(template % row[first:]).rstrip() for row in rows]
     else:
         body = [template % row[first:10] for row in rows]
     if tcp_info:

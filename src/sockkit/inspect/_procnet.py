@@ -8,7 +8,8 @@ the words back in host order (``struct`` ``=I``), which gives the address
 bytes on any machine.
 
 What ``/proc`` cannot say, and netlink can: a listener's backlog (its Send-Q
-reads 0 here), whether an IPv6 socket is v6-only (``v6only`` is ``None``), a
+reads 0 here), whether an IPv6 socket is v6-only (``v6only`` is ``None``
+unless its binding settles it), a
 Unix socket's queues and peer (0 here; iproute2 ss's own fallback has the
 same gaps).
 """
@@ -97,12 +98,21 @@ def parse_proc_inet(
                 peer[1],
                 inode,
                 uid,
-                None if family == "inet6" else False,
+                _v6only(local[0], peer[0]) if family == "inet6" else False,
                 owners.get(inode, ()) if owners and inode else (),
                 None,
             )
         )
     return records
+
+
+def _v6only(local: str, peer: str) -> bool | None:
+    # Binding an IPv6 socket to a specific (not v4-mapped) address makes the
+    # kernel set v6-only; that is the one case /proc lets us be sure of, and
+    # the one where it changes how a "::" peer is shown.
+    if peer == "::" and local != "::" and not local.startswith("::ffff:"):
+        return True
+    return None
 
 
 def parse_proc_unix(

@@ -1,10 +1,12 @@
 """Live transitions: list the sockets again and again, report what changed.
 
-A socket is followed by its key: (netid, local end, peer end) for TCP/UDP,
-whose inode is not stable (0 while a connection waits to be accepted or
-after its process closed it, e.g. in TIME-WAIT), and (netid, local end,
-inode) for Unix sockets, whose ends are not unique.  When several TCP/UDP
-sockets share a key (SO_REUSEPORT listeners) their inodes tell them apart.
+A socket is followed by its key: (netid, local end, peer end) for a
+connected TCP/UDP socket, whose inode is not stable (0 while it waits to be
+accepted and once its process closed it, e.g. in TIME-WAIT); the inode is
+added for one without a peer (a listener, an unconnected UDP socket), whose
+inode is stable and whose address SO_REUSEPORT lets several share; and
+(netid, local end, inode) for Unix sockets, whose names are not unique.
+Should two sockets still share a key, their inodes tell them apart.
 
 Between two listings a socket may have *appeared*, *changed* state, or
 *disappeared*; queue lengths moving is not a change.  :func:`diff_snapshots`
@@ -48,6 +50,8 @@ def socket_key(record: SocketRecord) -> Key:
     """The identity :func:`diff_snapshots` follows a socket by (see the module docstring)."""
     if record.family == "unix":
         return (record.netid, record.local_address, record.inode)
+    if not record.peer_port:
+        return (record.netid, record.local, record.peer, record.inode)
     return (record.netid, record.local, record.peer)
 
 
