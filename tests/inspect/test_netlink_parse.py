@@ -8,7 +8,7 @@ import socket
 import struct
 
 import pytest
-from diag_packets import (
+from tests.inspect.diag_packets import (
     attribute,
     done,
     error,

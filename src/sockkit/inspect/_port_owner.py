@@ -130,6 +130,9 @@ def _unix_holders(path: str, netid: str | None) -> list[SocketRecord]:
 
 
 def _same_file(vfs: tuple[int, int] | None, file_id: tuple[int, int]) -> bool:
-    # unix_diag encodes the device with new_encode_dev(), the same encoding
-    # stat() hands user space, so (inode, device) compare directly.
-    return vfs is not None and vfs == file_id
+    if vfs is None:
+        return False
+    # unix_diag reports the kernel's internal dev_t (major << 20 | minor);
+    # stat() gives the user-space encoding, so re-encode before comparing.
+    inode, device = vfs
+    return inode == file_id[0] and os.makedev(device >> 20, device & 0xFFFFF) == file_id[1]
