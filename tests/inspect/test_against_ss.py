@@ -190,7 +190,8 @@ def test_processes_include_this_process_with_its_descriptor(zoo: SocketZoo) -> N
 
 
 def test_tcp_info_agrees_with_getsockopt(zoo: SocketZoo) -> None:
-    query = select_query(tcp=True, sport=zoo.established.getsockname()[1], tcp_info=True)
+    sport = zoo.established.getsockname()[1]
+    query = select_query(tcp=True, sport=sport, dport=zoo.tcp_port, tcp_info=True)
     [record] = list_sockets(query)
     info = record.tcp_info
     assert info is not None

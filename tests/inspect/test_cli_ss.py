@@ -91,10 +91,11 @@ def test_json_is_a_list_of_socket_objects(zoo: SocketZoo) -> None:
 
 def test_info_flag_adds_tcp_internals(zoo: SocketZoo) -> None:
     port = zoo.established.getsockname()[1]
-    out = run_cli(["ss", "-tni", "--sport", str(port)]).stdout.decode().splitlines()
+    ends = ["--sport", str(port), "--dport", str(zoo.tcp_port)]
+    out = run_cli(["ss", "-tni", *ends]).stdout.decode().splitlines()
     assert len(out) == 3 and out[2].startswith("\t")
     assert "bytes_received:5" in out[2] and "cwnd:" in out[2] and "rtt:" in out[2]
-    data = json.loads(run_cli(["ss", "-ti", "--json", "--sport", str(port)]).stdout)
+    data = json.loads(run_cli(["ss", "-ti", "--json", *ends]).stdout)
     assert data[0]["tcp_info"]["bytes_received"] == 5
 
 

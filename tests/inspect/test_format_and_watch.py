@@ -177,3 +177,16 @@ def test_event_lines_and_json() -> None:
         "ESTAB",
     )
     assert data["socket"]["local"] == "127.0.0.1:41122"
+
+
+def test_columns_are_as_wide_as_their_longest_entry() -> None:
+    wide = replace(CLIENT, state="CLOSE-WAIT", recv_q=123456789)
+    narrow = replace(LISTENER, local_port=9, recv_q=7)
+    text = format_table([narrow, wide, UNIX, replace(V6, peer_port=65535)])
+    header, *rows = text.splitlines()
+    # Netid is 5 wide, State as wide as CLOSE-WAIT, Recv-Q as wide as 123456789
+    assert (header.index("State"), header.index("Recv-Q"), header.index("Send-Q")) == (6, 17, 27)
+    for row, record in zip(rows, [narrow, wide, UNIX, V6], strict=True):
+        assert row[6:17].rstrip() == record.state
+        assert row[17:27].rstrip() == str(record.recv_q)
+        assert row[27:].split()[0] == str(record.send_q)

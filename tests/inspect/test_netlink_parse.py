@@ -6,6 +6,7 @@ import errno
 import itertools
 import socket
 import struct
+from typing import Any
 
 import pytest
 from tests.inspect.diag_packets import (
@@ -26,15 +27,25 @@ from sockkit.inspect._netlink import (
     port_bytecode,
     unix_request,
 )
-from sockkit.inspect._record import ProcessRef, SocketRecord
+from sockkit.inspect._record import ProcessRef, SocketRecord, record_from_row
 
 INET_DIAG_INFO, INET_DIAG_CONG, INET_DIAG_SKV6ONLY = 2, 4, 11
 UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_UID = 0, 1, 2, 4, 7
 
 
+def parse_inet(*args: Any, **kwargs: Any) -> tuple[list[SocketRecord], bool]:
+    rows, finished = parse_inet_dump(*args, **kwargs)
+    return [record_from_row(row) for row in rows], finished
+
+
+def parse_unix(*args: Any, **kwargs: Any) -> tuple[list[SocketRecord], bool]:
+    rows, finished = parse_unix_dump(*args, **kwargs)
+    return [record_from_row(row) for row in rows], finished
+
+
 def test_ports_and_ipv4_addresses_decode_from_network_order() -> None:
     chunk = inet_diag(state=1, src="127.0.0.1", sport=7007, dst="10.1.2.3", dport=41122, inode=55)
-    records, finished = parse_inet_dump(chunk, "tcp")
+    records, finished = parse_inet(chunk, "tcp")
     assert not finished
     [r] = records
     assert (r.local_address, r.local_port, r.peer_address, r.peer_port) == (
@@ -50,7 +61,7 @@ def test_ports_and_ipv4_addresses_decode_from_network_order() -> None:
 
 def test_listener_fields_map_to_ss_columns() -> None:
     chunk = inet_diag(state=10, sport=22, rqueue=3, wqueue=128, uid=1000, inode=4242) + done()
-    records, finished = parse_inet_dump(chunk, "tcp")
+    records, finished = parse_inet(chunk, "tcp")
     assert finished
     assert records == [
         SocketRecord(
@@ -89,7 +100,7 @@ def test_listener_fields_map_to_ss_columns() -> None:
     ],
 )
 def test_state_numbers_get_ss_names(state: int, name: str) -> None:
-    [r], _ = parse_inet_dump(inet_diag(state=state), "tcp")
+    [r], _ = parse_inet(inet_diag(state=state), "tcp")
     assert r.state == name
 
 
@@ -113,7 +124,7 @@ def test_ipv6_addresses_and_v6only_attribute() -> None:
     loop = inet_diag(
         family=socket.AF_INET6, state=1, src="::1", sport=1, dst="::ffff:10.0.0.1", dport=2
     )
-    records, _ = parse_inet_dump(dual + only + loop, "tcp")
+    records, _ = parse_inet(dual + only + loop, "tcp")
     assert [(r.family, r.v6only) for r in records] == [
         ("inet6", False),
         ("inet6", True),
@@ -129,8 +140,8 @@ def test_ipv6_addresses_and_v6only_attribute() -> None:
 def test_many_messages_across_datagrams_keep_order_until_done() -> None:
     first = b"".join(inet_diag(sport=1000 + i, inode=i + 1) for i in range(50))
     second = b"".join(inet_diag(sport=2000 + i, inode=100 + i) for i in range(3)) + done()
-    got1, finished1 = parse_inet_dump(first, "udp")
-    got2, finished2 = parse_inet_dump(memoryview(second), "udp")
+    got1, finished1 = parse_inet(first, "udp")
+    got2, finished2 = parse_inet(memoryview(second), "udp")
     assert (finished1, finished2) == (False, True)
     ports = [r.local_port for r in got1 + got2]
     assert ports == [*range(1000, 1050), *range(2000, 2003)]
@@ -138,23 +149,23 @@ def test_many_messages_across_datagrams_keep_order_until_done() -> None:
 
 
 def test_done_alone_finishes_the_dump() -> None:
-    assert parse_inet_dump(done(), "tcp") == ([], True)
-    assert parse_unix_dump(done()) == ([], True)
+    assert parse_inet(done(), "tcp") == ([], True)
+    assert parse_unix(done()) == ([], True)
 
 
 def test_kernel_error_is_raised_as_oserror() -> None:
     with pytest.raises(OSError) as caught:
-        parse_inet_dump(error(errno.EINVAL), "tcp")
+        parse_inet(error(errno.EINVAL), "tcp")
     assert caught.value.errno == errno.EINVAL
     with pytest.raises(OSError) as caught:
-        parse_unix_dump(done(-errno.ENOENT))
+        parse_unix(done(-errno.ENOENT))
     assert caught.value.errno == errno.ENOENT
 
 
 def test_owners_are_attached_by_inode_and_not_to_inode_zero() -> None:
     owners = {77: (ProcessRef("srv", 10, 3),), 0: (ProcessRef("bogus", 1, 1),)}
     chunk = inet_diag(inode=77) + inet_diag(state=6, inode=0)
-    records, _ = parse_inet_dump(chunk, "tcp", owners)
+    records, _ = parse_inet(chunk, "tcp", owners)
     assert [r.processes for r in records] == [(ProcessRef("srv", 10, 3),), ()]
 
 
@@ -175,9 +186,9 @@ def test_tcp_info_attribute_is_decoded_only_when_asked() -> None:
     )
     attrs = attribute(INET_DIAG_INFO, info) + attribute(INET_DIAG_CONG, b"cubic\0")
     chunk = inet_diag(state=1, attributes=attrs)
-    [plain], _ = parse_inet_dump(chunk, "tcp")
+    [plain], _ = parse_inet(chunk, "tcp")
     assert plain.tcp_info is None
-    [rich], _ = parse_inet_dump(chunk, "tcp", tcp_info=True)
+    [rich], _ = parse_inet(chunk, "tcp", tcp_info=True)
     ti = rich.tcp_info
     assert ti is not None
     assert (ti.rtt, ti.rttvar, ti.snd_cwnd, ti.snd_ssthresh) == (1500, 700, 10, 7)
@@ -223,7 +234,7 @@ def test_unix_records_carry_names_peers_queues_and_uid() -> None:
         attributes=attribute(UNIX_DIAG_VFS, struct.pack("=II", 9, 8)),
     )
     files: dict[int, tuple[int, int]] = {}
-    records, finished = parse_unix_dump(path + abstract + unnamed + done(), names=files)
+    records, finished = parse_unix(path + abstract + unnamed + done(), names=files)
     assert finished
     rows = [
         (r.netid, r.state, r.recv_q, r.send_q, r.local_address, r.local_port, r.peer_port, r.uid)

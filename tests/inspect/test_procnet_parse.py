@@ -12,7 +12,7 @@ import pytest
 from sockkit.inspect._owners import parse_socket_link, socket_owners
 from sockkit.inspect._procnet import decode_proc_address, parse_proc_inet, parse_proc_unix
 from sockkit.inspect._query import ALL_STATES
-from sockkit.inspect._record import ProcessRef
+from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow, record_from_row
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -25,6 +25,10 @@ PROC_TCP = (FIXTURES / "proc_net_tcp").read_text()
 PROC_TCP6 = (FIXTURES / "proc_net_tcp6").read_text()
 PROC_UDP6 = (FIXTURES / "proc_net_udp6").read_text()
 PROC_UNIX = (FIXTURES / "proc_net_unix").read_text()
+
+
+def records(rows: list[SocketRow]) -> list[SocketRecord]:
+    return [record_from_row(row) for row in rows]
 
 
 @little_endian
@@ -62,35 +66,35 @@ def test_malformed_address_is_refused() -> None:
 
 @little_endian
 def test_tcp_lines_give_states_queues_uid_and_inode() -> None:
-    records = parse_proc_inet(PROC_TCP, "tcp", ALL_STATES)
-    rows = [(r.state, r.recv_q, r.send_q, r.local, r.peer, r.uid, r.inode) for r in records]
+    found = records(parse_proc_inet(PROC_TCP, "tcp", ALL_STATES))
+    rows = [(r.state, r.recv_q, r.send_q, r.local, r.peer, r.uid, r.inode) for r in found]
     assert rows == [
         ("LISTEN", 0, 0, "0.0.0.0:2024", "0.0.0.0:*", 0, 1583),
         ("LISTEN", 1, 0, "127.0.0.1:40255", "0.0.0.0:*", 1000, 24305),
         ("TIME-WAIT", 0, 0, "127.0.0.1:32780", "127.0.0.1:54597", 0, 0),
         ("ESTAB", 12, 5, "127.0.0.1:54597", "127.0.0.1:32780", 1000, 24400),
     ]
-    assert {r.family for r in records} == {"inet"}
+    assert {r.family for r in found} == {"inet"}
 
 
 @little_endian
 def test_state_mask_and_owners_apply() -> None:
     owners = {24400: (ProcessRef("client", 7, 4),)}
-    records = parse_proc_inet(PROC_TCP, "tcp", 1 << 1, owners)
-    assert [(r.local_port, r.processes) for r in records] == [
+    found = records(parse_proc_inet(PROC_TCP, "tcp", 1 << 1, owners))
+    assert [(r.local_port, r.processes) for r in found] == [
         (54597, (ProcessRef("client", 7, 4),))
     ]
 
 
 @little_endian
 def test_tcp6_and_udp6_lines() -> None:
-    tcp6 = parse_proc_inet(PROC_TCP6, "tcp", ALL_STATES)
+    tcp6 = records(parse_proc_inet(PROC_TCP6, "tcp", ALL_STATES))
     assert [(r.family, r.local, r.peer, r.v6only) for r in tcp6] == [
         ("inet6", "*:45379", "*:*", None),  # "::" - /proc cannot tell whether v6-only
         ("inet6", "[::1]:54293", "[::]:*", True),  # bound to ::1, so the kernel set v6-only
         ("inet6", "[::ffff:127.0.0.1]:7007", "[::ffff:10.0.0.2]:41122", None),
     ]
-    [udp] = parse_proc_inet(PROC_UDP6, "udp", ALL_STATES)
+    [udp] = records(parse_proc_inet(PROC_UDP6, "udp", ALL_STATES))
     assert (udp.netid, udp.state, udp.recv_q, udp.local, udp.peer) == (
         "udp",
         "ESTAB",
@@ -105,13 +109,13 @@ def test_header_and_garbage_lines_are_skipped() -> None:
         PROC_TCP.splitlines()[0]
         + "\n   7: garbage\n   8: 0100007F:XXXX 00000000:0000 0A 0:0 0 0 0 0 1\n"
     )
-    assert parse_proc_inet(text, "tcp", ALL_STATES) == []
-    assert parse_proc_inet("", "tcp", ALL_STATES) == []
+    assert records(parse_proc_inet(text, "tcp", ALL_STATES)) == []
+    assert records(parse_proc_inet("", "tcp", ALL_STATES)) == []
 
 
 def test_unix_lines_map_states_types_and_paths_like_ss() -> None:
-    records = parse_proc_unix(PROC_UNIX, ALL_STATES)
-    rows = [(r.netid, r.state, r.local_address, r.inode, r.local_port) for r in records]
+    found = records(parse_proc_unix(PROC_UNIX, ALL_STATES))
+    rows = [(r.netid, r.state, r.local_address, r.inode, r.local_port) for r in found]
     assert rows == [
         ("u_dgr", "ESTAB", "", 24321, 24321),
         ("u_str", "ESTAB", "", 1580, 1580),
@@ -120,7 +124,7 @@ def test_unix_lines_map_states_types_and_paths_like_ss() -> None:
         ("u_dgr", "UNCONN", "/tmp/with space.sock", 24320, 24320),
         ("u_seq", "LISTEN", "@probe-abstract", 24319, 24319),
     ]
-    listening = parse_proc_unix(PROC_UNIX, 1 << 10)
+    listening = records(parse_proc_unix(PROC_UNIX, 1 << 10))
     assert [r.inode for r in listening] == [24316, 24319]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import socket
 import sys
 import time
@@ -149,11 +150,17 @@ def run(args: argparse.Namespace) -> int:
     with SocketTable(args.source) as table:
         if watching:
             return _watch(args, query, table)
-        records = table.read(query)
+        # A one-shot listing allocates a tuple per socket and frees nothing
+        # until it exits: the cyclic collector would only rescan them.
+        gc.disable()
+        rows = table.rows(query)
     if args.json:
         import json
 
-        sys.stdout.write(json.dumps([record_to_dict(r) for r in records], indent=1) + "\n")
+        from sockkit.inspect._record import record_from_row
+
+        data = [record_to_dict(record_from_row(row)) for row in rows]
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
         return 0
     port_name = None
     if not args.numeric:
@@ -161,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
         port_name = ServiceNames()
     text = format_table(
-        records,
+        rows,
         netid_column=len(query.netids) > 1,
         state_column=query.states.bit_count() > 1,
         header=not args.no_header,

@@ -30,10 +30,11 @@ from sockkit.inspect._query import (
     parse_state,
     select_query,
 )
-from sockkit.inspect._record import ProcessRef, SocketRecord, TcpInfo
+from sockkit.inspect._record import ProcessRef, SocketRecord
 
 if TYPE_CHECKING:
     from sockkit.inspect._port_owner import port_owner
+    from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import (
         SocketEvent,
         diff_snapshots,
@@ -65,6 +66,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "TcpInfo": "sockkit.inspect._tcp_info",
     "port_owner": "sockkit.inspect._port_owner",
     "SocketEvent": "sockkit.inspect._watch",
     "diff_snapshots": "sockkit.inspect._watch",

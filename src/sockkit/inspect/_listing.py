@@ -32,7 +32,7 @@ from sockkit.inspect._netlink import (
 from sockkit.inspect._owners import socket_owners
 from sockkit.inspect._procnet import parse_proc_inet, parse_proc_unix
 from sockkit.inspect._query import SocketQuery
-from sockkit.inspect._record import ProcessRef, SocketRecord
+from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow, record_from_row
 from sockkit.inspect._sockdiag import SockDiag
 
 __all__ = ["SOURCES", "SocketTable", "list_sockets"]
@@ -74,14 +74,21 @@ class SocketTable:
         Raises :class:`SockkitError` when the ``netlink`` source was demanded
         and fails, or when ``/proc/net`` cannot be read either.
         """
+        return list(map(record_from_row, self.rows(query)))
+
+    def rows(self, query: SocketQuery | None = None) -> list[SocketRow]:
+        """What :meth:`read` returns, as rows (tuples in :class:`SocketRecord` field order).
+
+        The cheap form, for printing large tables; raises what :meth:`read` raises.
+        """
         query = query or SocketQuery()
         owners = socket_owners(proc=self._proc) if query.processes else None
-        records: list[SocketRecord] = []
+        rows: list[SocketRow] = []
         if query.wants("u_str") or query.wants("u_dgr") or query.wants("u_seq"):
             unix = self._netlink_unix(query, owners)
             if unix is None:
                 unix = parse_proc_unix(self._read("net/unix"), query.states, owners)
-            records += [record for record in unix if record.netid in query.netids]
+            rows += [row for row in unix if row[0] in query.netids]
         for netid, protocol in _INET_TABLES:
             if not query.wants(netid):
                 continue
@@ -90,13 +97,12 @@ class SocketTable:
                     continue
                 found = self._netlink_inet(query, owners, netid, af, protocol)
                 if found is None:
-                    found = parse_proc_inet(
-                        self._read(f"net/{netid}{suffix}"), netid, query.states, owners
-                    )
+                    text = self._read(f"net/{netid}{suffix}")
+                    found = parse_proc_inet(text, netid, query.states, owners)
                     if query.has_port_filter:
-                        found = [r for r in found if query.port_matches(r.local_port, r.peer_port)]
-                records += found
-        return records
+                        found = [r for r in found if query.port_matches(r[6], r[8])]
+                rows += found
+        return rows
 
     def _netlink(self) -> SockDiag | None:
         if self._netlink_failed:
@@ -118,7 +124,7 @@ class SocketTable:
                 exc, "read the socket table from", "sock_diag netlink"
             ) from exc
 
-    def _netlink_unix(self, query: SocketQuery, owners: Owners | None) -> list[SocketRecord] | None:
+    def _netlink_unix(self, query: SocketQuery, owners: Owners | None) -> list[SocketRow] | None:
         diag = self._netlink()
         if diag is None:
             return None
@@ -130,7 +136,7 @@ class SocketTable:
 
     def _netlink_inet(
         self, query: SocketQuery, owners: Owners | None, netid: str, af: int, protocol: int
-    ) -> list[SocketRecord] | None:
+    ) -> list[SocketRow] | None:
         diag = self._netlink()
         if diag is None:
             return None

@@ -13,7 +13,8 @@ request with a stream of datagrams, each holding whole messages:
 
 Each datagram is parsed on its own (netlink never splits a message between
 datagrams): :func:`parse_inet_dump` and :func:`parse_unix_dump` take one and
-return its records and whether the dump is finished.  The I/O that sends the
+return its sockets, as rows (tuples of :class:`SocketRecord`'s fields), and
+whether the dump is finished.  The I/O that sends the
 requests and reads the datagrams is in :mod:`sockkit.inspect._sockdiag`.
 
 The parsers are the hot path of ``sockkit ss`` (10,000 sockets must list in a
@@ -29,9 +30,13 @@ import socket
 import struct
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from sockkit.inspect._query import STATE_NAMES
-from sockkit.inspect._record import ProcessRef, SocketRecord, TcpInfo, make_record
+from sockkit.inspect._record import ProcessRef, SocketRow
+
+if TYPE_CHECKING:
+    from sockkit.inspect._tcp_info import TcpInfo
 
 __all__ = [
     "AF_INET",
@@ -196,6 +201,8 @@ def port_bytecode(
 
 # -- replies ----------------------------------------------------------------
 
+#: the kernel's state byte -> ss's name, for every possible byte
+_STATE_BY_NUMBER = tuple(STATE_NAMES[n] if n < len(STATE_NAMES) else "UNKNOWN" for n in range(256))
 _V4_TEXT: dict[bytes, str] = {}
 _V6_TEXT: dict[bytes, str] = {}
 
@@ -229,19 +236,19 @@ def parse_inet_dump(
     netid: str,
     owners: Mapping[int, tuple[ProcessRef, ...]] | None = None,
     tcp_info: bool = False,
-) -> tuple[list[SocketRecord], bool]:
-    """Records from one datagram of an inet_diag dump, and whether the dump is finished.
+) -> tuple[list[SocketRow], bool]:
+    """Rows (:data:`SocketRow`) from one datagram of an inet_diag dump, and whether it ended.
 
     ``netid`` (``tcp``/``udp``) names the table the request asked for.
     ``owners`` maps socket inodes to the processes holding them.  With
     ``tcp_info`` the ``INET_DIAG_INFO`` attribute is decoded into
-    :attr:`SocketRecord.tcp_info`.  Raises :class:`OSError` if the kernel
+    the row's ``tcp_info``.  Raises :class:`OSError` if the kernel
     answered with an error.
     """
-    records: list[SocketRecord] = []
+    records: list[SocketRow] = []
     append = records.append
     unpack = _INET_MSG.unpack_from
-    names = STATE_NAMES
+    names = _STATE_BY_NUMBER
     v4_get, v6_get = _V4_TEXT.get, _V6_TEXT.get
     owner_get = owners.get if owners else None
     end = len(chunk)
@@ -297,9 +304,9 @@ def parse_inet_dump(
         if family == AF_INET6 or tcp_info:
             v6only, info = _inet_attributes(chunk, offset + 88, offset + length, v6only, tcp_info)
         append(
-            make_record(
+            (
                 netid,
-                names[state] if state < len(names) else "UNKNOWN",
+                names[state],
                 rq,
                 wq,
                 fam,
@@ -344,15 +351,15 @@ def parse_unix_dump(
     chunk: bytes | memoryview,
     owners: Mapping[int, tuple[ProcessRef, ...]] | None = None,
     names: dict[int, UnixName] | None = None,
-) -> tuple[list[SocketRecord], bool]:
-    """Records from one datagram of a unix_diag dump, and whether the dump is finished.
+) -> tuple[list[SocketRow], bool]:
+    """Rows from one datagram of a unix_diag dump, and whether the dump is finished.
 
     Abstract names get ss's ``@`` for their NUL bytes.  When ``names`` is a
     dict, it is filled with inode -> (file inode, device) for sockets bound to
     a file (requires the request's ``vfs``).  Raises :class:`OSError` if the
     kernel answered with an error.
     """
-    records: list[SocketRecord] = []
+    records: list[SocketRow] = []
     unpack = _UNIX_MSG.unpack_from
     end = len(chunk)
     offset = 0
@@ -386,9 +393,9 @@ def parse_unix_dump(
                 names[inode] = _TWO_U32.unpack_from(chunk, pos + 4)
             pos += (alen + 3) & ~3
         records.append(
-            make_record(
+            (
                 _UNIX_NETIDS.get(kind, "u_dgr"),
-                STATE_NAMES[state] if state < len(STATE_NAMES) else "UNKNOWN",
+                _STATE_BY_NUMBER[state],
                 rq,
                 wq,
                 "unix",
@@ -483,6 +490,8 @@ def parse_tcp_info(raw: bytes, congestion: str | None = None) -> TcpInfo:
     Fields past the end of ``raw`` stay ``None``; a longer struct (a newer
     kernel) is read as far as this layout knows.
     """
+    from sockkit.inspect._tcp_info import TcpInfo
+
     values: dict[str, int | bool | str | None] = {"congestion": congestion}
     size = len(raw)
     for name, offset, fmt in _TCP_INFO_LAYOUT:

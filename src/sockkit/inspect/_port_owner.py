@@ -17,7 +17,7 @@ from sockkit.inspect._listing import SocketTable
 from sockkit.inspect._netlink import parse_unix_dump, unix_request
 from sockkit.inspect._owners import socket_owners
 from sockkit.inspect._query import ALL_STATES, TIME_WAIT, SocketQuery
-from sockkit.inspect._record import SocketRecord
+from sockkit.inspect._record import SocketRecord, record_from_row
 from sockkit.inspect._sockdiag import SockDiag
 
 __all__ = ["port_owner"]
@@ -101,13 +101,14 @@ def _unix_holders(path: str, netid: str | None) -> list[SocketRecord]:
             info = None
         if info is not None and stat.S_ISSOCK(info.st_mode):
             file_id = (info.st_ino, info.st_dev)
+    bound: dict[int, tuple[int, int]] = {}
     try:
         with SockDiag() as diag:
-            bound: dict[int, tuple[int, int]] = {}
-            records = diag.dump(
+            rows = diag.dump(
                 unix_request(ALL_STATES, vfs=True),
                 lambda chunk: parse_unix_dump(chunk, names=bound),
             )
+        records = list(map(record_from_row, rows))
     except OSError:
         with SocketTable(source="proc") as table:
             records = table.read(

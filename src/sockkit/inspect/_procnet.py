@@ -21,7 +21,7 @@ import struct
 from collections.abc import Mapping
 
 from sockkit.inspect._query import CLOSE, CLOSING, ESTABLISHED, LISTEN, STATE_NAMES, SYN_SENT
-from sockkit.inspect._record import ProcessRef, SocketRecord, make_record
+from sockkit.inspect._record import ProcessRef, SocketRow
 
 __all__ = ["decode_proc_address", "parse_proc_inet", "parse_proc_unix"]
 
@@ -54,14 +54,14 @@ def parse_proc_inet(
     netid: str,
     states: int = -1,
     owners: Mapping[int, tuple[ProcessRef, ...]] | None = None,
-) -> list[SocketRecord]:
-    """Records from the text of ``/proc/net/tcp``, ``tcp6``, ``udp`` or ``udp6``.
+) -> list[SocketRow]:
+    """Rows (:data:`SocketRow`) from the text of ``/proc/net/tcp``, ``tcp6``, ``udp`` or ``udp6``.
 
     ``netid`` is ``tcp`` or ``udp``; sockets whose state is not in the
     ``states`` bit mask are skipped.  The header line and malformed lines are
     skipped.
     """
-    records: list[SocketRecord] = []
+    records: list[SocketRow] = []
     cache: dict[str, tuple[str, int]] = {}
     lines = text.splitlines()
     for line in lines[1:]:
@@ -86,7 +86,7 @@ def parse_proc_inet(
             continue
         family = "inet6" if len(local_text) > 13 else "inet"
         records.append(
-            make_record(
+            (
                 netid,
                 STATE_NAMES[state] if state < len(STATE_NAMES) else "UNKNOWN",
                 recv_q,
@@ -119,14 +119,14 @@ def parse_proc_unix(
     text: str,
     states: int = -1,
     owners: Mapping[int, tuple[ProcessRef, ...]] | None = None,
-) -> list[SocketRecord]:
-    """Records from the text of ``/proc/net/unix``.
+) -> list[SocketRow]:
+    """Rows (see :data:`SocketRow`) from the text of ``/proc/net/unix``.
 
     Its columns: ``Num RefCount Protocol Flags Type St Inode Path``.
 
     Queues and peers are not in this file: they read 0.
     """
-    records: list[SocketRecord] = []
+    records: list[SocketRow] = []
     lines = text.splitlines()
     for line in lines[1:]:
         fields = line.split(None, 7)
@@ -145,7 +145,7 @@ def parse_proc_unix(
         if not states & (1 << state):
             continue
         records.append(
-            make_record(
+            (
                 _UNIX_NETIDS.get(kind, "u_dgr"),
                 STATE_NAMES[state],
                 0,

@@ -1,19 +1,34 @@
 """The values the inspector hands out: one :class:`SocketRecord` per socket.
 
-Records are frozen dataclasses.  The parsers build thousands of them per
-listing, so they go through :func:`make_record`, which fills the instance
-dictionary in one step instead of running the generated ``__init__`` (that
-costs ~2 µs a record with its per-field ``object.__setattr__``; with 10,000
-sockets it would be most of ``sockkit ss``'s time budget).  The result is an
-ordinary instance: equality, hashing, ``repr`` and immutability all hold.
+Records are frozen dataclasses.  Underneath them is the *row*: the same
+fields, in the same order, as a plain tuple (:data:`SocketRow`).  The
+parsers produce rows, because a listing of 10,000 sockets has a budget of a
+few tens of milliseconds and a tuple costs a fraction of an object; the
+table printer works on rows directly, and :func:`record_from_row` turns a
+row into a record for everything else.  It fills the instance dictionary in
+one step instead of running the generated ``__init__`` (whose per-field
+``object.__setattr__`` costs ~2 µs a record); the result is an ordinary
+instance: equality, hashing, ``repr`` and immutability all hold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import TYPE_CHECKING
 
-__all__ = ["ProcessRef", "SocketRecord", "TcpInfo", "make_process", "make_record"]
+if TYPE_CHECKING:
+    from sockkit.inspect._tcp_info import TcpInfo
+
+__all__ = [
+    "FIELDS",
+    "ProcessRef",
+    "SocketRecord",
+    "SocketRow",
+    "make_process",
+    "record_from_row",
+    "row_from_record",
+]
 
 
 @dataclass(frozen=True)
@@ -23,83 +38,6 @@ class ProcessRef:
     name: str
     pid: int
     fd: int
-
-
-@dataclass(frozen=True)
-class TcpInfo:
-    """The kernel's ``struct tcp_info`` for one TCP socket, names without ``tcpi_``.
-
-    Times are in microseconds (``rtt``, ``rttvar``, ``rto``, ``ato``,
-    ``min_rtt``, ``rcv_rtt``) or milliseconds (``last_data_sent``,
-    ``last_data_recv``, ``last_ack_recv``), rates in bytes per second,
-    ``snd_cwnd`` in segments.  A field is ``None`` when the running kernel's
-    struct is too short to hold it (older kernels give fewer fields).
-    ``congestion`` is the congestion-control algorithm's name, when known.
-    """
-
-    state: int | None = None
-    ca_state: int | None = None
-    retransmits: int | None = None
-    probes: int | None = None
-    backoff: int | None = None
-    options: int | None = None
-    snd_wscale: int | None = None
-    rcv_wscale: int | None = None
-    delivery_rate_app_limited: bool | None = None
-    rto: int | None = None
-    ato: int | None = None
-    snd_mss: int | None = None
-    rcv_mss: int | None = None
-    unacked: int | None = None
-    sacked: int | None = None
-    lost: int | None = None
-    retrans: int | None = None
-    fackets: int | None = None
-    last_data_sent: int | None = None
-    last_ack_sent: int | None = None
-    last_data_recv: int | None = None
-    last_ack_recv: int | None = None
-    pmtu: int | None = None
-    rcv_ssthresh: int | None = None
-    rtt: int | None = None
-    rttvar: int | None = None
-    snd_ssthresh: int | None = None
-    snd_cwnd: int | None = None
-    advmss: int | None = None
-    reordering: int | None = None
-    rcv_rtt: int | None = None
-    rcv_space: int | None = None
-    total_retrans: int | None = None
-    pacing_rate: int | None = None
-    max_pacing_rate: int | None = None
-    bytes_acked: int | None = None
-    bytes_received: int | None = None
-    segs_out: int | None = None
-    segs_in: int | None = None
-    notsent_bytes: int | None = None
-    min_rtt: int | None = None
-    data_segs_in: int | None = None
-    data_segs_out: int | None = None
-    delivery_rate: int | None = None
-    busy_time: int | None = None
-    rwnd_limited: int | None = None
-    sndbuf_limited: int | None = None
-    delivered: int | None = None
-    delivered_ce: int | None = None
-    bytes_sent: int | None = None
-    bytes_retrans: int | None = None
-    dsack_dups: int | None = None
-    reord_seen: int | None = None
-    rcv_ooopack: int | None = None
-    snd_wnd: int | None = None
-    rcv_wnd: int | None = None
-    congestion: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The fields the kernel gave, as a plain dict (``None`` fields left out)."""
-        return {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
-        }
 
 
 @dataclass(frozen=True)
@@ -169,49 +107,76 @@ def display_address(address: str, v6only: bool | None) -> str:
     return f"[{address}]"
 
 
+#: a socket as a tuple of :class:`SocketRecord`'s fields, in their order
+SocketRow = tuple[
+    str,  # netid
+    str,  # state
+    int,  # recv_q
+    int,  # send_q
+    str,  # family
+    str,  # local_address
+    int,  # local_port
+    str,  # peer_address
+    int,  # peer_port
+    int,  # inode
+    "int | None",  # uid
+    "bool | None",  # v6only
+    "tuple[ProcessRef, ...]",  # processes
+    "TcpInfo | None",  # tcp_info
+]
+
+FIELDS: tuple[str, ...] = (
+    "netid",
+    "state",
+    "recv_q",
+    "send_q",
+    "family",
+    "local_address",
+    "local_port",
+    "peer_address",
+    "peer_port",
+    "inode",
+    "uid",
+    "v6only",
+    "processes",
+    "tcp_info",
+)
+
 _new = object.__new__
 _set = object.__setattr__
+_as_row = attrgetter(*FIELDS)
 
 
-def make_record(
-    netid: str,
-    state: str,
-    recv_q: int,
-    send_q: int,
-    family: str,
-    local_address: str,
-    local_port: int,
-    peer_address: str,
-    peer_port: int,
-    inode: int,
-    uid: int | None,
-    v6only: bool | None,
-    processes: tuple[ProcessRef, ...],
-    tcp_info: TcpInfo | None,
-) -> SocketRecord:
-    """A :class:`SocketRecord` built without the generated ``__init__`` (see module docstring)."""
+def record_from_row(row: SocketRow) -> SocketRecord:
+    """The :class:`SocketRecord` for a row (built the fast way; see the module docstring)."""
     record = _new(SocketRecord)
     _set(
         record,
         "__dict__",
         {
-            "netid": netid,
-            "state": state,
-            "recv_q": recv_q,
-            "send_q": send_q,
-            "family": family,
-            "local_address": local_address,
-            "local_port": local_port,
-            "peer_address": peer_address,
-            "peer_port": peer_port,
-            "inode": inode,
-            "uid": uid,
-            "v6only": v6only,
-            "processes": processes,
-            "tcp_info": tcp_info,
+            "netid": row[0],
+            "state": row[1],
+            "recv_q": row[2],
+            "send_q": row[3],
+            "family": row[4],
+            "local_address": row[5],
+            "local_port": row[6],
+            "peer_address": row[7],
+            "peer_port": row[8],
+            "inode": row[9],
+            "uid": row[10],
+            "v6only": row[11],
+            "processes": row[12],
+            "tcp_info": row[13],
         },
     )
     return record
+
+
+def row_from_record(record: SocketRecord) -> SocketRow:
+    """A record's fields as a row."""
+    row: SocketRow = _as_row(record)
+    return row
 
 
 def make_process(name: str, pid: int, fd: int) -> ProcessRef:
