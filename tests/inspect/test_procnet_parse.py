@@ -81,9 +81,7 @@ def test_tcp_lines_give_states_queues_uid_and_inode() -> None:
 def test_state_mask_and_owners_apply() -> None:
     owners = {24400: (ProcessRef("client", 7, 4),)}
     found = records(parse_proc_inet(PROC_TCP, "tcp", 1 << 1, owners))
-    assert [(r.local_port, r.processes) for r in found] == [
-        (54597, (ProcessRef("client", 7, 4),))
-    ]
+    assert [(r.local_port, r.processes) for r in found] == [(54597, (ProcessRef("client", 7, 4),))]
 
 
 @little_endian

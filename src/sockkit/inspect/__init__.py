@@ -13,7 +13,8 @@ values out -- are pure and live apart from the I/O that feeds them:
   :mod:`._listing` (sources and fallback), :func:`watch_sockets` (polling).
 
 This package is imported by ``sockkit ss`` on every run, so it imports only
-what a listing needs; :func:`port_owner` and the watch loop load on first use.
+what printing a table needs: the records (and the ``dataclasses`` module
+under them), :func:`port_owner` and the watch loop load on first use.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from sockkit.inspect._query import (
     parse_state,
     select_query,
 )
-from sockkit.inspect._record import ProcessRef, SocketRecord
 
 if TYPE_CHECKING:
     from sockkit.inspect._port_owner import port_owner
+    from sockkit.inspect._record import ProcessRef, SocketRecord
     from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import (
         SocketEvent,
@@ -66,6 +67,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ProcessRef": "sockkit.inspect._record",
+    "SocketRecord": "sockkit.inspect._record",
     "TcpInfo": "sockkit.inspect._tcp_info",
     "port_owner": "sockkit.inspect._port_owner",
     "SocketEvent": "sockkit.inspect._watch",

@@ -17,20 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sockkit.inspect._record import (
-    ProcessRef,
-    SocketRecord,
-    SocketRow,
-    display_address,
-    record_from_row,
-    row_from_record,
-)
-
 if TYPE_CHECKING:
+    from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
     from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import SocketEvent
 
 __all__ = [
+    "display_address",
     "event_to_dict",
     "format_event",
     "format_processes",
@@ -42,18 +35,14 @@ __all__ = [
 #: (port, protocol) -> the text to show for a TCP/UDP port
 PortNamer = Callable[[int, str], str]
 
-_HEADER = (
-    "Netid",
-    "State",
-    "Recv-Q",
-    "Send-Q",
-    "Local Address",
-    ":",
-    "Port",
-    "Peer Address",
-    ":",
-    "Port",
-)
+
+def display_address(address: str, v6only: bool | None) -> str:
+    """An IP address as ss prints it: IPv6 in brackets, a dual-stack ``::`` as ``*``."""
+    if ":" not in address:
+        return address
+    if address == "::" and not v6only:
+        return "*"
+    return f"[{address}]"
 
 
 def format_processes(processes: Sequence[ProcessRef]) -> str:
@@ -84,70 +73,96 @@ def format_table(
     given: list[Any] = list(sockets)
     rows: list[SocketRow] = given if not given or isinstance(given[0], tuple) else []
     if given and not rows:
+        from sockkit.inspect._record import row_from_record
+
         rows = list(map(row_from_record, given))
     if not rows and not header:
         return ""
-    count = len(rows)
     netids = list(map(_NETID, rows))
     families = list(map(_FAMILY, rows))
     local_addrs = list(map(_LOCAL_ADDRESS, rows))
     peer_addrs = list(map(_PEER_ADDRESS, rows))
+    numbers_local = list(map(_LOCAL_PORT, rows))
+    numbers_peer = list(map(_PEER_PORT, rows))
     local_ports: list[int | str]
     peer_ports: list[int | str]
     if port_name is None:
-        # numbers stay ints for "%s" to print; only 0 needs replacing by "*"
-        local_ports = list(map(_LOCAL_PORT, rows))
-        peer_ports = list(map(_PEER_PORT, rows))
-        if 0 in local_ports:
-            local_ports = ["*" if p == 0 else p for p in local_ports]
-        if 0 in peer_ports:
-            peer_ports = ["*" if p == 0 else p for p in peer_ports]
+        # ports stay ints for "%s" to print; only 0 needs replacing, by "*"
+        local_ports = (
+            ["*" if p == 0 else p for p in numbers_local] if 0 in numbers_local else numbers_local
+        )
+        peer_ports = (
+            ["*" if p == 0 else p for p in numbers_peer] if 0 in numbers_peer else numbers_peer
+        )
+        local_width, peer_width = _number_width(numbers_local), _number_width(numbers_peer)
     else:
-        local_ports = list(map(port_name, map(_LOCAL_PORT, rows), netids))
-        peer_ports = list(map(port_name, map(_PEER_PORT, rows), netids))
-    seps = [":"] * count
-    for i in [i for i, family in enumerate(families) if family != "inet"]:
-        record = record_from_row(rows[i])
-        if record.family == "unix":
-            local_addrs[i] = record.local_address or "*"
-            peer_addrs[i] = "*"
-            local_ports[i], peer_ports[i] = str(record.local_port), str(record.peer_port)
-            seps[i] = " "
-        else:
-            local_addrs[i] = display_address(record.local_address, record.v6only)
-            peer_addrs[i] = display_address(record.peer_address, record.v6only)
-    columns: list[list[str] | list[int] | list[int | str]] = [
-        netids,
-        list(map(_STATE, rows)),
-        list(map(_RECV_Q, rows)),
-        list(map(_SEND_Q, rows)),
-        local_addrs,
-        seps,
-        local_ports,
-        peer_addrs,
-        seps,
-        peer_ports,
-    ]
-    widths = [max(len(_HEADER[i]), _widest(columns[i])) for i in range(10)]
-    widths[2] = max(widths[2], 6)
-    widths[3] = max(widths[3], 6)
+        local_ports = list(map(port_name, numbers_local, netids))
+        peer_ports = list(map(port_name, numbers_peer, netids))
+        local_width, peer_width = _text_width(local_ports), _text_width(peer_ports)
+    unix_rows = False
+    if set(families) != {"inet"}:
+        for i, family in enumerate(families):
+            if family == "inet":
+                continue
+            row = rows[i]
+            if family == "unix":
+                # ss: the path (or "*") and the inode, the peer's inode even if 0
+                unix_rows = True
+                local_addrs[i] = row[5] or "*"
+                peer_addrs[i] = "*"
+                local_ports[i], peer_ports[i] = row[6], row[8]
+                local_width = max(local_width, len(str(row[6])))
+                peer_width = max(peer_width, len(str(row[8])))
+            else:
+                local_addrs[i] = display_address(row[5], row[11])
+                peer_addrs[i] = display_address(row[7], row[11])
+    states = list(map(_STATE, rows))
+    recv_qs = list(map(_RECV_Q, rows))
+    send_qs = list(map(_SEND_Q, rows))
+    widths = (
+        max(5, _text_width(netids)),
+        max(5, _text_width(states)),
+        max(6, _number_width(recv_qs)),
+        max(6, _number_width(send_qs)),
+        max(13, _text_width(local_addrs)),
+        max(4, local_width),
+        max(12, _text_width(peer_addrs)),
+        max(4, peer_width),
+    )
     processes = list(map(_PROCESSES, rows))
     has_process = any(processes)
+    # A Unix row puts a space between address and "port" where TCP/UDP put
+    # a colon; with no Unix rows the colon goes into the template itself.
+    sep = "%s" if unix_rows else ":"
     fields = []
     if netid_column:
         fields.append(f"%-{widths[0]}s ")
     if state_column:
         fields.append(f"%-{widths[1]}s ")
-    fields.append(f"%-{widths[2]}s %-{widths[3]}s %{widths[4]}s%s%-{widths[6]}s %{widths[7]}s%s")
-    with_process = "".join((*fields, f"%-{widths[9]}s %s"))
+    fields.append(
+        f"%-{widths[2]}s %-{widths[3]}s %{widths[4]}s{sep}%-{widths[5]}s %{widths[6]}s{sep}"
+    )
+    with_process = "".join((*fields, f"%-{widths[7]}s %s"))
     template = with_process if has_process else "".join((*fields, "%s"))
-    first = (0 if netid_column else 1) + (0 if state_column else 1)
-    shown = columns[first:]
+    shown: list[list[str] | list[int] | list[int | str]] = []
+    if netid_column:
+        shown.append(netids)
+    if state_column:
+        shown.append(states)
+    if unix_rows:
+        seps = [" " if family == "unix" else ":" for family in families]
+        shown += [recv_qs, send_qs, local_addrs, seps, local_ports, peer_addrs, seps, peer_ports]
+    else:
+        shown += [recv_qs, send_qs, local_addrs, local_ports, peer_addrs, peer_ports]
     if has_process:
         shown.append([format_processes(p) if p else "" for p in processes])
     lines: list[str] = []
     if header:
-        lines.append((with_process % (*_HEADER, "Process")[first:]).rstrip())
+        titles = ["Netid"] if netid_column else []
+        titles += ["State"] if state_column else []
+        titles += ["Recv-Q", "Send-Q", "Local Address", *([":"] if unix_rows else []), "Port"]
+        titles += ["Peer Address", *([":"] if unix_rows else []), "Port", "Process"]
+        lines.append((with_process % tuple(titles)).rstrip())
     body = list(map(template.__mod__, zip(*shown, strict=True)))
     if has_process:
         body = [line.rstrip() for line in body]
@@ -162,16 +177,13 @@ def format_table(
     return "\n".join(lines)
 
 
-def _widest(column: list[str] | list[int] | list[int | str]) -> int:
-    """The widest printed entry; a column of numbers is as wide as its largest one."""
-    if not column:
-        return 0
-    try:
-        if isinstance(column[0], int):
-            return len(str(max(column)))  # type: ignore[type-var, unused-ignore]
-        return max(map(len, column))  # type: ignore[arg-type]
-    except TypeError:  # numbers mixed with "*" or with Unix inode texts
-        return max(len(str(entry)) for entry in column)
+def _text_width(column: list[str] | list[int | str]) -> int:
+    # few distinct texts (states, addresses): measure each once
+    return max(map(len, map(str, set(column))), default=0)
+
+
+def _number_width(column: list[int]) -> int:
+    return len(str(max(column, default=0)))
 
 
 # positions in a row (SocketRecord's field order)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import partial
+from typing import TYPE_CHECKING
 
 from sockkit._errors import SockkitError, UsageError, translate_os_error
 from sockkit.inspect._netlink import (
@@ -29,18 +30,18 @@ from sockkit.inspect._netlink import (
     port_bytecode,
     unix_request,
 )
-from sockkit.inspect._owners import socket_owners
-from sockkit.inspect._procnet import parse_proc_inet, parse_proc_unix
 from sockkit.inspect._query import SocketQuery
-from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow, record_from_row
 from sockkit.inspect._sockdiag import SockDiag
+
+if TYPE_CHECKING:
+    from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
 
 __all__ = ["SOURCES", "SocketTable", "list_sockets"]
 
 SOURCES = ("auto", "netlink", "proc")
 SOURCE_VARIABLE = "SOCKKIT_SS_SOURCE"
 
-Owners = Mapping[int, tuple[ProcessRef, ...]]
+Owners = Mapping[int, "tuple[ProcessRef, ...]"]
 
 _INET_TABLES = (("udp", IPPROTO_UDP), ("tcp", IPPROTO_TCP))
 _FAMILIES = (("inet", AF_INET, ""), ("inet6", AF_INET6, "6"))
@@ -74,6 +75,8 @@ class SocketTable:
         Raises :class:`SockkitError` when the ``netlink`` source was demanded
         and fails, or when ``/proc/net`` cannot be read either.
         """
+        from sockkit.inspect._record import record_from_row
+
         return list(map(record_from_row, self.rows(query)))
 
     def rows(self, query: SocketQuery | None = None) -> list[SocketRow]:
@@ -82,11 +85,17 @@ class SocketTable:
         The cheap form, for printing large tables; raises what :meth:`read` raises.
         """
         query = query or SocketQuery()
-        owners = socket_owners(proc=self._proc) if query.processes else None
+        owners = None
+        if query.processes:
+            from sockkit.inspect._owners import socket_owners
+
+            owners = socket_owners(proc=self._proc)
         rows: list[SocketRow] = []
         if query.wants("u_str") or query.wants("u_dgr") or query.wants("u_seq"):
             unix = self._netlink_unix(query, owners)
             if unix is None:
+                from sockkit.inspect._procnet import parse_proc_unix
+
                 unix = parse_proc_unix(self._read("net/unix"), query.states, owners)
             rows += [row for row in unix if row[0] in query.netids]
         for netid, protocol in _INET_TABLES:
@@ -97,6 +106,8 @@ class SocketTable:
                     continue
                 found = self._netlink_inet(query, owners, netid, af, protocol)
                 if found is None:
+                    from sockkit.inspect._procnet import parse_proc_inet
+
                     text = self._read(f"net/{netid}{suffix}")
                     found = parse_proc_inet(text, netid, query.states, owners)
                     if query.has_port_filter:

@@ -33,9 +33,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from sockkit.inspect._query import STATE_NAMES
-from sockkit.inspect._record import ProcessRef, SocketRow
 
 if TYPE_CHECKING:
+    from sockkit.inspect._record import ProcessRef, SocketRow
     from sockkit.inspect._tcp_info import TcpInfo
 
 __all__ = [

@@ -19,9 +19,12 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from sockkit.inspect._query import CLOSE, CLOSING, ESTABLISHED, LISTEN, STATE_NAMES, SYN_SENT
-from sockkit.inspect._record import ProcessRef, SocketRow
+
+if TYPE_CHECKING:
+    from sockkit.inspect._record import ProcessRef, SocketRow
 
 __all__ = ["decode_proc_address", "parse_proc_inet", "parse_proc_unix"]
 

@@ -20,7 +20,7 @@ Rules, as iproute2 ``ss`` applies them (and ``sockkit ss`` copies):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sockkit._errors import UsageError
 
@@ -112,9 +112,12 @@ def parse_state(word: str) -> int:
     return mask
 
 
-@dataclass(frozen=True)
-class SocketQuery:
-    """What :func:`~sockkit.inspect.list_sockets` returns.
+class SocketQuery(NamedTuple):
+    """What :func:`~sockkit.inspect.list_sockets` returns; an immutable value.
+
+    (A named tuple rather than a frozen dataclass: ``sockkit ss`` must start
+    fast, and this keeps the ``dataclasses`` module out of a plain listing.
+    ``query._replace(port=7007)`` makes a changed copy.)
 
     ``netids`` (``tcp``, ``udp``, ``u_str``, ``u_dgr``, ``u_seq``) and
     ``families`` (``inet``, ``inet6``, ``unix``) must both admit a socket.

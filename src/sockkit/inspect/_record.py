@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from sockkit.inspect._format import display_address
+
 if TYPE_CHECKING:
     from sockkit.inspect._tcp_info import TcpInfo
 
@@ -96,15 +98,6 @@ def _endpoint_text(record: SocketRecord, address: str, port: int) -> str:
     if record.family == "unix":
         return f"{address or '*'}:{port}"
     return f"{display_address(address, record.v6only)}:{port or '*'}"
-
-
-def display_address(address: str, v6only: bool | None) -> str:
-    """An IP address as ss prints it: IPv6 in brackets, a dual-stack ``::`` as ``*``."""
-    if ":" not in address:
-        return address
-    if address == "::" and not v6only:
-        return "*"
-    return f"[{address}]"
 
 
 #: a socket as a tuple of :class:`SocketRecord`'s fields, in their order

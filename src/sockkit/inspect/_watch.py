@@ -106,7 +106,7 @@ def watch_sockets(
     """
     own_table = table is None
     lister = table or SocketTable()
-    plain = replace(query, processes=False)
+    plain = query._replace(processes=False)
     owners: dict[int, tuple[ProcessRef, ...]] = {}
     try:
         previous = snapshot(lister.read(plain))
