@@ -33,6 +33,10 @@ if TYPE_CHECKING:
         TLSError,
         UsageError,
     )
+    from sockkit.inspect._listing import list_sockets
+    from sockkit.inspect._port_owner import port_owner
+    from sockkit.inspect._query import SocketQuery
+    from sockkit.inspect._record import SocketRecord
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
 
 #: public name -> private module that defines it
@@ -53,6 +57,10 @@ _EXPORTS: dict[str, str] = {
     "TLSError": "sockkit._errors",
     "TimeoutError": "sockkit._errors",
     "UsageError": "sockkit._errors",
+    "SocketQuery": "sockkit.inspect._query",
+    "SocketRecord": "sockkit.inspect._record",
+    "list_sockets": "sockkit.inspect._listing",
+    "port_owner": "sockkit.inspect._port_owner",
     "CLOSE": "sockkit.services._base",
     "HALF_CLOSE": "sockkit.services._base",
     "OPEN": "sockkit.services._base",
@@ -73,15 +81,19 @@ __all__ = [
     "EndpointError",
     "ResolveError",
     "Service",
+    "SocketQuery",
+    "SocketRecord",
     "SockkitError",
     "TLSError",
     "TimeoutError",
     "UsageError",
     "__version__",
     "format_sockaddr",
+    "list_sockets",
     "open_connection",
     "open_listener",
     "parse_endpoint",
+    "port_owner",
     "resolve",
 ]
 

@@ -47,6 +47,15 @@ def test_table_rows_match_ss(zoo: SocketZoo) -> None:
     assert len(rows(theirs, ports)) >= 8
 
 
+def test_unix_table_with_and_without_numeric(zoo: SocketZoo) -> None:
+    for flags in ("-xa", "-xan"):
+        result = run_cli(["ss", flags, "-H"])
+        assert result.returncode == 0, result.stderr
+        lines = [line.split() for line in result.stdout.decode().splitlines()]
+        ours = [f for f in lines if f[4] == zoo.unix_path and f[1] == "LISTEN"]
+        assert len(ours) == 1 and ours[0][0] == "u_str"
+
+
 def test_header_and_columns(zoo: SocketZoo) -> None:
     out = run_cli(["ss", "-tln", "--port", str(zoo.tcp_port)]).stdout.decode().splitlines()
     assert out[0].split() == [

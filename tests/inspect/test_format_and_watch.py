@@ -76,6 +76,12 @@ def test_service_names_leave_ephemeral_ports_numeric() -> None:
     assert namer(1, "tcp") in ("tcpmux", "1")
     text = format_table([replace(CLIENT, peer_port=22)], header=False, port_name=namer)
     assert "127.0.0.1:ssh" in text
+    assert namer(7007000, "u_str") == "7007000"  # a Unix socket's inode, never a service
+    mixed = format_table([UNIX, replace(UNIX, local_port=22, peer_port=0)], port_name=namer)
+    assert [line.split()[4:] for line in mixed.splitlines()[1:]] == [
+        ["/tmp/s.sock", "501", "*", "500"],
+        ["/tmp/s.sock", "22", "*", "0"],
+    ]
 
 
 def test_tcp_info_line_follows_the_socket() -> None:

@@ -33,16 +33,17 @@ class ServiceNames:
         self._cache: dict[tuple[int, str], str] = {}
 
     def __call__(self, port: int, protocol: str) -> str:
+        """The text for ``port`` of ``protocol``; anything but ``tcp``/``udp`` stays numeric."""
         if not port:
             return "*"
-        if self._low <= port <= self._high:
+        if protocol not in ("tcp", "udp") or self._low <= port <= self._high:
             return str(port)
         key = (port, protocol)
         text = self._cache.get(key)
         if text is None:
             try:
                 text = socket.getservbyport(port, protocol)
-            except OSError:
+            except (OSError, OverflowError):
                 text = str(port)
             self._cache[key] = text
         return text
