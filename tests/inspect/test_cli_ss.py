@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -240,3 +241,21 @@ def test_watch_json_lines_and_count_stop_early() -> None:
     assert (event["event"], event["state"], event["old_state"]) == ("appeared", "ESTAB", None)
     # --sport keeps the server side only: the connection waiting to be accepted
     assert (event["socket"]["local_port"], event["socket"]["peer_port"]) == (port, client_port)
+
+
+def test_watch_exits_0_on_ctrl_c() -> None:
+    watch = subprocess.Popen(
+        sockkit_argv("ss", "--watch", "0.05", "--port", "9", "--duration", "30"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+    )
+    try:
+        assert watch.stderr is not None
+        assert b"watching" in watch.stderr.readline()
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(timeout=10) == 0
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
