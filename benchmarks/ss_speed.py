@@ -113,7 +113,8 @@ def report(
     med = {name: statistics.median(values) for name, values in wall.items()}
     cpu_med = {name: statistics.median(values) for name, values in cpu.items()}
     rows = [
-        f"| `{name}` | {med[name]:.1f} | {min(wall[name]):.1f} | {cpu_med[name]:.1f} | {lines.get(name, '')} |"
+        f"| `{name}` | {med[name]:.1f} | {min(wall[name]):.1f} | {cpu_med[name]:.1f}"
+        f" | {lines.get(name, '')} |"
         for name in times
     ]
     plain = med["sockkit ss -tan"] / med["ss -tan"]
@@ -133,11 +134,13 @@ def report(
         [
             "# `sockkit ss` speed against iproute2 `ss`",
             "",
-            f"{2 * args.pairs:,} loopback TCP sockets ({args.pairs:,} connected pairs) and one listener,",
+            f"{2 * args.pairs:,} loopback TCP sockets ({args.pairs:,} connected pairs) and one"
+            " listener,",
             "held open by the benchmark process"
             + (" in a private network namespace" if args.private_net else "")
             + f"; each command run {args.repeats} times,",
-            "interleaved, output to /dev/null.  Times are of the whole process, interpreter start-up",
+            "interleaved, output to /dev/null.  Times are of the whole process, interpreter"
+            " start-up",
             "included: wall clock (median and best) and CPU (user + system, median).",
             "",
             f"Command: `{command}`",
@@ -146,13 +149,16 @@ def report(
             "|---|---:|---:|---:|---:|",
             *rows,
             "",
-            f"- `sockkit ss -tan` / `ss -tan`: **{plain:.2f}x** wall, {plain_cpu:.2f}x CPU (target: 3x)",
-            f"- `sockkit ss -tanp` / `ss -tanp`: **{procs:.2f}x** wall, {procs_cpu:.2f}x CPU (target: 2x)",
-            f"- of `sockkit ss -tan`'s {med['sockkit ss -tan']:.0f} ms, {startup:.0f} ms is the bare"
-            " interpreter start-up (`python -c pass`)",
+            f"- `sockkit ss -tan` / `ss -tan`: **{plain:.2f}x** wall, {plain_cpu:.2f}x CPU"
+            " (target: 3x)",
+            f"- `sockkit ss -tanp` / `ss -tanp`: **{procs:.2f}x** wall, {procs_cpu:.2f}x CPU"
+            " (target: 2x)",
+            f"- of `sockkit ss -tan`'s {med['sockkit ss -tan']:.0f} ms, {startup:.0f} ms is the"
+            " bare interpreter start-up (`python -c pass`)",
             "",
             f"Machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), Python"
-            f" {platform.python_version()}, {ss_version}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            f" {platform.python_version()}, {ss_version};"
+            f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
             "",
         ]
     )

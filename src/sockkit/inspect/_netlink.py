@@ -83,9 +83,10 @@ _NLMSGERR = struct.Struct("=i")
 _RTATTR = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _TWO_U32 = struct.Struct("=II")
-# nlmsghdr + inet_diag_msg: len type flags seq pid | family state timer retrans
-# sport dport src dst if cookie[2] | expires rqueue wqueue uid inode
-_INET_MSG = struct.Struct("=IHHIIBBBBHH16s16sI8xIIIII")
+# nlmsghdr + inet_diag_msg, reading only what a record needs: len type (flags
+# seq pid) | family state (timer retrans) sport dport src dst (if cookie[2]
+# expires) rqueue wqueue uid inode
+_INET_MSG = struct.Struct("=IH10xBBxxHH16s16s16xIIII")
 # nlmsghdr + unix_diag_msg: ... | family type state pad ino cookie[2]
 _UNIX_MSG = struct.Struct("=IHHIIBBBxI8x")
 _INET_REQ = struct.Struct("=IHHIIBBBxI48x")  # nlmsghdr + inet_diag_req_v2 (zero sockid)
@@ -260,27 +261,9 @@ def parse_inet_dump(
             if _check_control(chunk, offset, mtype):
                 done = True
             break
-        (
-            length,
-            mtype,
-            _f,
-            _s,
-            _p,
-            family,
-            state,
-            _t,
-            _r,
-            sport,
-            dport,
-            src,
-            dst,
-            _i,
-            _e,
-            rq,
-            wq,
-            uid,
-            inode,
-        ) = unpack(chunk, offset)
+        (length, mtype, family, state, sport, dport, src, dst, rq, wq, uid, inode) = unpack(
+            chunk, offset
+        )
         if mtype != SOCK_DIAG_BY_FAMILY:
             if _check_control(chunk, offset, mtype):
                 done = True

@@ -61,7 +61,7 @@ def socket_owners(
             dirfd = os.open(f"{proc}/{pid}/fd", _DIR_FLAGS)
         except OSError:
             continue
-        held: list[tuple[int, int]] = []
+        links: list[tuple[str, str]] = []
         try:
             for entry in os.listdir(dirfd):
                 try:
@@ -69,16 +69,21 @@ def socket_owners(
                 except OSError:
                     continue
                 if target[:8] == "socket:[":
-                    inode = int(target[8:-1])
-                    if inodes is None or inode in inodes:
-                        held.append((inode, int(entry)))
+                    links.append((entry, target))
         except OSError:
             continue
         finally:
             os.close(dirfd)
-        if held:
-            name = process_name(pid, proc)
-            # procfs lists a process's descriptors in ascending order already
-            for inode, fd in held:
-                owners[inode] = (*owners.get(inode, ()), make_process(name, pid, fd))
+        if not links:
+            continue
+        name = process_name(pid, proc)
+        get = owners.get
+        # procfs lists a process's descriptors in ascending order already
+        for entry, target in links:
+            inode = int(target[8:-1])
+            if inodes is not None and inode not in inodes:
+                continue
+            ref = make_process(name, pid, int(entry))
+            before = get(inode)
+            owners[inode] = (ref,) if before is None else (*before, ref)
     return owners
