@@ -155,12 +155,10 @@ def run(args: argparse.Namespace) -> int:
         gc.disable()
         rows = table.rows(query)
     if args.json:
-        import json
-
+        from sockkit.cli._output import print_json
         from sockkit.inspect._record import record_from_row
 
-        data = [record_to_dict(record_from_row(row)) for row in rows]
-        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+        print_json([record_to_dict(record_from_row(row)) for row in rows])
         return 0
     port_name = None
     if not args.numeric:
