@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from tests.inspect.sockzoo import SocketZoo, inode_of
 
+from sockkit import AddressInUseError, open_listener, parse_endpoint
 from sockkit.inspect import SocketRecord, list_sockets, port_owner, select_query
 from sockkit.inspect._owners import process_name
 
@@ -224,6 +225,17 @@ def test_port_owner_names_this_process(zoo: SocketZoo) -> None:
     assert port_owner("unixgram", zoo.dgram_path) == me
     relative = os.path.relpath(zoo.unix_path)
     assert port_owner("unix", relative) == me
+    assert port_owner(parse_endpoint(f"tcp://127.0.0.1:{zoo.tcp_port}")) == me
+    assert port_owner(parse_endpoint(f"udp://127.0.0.1:{zoo.udp_port}")) == me
+    assert port_owner(parse_endpoint(f"unix:{zoo.unix_path}")) == me
+    assert port_owner(parse_endpoint(f"unix:@{zoo.abstract_name}")) == me
+
+
+def test_port_owner_explains_a_real_address_in_use(zoo: SocketZoo) -> None:
+    endpoint = parse_endpoint(f"127.0.0.1:{zoo.tcp_port}")
+    with pytest.raises(AddressInUseError):
+        open_listener(endpoint).close()
+    assert port_owner(endpoint) == f"pid {os.getpid()} ({process_name(os.getpid())})"
 
 
 def test_port_owner_of_a_free_port_is_none() -> None:

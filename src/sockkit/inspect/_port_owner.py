@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from sockkit.inspect._listing import SocketTable
 from sockkit.inspect._netlink import parse_unix_dump, unix_request
@@ -20,13 +21,16 @@ from sockkit.inspect._query import ALL_STATES, TIME_WAIT, SocketQuery
 from sockkit.inspect._record import SocketRecord, record_from_row
 from sockkit.inspect._sockdiag import SockDiag
 
+if TYPE_CHECKING:
+    from sockkit._endpoint import Endpoint
+
 __all__ = ["port_owner"]
 
 _WILDCARDS = frozenset({"", "*", "0.0.0.0", "::"})
 _MAX_NAMED = 3
 
 
-def port_owner(transport: str, host: str | None = None, port: int = 0) -> str | None:
+def port_owner(transport: str | Endpoint, host: str | None = None, port: int = 0) -> str | None:
     """Describe who holds ``host:port`` (or a Unix path), e.g. ``"pid 1234 (python3)"``.
 
     ``transport`` is ``tcp`` (or ``tls``), ``udp``, ``unix`` or
@@ -34,11 +38,18 @@ def port_owner(transport: str, host: str | None = None, port: int = 0) -> str | 
     abstract namespace) and ``port`` is ignored.  ``host`` ``None`` or a
     wildcard matches any local address, and a socket bound to a wildcard
     matches any ``host``; a host name (not an IP address) matches any.
+    An :class:`~sockkit.Endpoint` may be passed instead of the three:
+    ``port_owner(endpoint)``, e.g. when ``open_listener(endpoint)`` raised
+    :class:`~sockkit.AddressInUseError`.
 
     Returns ``None`` when no such socket is found.  When the socket exists
     but its process cannot be seen (another user's, without privilege), says
     so with the socket owner's uid.  Never raises for lack of privilege.
     """
+    if not isinstance(transport, str):
+        endpoint = transport
+        transport = endpoint.transport
+        host, port = (endpoint.path, 0) if endpoint.is_unix else (endpoint.host, endpoint.port)
     if transport in ("unix", "unixgram"):
         if not host:
             return None
