@@ -122,6 +122,8 @@ def report(
     plain_cpu = cpu_med["sockkit ss -tan"] / cpu_med["ss -tan"]
     procs_cpu = cpu_med["sockkit ss -tanp"] / cpu_med["ss -tanp"]
     startup = med["python -c pass"]
+    bare = med["sockkit ss -tan (python -S)"] / med["ss -tan"]
+    bare_cpu = cpu_med["sockkit ss -tan (python -S)"] / cpu_med["ss -tan"]
     command = "python benchmarks/ss_speed.py" + "".join(
         (
             f" --pairs {args.pairs}" if args.pairs != 5000 else "",
@@ -155,6 +157,9 @@ def report(
             " (target: 2x)",
             f"- of `sockkit ss -tan`'s {med['sockkit ss -tan']:.0f} ms, {startup:.0f} ms is the"
             " bare interpreter start-up (`python -c pass`)",
+            f"- without `site` (`python -S`, which skips any `.pth` start-up hooks installed"
+            f" on this host): `sockkit ss -tan` / `ss -tan` = {bare:.2f}x wall,"
+            f" {bare_cpu:.2f}x CPU",
             "",
             f"Machine: {platform.platform()}, {os.cpu_count()} CPUs (shared), Python"
             f" {platform.python_version()}, {ss_version};"
@@ -193,6 +198,9 @@ def main() -> None:
             "python -m sockkit ss -tan": [sys.executable, "-m", "sockkit", "ss", "-tan"],
             "ss -tanp": ["ss", "-tanp"],
             "sockkit ss -tanp": [*sockkit, "-tanp"],
+            # without site: what the interpreter costs without this host's .pth hooks
+            "python -S -c pass": [sys.executable, "-S", "-c", "pass"],
+            "sockkit ss -tan (python -S)": [sys.executable, "-S", str(script), "ss", "-tan"],
         }
         sockets = open_pairs(args.pairs)
         try:
