@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         # until it exits: the cyclic collector would only rescan them.
         gc.disable()
         rows = table.rows(query)
+        gc.freeze()  # nor rescan them all once more at exit
     if args.json:
         from sockkit.cli._output import print_json
         from sockkit.inspect._record import record_from_row
