@@ -19,6 +19,25 @@ import uuid
 from pathlib import Path
 
 
+def time_wait_table_full(margin: int = 2000) -> bool:
+    """Whether the kernel is (nearly) out of TIME-WAIT buckets, when it closes instead.
+
+    Load tests elsewhere on the machine can fill the table; a closing socket
+    then skips TIME-WAIT, and tests expecting one must accept that.
+    """
+    try:
+        limit = int(Path("/proc/sys/net/ipv4/tcp_max_tw_buckets").read_text())
+        fields = next(
+            line.split()
+            for line in Path("/proc/net/sockstat").read_text().splitlines()
+            if line.startswith("TCP:")
+        )
+        in_use = int(fields[fields.index("tw") + 1])
+    except (OSError, ValueError, StopIteration):
+        return False
+    return in_use >= limit - margin
+
+
 def inode_of(sock: socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino
 
@@ -81,7 +100,13 @@ class SocketZoo:
         self.sockets.remove(other)
         self.queued = socket.create_connection(("127.0.0.1", self.tcp_port))
         self._keep(self.queued)
-        _wait_for(lambda: "TIME-WAIT" in _ss_states(self.time_wait_port))
+        try:
+            _wait_for(lambda: "TIME-WAIT" in _ss_states(self.time_wait_port), timeout=3)
+            self.has_time_wait = True
+        except AssertionError:
+            if not time_wait_table_full():
+                raise
+            self.has_time_wait = False
 
     def _open_tcp6(self) -> None:
         self.listener6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)

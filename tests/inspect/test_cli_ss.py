@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from tests.conftest import cli_env, run_cli, sockkit_argv
-from tests.inspect.sockzoo import SocketZoo
+from tests.inspect.sockzoo import SocketZoo, time_wait_table_full
 
 from sockkit.cli import main
 from sockkit.inspect._owners import process_name
@@ -175,8 +175,11 @@ def test_watch_shows_connect_half_close_and_close_in_order() -> None:
     server_events = [line for line in lines if server_end in line]
     # A transient state (FIN-WAIT-1, LAST-ACK) shows up only if a listing
     # happens to fall inside it; the required path is fixed.
-    assert state_path(client_events) == ["ESTAB", "FIN-WAIT-2", "TIME-WAIT"], lines
     assert client_events[0] == f"+ tcp {client_end} ESTAB"
+    expected = ["ESTAB", "FIN-WAIT-2", "TIME-WAIT"]
+    if client_events[-1].startswith("- ") and time_wait_table_full():
+        expected.pop()  # no TIME-WAIT bucket left on this machine: the kernel closed it outright
+    assert state_path(client_events) == expected, lines
     assert state_path(server_events)[:2] == ["ESTAB", "CLOSE-WAIT"], lines
     assert server_events[-1].startswith(f"- tcp {server_end} ")
     closed = lines.index(server_events[-1])
