@@ -14,8 +14,8 @@ request with a stream of datagrams, each holding whole messages:
 Each datagram is parsed on its own (netlink never splits a message between
 datagrams): :func:`parse_inet_dump` and :func:`parse_unix_dump` take one and
 return its sockets, as rows (tuples of :class:`SocketRecord`'s fields), and
-whether the dump is finished.  The I/O that sends the
-requests and reads the datagrams is in :mod:`sockkit.inspect._sockdiag`.
+whether the dump is finished.  The I/O that sends the requests and reads the
+datagrams is in :mod:`sockkit.inspect._sockdiag`.
 
 The parsers are the hot path of ``sockkit ss`` (10,000 sockets must list in a
 few tens of milliseconds), hence one precompiled ``struct`` per message,
@@ -245,8 +245,8 @@ def parse_inet_dump(
     the row's ``tcp_info``.  Raises :class:`OSError` if the kernel
     answered with an error.
     """
-    records: list[SocketRow] = []
-    append = records.append
+    rows: list[SocketRow] = []
+    append = rows.append
     unpack = _INET_MSG.unpack_from
     names = _STATE_BY_NUMBER
     v4_get, v6_get = _V4_TEXT.get, _V6_TEXT.get
@@ -304,7 +304,7 @@ def parse_inet_dump(
             )
         )
         offset += (length + 3) & ~3
-    return records, done
+    return rows, done
 
 
 def _inet_attributes(
@@ -344,7 +344,7 @@ def parse_unix_dump(
     a file (requires the request's ``vfs``).  Raises :class:`OSError` if the
     kernel answered with an error.
     """
-    records: list[SocketRow] = []
+    rows: list[SocketRow] = []
     unpack = _UNIX_MSG.unpack_from
     end = len(chunk)
     offset = 0
@@ -377,7 +377,7 @@ def parse_unix_dump(
             elif atype == UNIX_DIAG_VFS and names is not None:
                 names[inode] = _TWO_U32.unpack_from(chunk, pos + 4)
             pos += (alen + 3) & ~3
-        records.append(
+        rows.append(
             (
                 _UNIX_NETIDS.get(kind, "u_dgr"),
                 _STATE_BY_NUMBER[state],
@@ -396,7 +396,7 @@ def parse_unix_dump(
             )
         )
         offset += (length + 3) & ~3
-    return records, done
+    return rows, done
 
 
 def _unix_name(raw: bytes) -> str:

@@ -1,4 +1,4 @@
-"""``/proc/net/{tcp,tcp6,udp,udp6,unix}`` text to records, sans I/O: the fallback source.
+"""``/proc/net/{tcp,tcp6,udp,udp6,unix}`` text to rows, sans I/O: the fallback source.
 
 Byte order is the trap here.  The kernel prints an IPv4 address with
 ``%08X`` of the raw ``__be32`` *as a host integer*, so on a little-endian
@@ -64,7 +64,7 @@ def parse_proc_inet(
     ``states`` bit mask are skipped.  The header line and malformed lines are
     skipped.
     """
-    records: list[SocketRow] = []
+    rows: list[SocketRow] = []
     cache: dict[str, tuple[str, int]] = {}
     lines = text.splitlines()
     for line in lines[1:]:
@@ -88,7 +88,7 @@ def parse_proc_inet(
         except ValueError:
             continue
         family = "inet6" if len(local_text) > 13 else "inet"
-        records.append(
+        rows.append(
             (
                 netid,
                 STATE_NAMES[state] if state < len(STATE_NAMES) else "UNKNOWN",
@@ -106,7 +106,7 @@ def parse_proc_inet(
                 None,
             )
         )
-    return records
+    return rows
 
 
 def _v6only(local: str, peer: str) -> bool | None:
@@ -129,7 +129,7 @@ def parse_proc_unix(
 
     Queues and peers are not in this file: they read 0.
     """
-    records: list[SocketRow] = []
+    rows: list[SocketRow] = []
     lines = text.splitlines()
     for line in lines[1:]:
         fields = line.split(None, 7)
@@ -147,7 +147,7 @@ def parse_proc_unix(
         state = LISTEN if flags & _UNIX_LISTENING else _UNIX_STATES.get(socket_state, 0)
         if not states & (1 << state):
             continue
-        records.append(
+        rows.append(
             (
                 _UNIX_NETIDS.get(kind, "u_dgr"),
                 STATE_NAMES[state],
@@ -165,4 +165,4 @@ def parse_proc_unix(
                 None,
             )
         )
-    return records
+    return rows
