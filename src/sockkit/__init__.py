@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     )
     from sockkit.client._listener import Listener, listen, listen_datagram
     from sockkit.client._tls import TLSConfig
+    from sockkit.inspect._listing import list_sockets
+    from sockkit.inspect._port_owner import port_owner
+    from sockkit.inspect._query import SocketQuery
+    from sockkit.inspect._record import SocketRecord
     from sockkit.server._context import AccessList, Limits, ServeContext
     from sockkit.server._server import Server, serve
     from sockkit.server._tls import TLSFiles
@@ -79,6 +83,10 @@ _EXPORTS: dict[str, str] = {
     "Server": "sockkit.server._server",
     "serve": "sockkit.server._server",
     "TLSFiles": "sockkit.server._tls",
+    "SocketQuery": "sockkit.inspect._query",
+    "SocketRecord": "sockkit.inspect._record",
+    "list_sockets": "sockkit.inspect._listing",
+    "port_owner": "sockkit.inspect._port_owner",
     "CLOSE": "sockkit.services._base",
     "HALF_CLOSE": "sockkit.services._base",
     "OPEN": "sockkit.services._base",
@@ -110,6 +118,8 @@ __all__ = [
     "Server",
     "Service",
     "ServiceSpec",
+    "SocketQuery",
+    "SocketRecord",
     "SockkitError",
     "TLSConfig",
     "TLSError",
@@ -121,12 +131,14 @@ __all__ = [
     "connect_datagram",
     "format_sockaddr",
     "get_service",
+    "list_sockets",
     "listen",
     "listen_datagram",
     "load_service",
     "open_connection",
     "open_listener",
     "parse_endpoint",
+    "port_owner",
     "resolve",
     "serve",
 ]

@@ -1,0 +1,90 @@
+"""The socket inspector: every socket on the machine, as iproute2 ``ss`` sees it.
+
+Data comes from the kernel's sock_diag netlink interface (inet_diag for
+TCP/UDP over IPv4 and IPv6, unix_diag), with ``/proc/net`` as the fallback
+(``SOCKKIT_SS_SOURCE=proc`` forces it); processes come from
+``/proc/PID/fd``.  The parsers -- bytes or text in, :class:`SocketRecord`
+values out -- are pure and live apart from the I/O that feeds them:
+
+* :mod:`._netlink` (sock_diag requests and replies), :mod:`._procnet`
+  (``/proc/net`` text), :mod:`._format` (table and JSON), :mod:`._query`
+  (ss's state names and selection rules), :func:`diff_snapshots` (watch);
+* :mod:`._sockdiag` (the netlink socket), :mod:`._owners` (``/proc/PID/fd``),
+  :mod:`._listing` (sources and fallback), :func:`watch_sockets` (polling).
+
+This package is imported by ``sockkit ss`` on every run, so it imports only
+what printing a table needs: the records (and the ``dataclasses`` module
+under them), :func:`port_owner` and the watch loop load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sockkit.inspect._listing import SOURCES, SocketTable, list_sockets
+from sockkit.inspect._query import (
+    ALL_STATES,
+    CONNECTED_STATES,
+    DEFAULT_STATES,
+    STATE_NAMES,
+    SocketQuery,
+    parse_state,
+    select_query,
+)
+
+if TYPE_CHECKING:
+    from sockkit.inspect._port_owner import port_owner
+    from sockkit.inspect._record import ProcessRef, SocketRecord
+    from sockkit.inspect._tcp_info import TcpInfo
+    from sockkit.inspect._watch import (
+        SocketEvent,
+        diff_snapshots,
+        snapshot,
+        socket_key,
+        watch_sockets,
+    )
+
+__all__ = [
+    "ALL_STATES",
+    "CONNECTED_STATES",
+    "DEFAULT_STATES",
+    "SOURCES",
+    "STATE_NAMES",
+    "ProcessRef",
+    "SocketEvent",
+    "SocketQuery",
+    "SocketRecord",
+    "SocketTable",
+    "TcpInfo",
+    "diff_snapshots",
+    "list_sockets",
+    "parse_state",
+    "port_owner",
+    "select_query",
+    "snapshot",
+    "socket_key",
+    "watch_sockets",
+]
+
+_LAZY = {
+    "ProcessRef": "sockkit.inspect._record",
+    "SocketRecord": "sockkit.inspect._record",
+    "TcpInfo": "sockkit.inspect._tcp_info",
+    "port_owner": "sockkit.inspect._port_owner",
+    "SocketEvent": "sockkit.inspect._watch",
+    "diff_snapshots": "sockkit.inspect._watch",
+    "snapshot": "sockkit.inspect._watch",
+    "socket_key": "sockkit.inspect._watch",
+    "watch_sockets": "sockkit.inspect._watch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sockkit.inspect' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
