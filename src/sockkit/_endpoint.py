@@ -373,10 +373,11 @@ def open_listener(
     """
     if backlog is None:
         backlog = socket.SOMAXCONN
-    if endpoint.is_unix:
-        sock = _bind_unix(endpoint, mode)
-    else:
-        sock = _bind_inet(endpoint, reuse_port)
+    try:
+        sock = _bind_unix(endpoint, mode) if endpoint.is_unix else _bind_inet(endpoint, reuse_port)
+    except AddressInUseError as exc:
+        exc.endpoint = endpoint
+        raise
     if endpoint.is_stream:
         try:
             sock.listen(backlog)

@@ -75,6 +75,9 @@ class AddressInUseError(SockkitError):
     def __init__(self, message: str, address: str = "") -> None:
         super().__init__(message)
         self.address = address
+        #: The endpoint that could not be bound, when known (an ``Endpoint``),
+        #: so the command line can name the process that holds it.
+        self.endpoint: object | None = None
 
 
 class TLSError(SockkitError):

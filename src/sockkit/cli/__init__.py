@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from sockkit._errors import SockkitError
+from sockkit._errors import AddressInUseError, SockkitError
 from sockkit._version import __version__
 from sockkit.cli._parser import CommandParser, fail
 
@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
+    except AddressInUseError as exc:
+        return fail(_name_the_holder(exc), exc.exit_status)
     except SockkitError as exc:
         return fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
@@ -92,6 +94,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 1
+
+
+def _name_the_holder(exc: AddressInUseError) -> str:
+    """The error message, plus the process holding the address when the inspector can see it."""
+    from sockkit._endpoint import Endpoint
+
+    if not isinstance(exc.endpoint, Endpoint):
+        return str(exc)
+    try:
+        from sockkit.inspect import port_owner
+
+        owner = port_owner(exc.endpoint)
+    except (OSError, SockkitError, ValueError):
+        owner = None  # the explanation is a courtesy; the error stands without it
+    return f"{exc} (held by {owner})" if owner else str(exc)
 
 
 def _quiet_stdout() -> None:
