@@ -35,7 +35,11 @@ from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_class"]
 
+# The base class's calls that do nothing a driver can't do cheaper itself:
+# a service that keeps them is not called for them (see where each is used).
 _BASE_CONNECTED = Service.connected
+_BASE_EOF_RECEIVED = Service.eof_received
+_BASE_CLOSED = Service.closed
 
 
 #: Stands in for the service before :meth:`Conn.start` and after ``closed``, so
@@ -102,6 +106,7 @@ class Door:
         "hub",
         "local",
         "logs",
+        "simple",
         "tls",
     )
 
@@ -125,6 +130,7 @@ class Door:
         # permissions); with neither rules nor max_conns admission is free.
         checks_access = not hub.access.open and family != socket.AF_UNIX
         self.gate = checks_access or hub.limits.max_conns is not None
+        self.simple = not (self.gate or tls or self.logs or self.custom_water)
 
     def refuse(self, transport: asyncio.BaseTransport, reason: str) -> None:
         cast(asyncio.Transport, transport).abort()
@@ -193,6 +199,16 @@ class Conn(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         self._paused = self._eof = False
         door = self._door
+        if door.simple:
+            # No admission rules, TLS, log or custom water marks: the common
+            # case, kept to the few steps every connection needs.
+            door.conns.add(self)
+            service = door.factory()
+            self._service = service
+            service.wakeup = self
+            if type(service).connected is not _BASE_CONNECTED or service.state or service.producing:
+                self._greet(service, None)
+            return
         if door.gate and not door.admits(transport):
             self._service = _NO_SERVICE
             return
@@ -219,6 +235,10 @@ class Conn(asyncio.Protocol):
         self._eof = True
         service = self._service
         if service is _NO_SERVICE:
+            return False
+        if type(service).eof_received is _BASE_EOF_RECEIVED and service.close_reason is None:
+            # The base answer is "close once flushed": exactly what returning
+            # False makes the transport do, without the call.
             return False
         out = service.eof_received()
         if out:
@@ -253,7 +273,8 @@ class Conn(asyncio.Protocol):
         if service is not _NO_SERVICE:
             # From here on a late wakeup() finds _NO_SERVICE and does nothing.
             self._service = _NO_SERVICE
-            service.closed()
+            if type(service).closed is not _BASE_CLOSED:  # the base one does nothing
+                service.closed()
             if door.logs:
                 self._logged_close(exc)
         conns = door.conns
@@ -292,17 +313,18 @@ class Conn(asyncio.Protocol):
         # (Copying the class defaults of state/producing onto the instance
         # would make the hot path's loads ~25 ns cheaper each, but costs
         # ~170 ns per connection: a loss for short connections.)
-        # The base class's connected() ignores the peer and greets with
-        # nothing: skip formatting the peer and the call for such services.
-        greets = type(service).connected is not _BASE_CONNECTED
         if door.logs:
             if peer is None:
                 peer = door.peer(transport)
             self._opened(peer)
-        elif greets and peer is None:
-            peer = door.peer(transport)
-        if greets:
-            out = service.connected(cast(str, peer))
+        self._greet(service, peer)
+
+    def _greet(self, service: Service, peer: str | None) -> None:
+        """Call ``connected`` unless it is the base one (which ignores the peer, says nothing)."""
+        if type(service).connected is not _BASE_CONNECTED:
+            if peer is None:
+                peer = self._door.peer(self._transport)
+            out = service.connected(peer)
             if out:
                 self._send(out)
         if service.state or service.producing:
