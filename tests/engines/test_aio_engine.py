@@ -696,3 +696,16 @@ def test_closed_is_called_once_whatever_ends_the_connection(
         by_stop.close()
     assert len(Mailbox.instances) == 4
     assert Mailbox.closed_calls == 4
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tls_connections_one_after_another(engine: type[AsyncioEngine], ca: trustme.CA) -> None:
+    # uvloop starts reading right after connection_made even when it paused
+    # reading there: a ClientHello must never reach anything but the TLS layer.
+    with running(engine, Echo, tls=server_context(ca), log=RecordingLog()) as server:
+        for i in range(8):
+            raw = server.connect()
+            client = client_context(ca).wrap_socket(raw, server_hostname="localhost")
+            client.sendall(b"round %d" % i)
+            assert client.recv(100) == b"round %d" % i
+            client.close()

@@ -88,11 +88,7 @@ class AsyncioEngine(Engine):
 
     async def _listen(self, hub: Hub, listener: StreamListener) -> _Listening:
         """Start accepting on ``listener``; the listening socket stays the server's to close."""
-        acceptor = Acceptor(
-            hub.loop, listener.sock, _protocol(hub, listener), str(listener.endpoint)
-        )
-        acceptor.start()
-        return acceptor
+        return _accept(hub, listener)
 
 
 class UvloopEngine(AsyncioEngine):
@@ -117,8 +113,11 @@ class UvloopEngine(AsyncioEngine):
     async def _listen(self, hub: Hub, listener: StreamListener) -> _Listening:
         # libuv's accept loop is C and copes with EMFILE; it needs a socket it
         # may close, so it gets a duplicate and the server keeps ``sock``.
+        if listener.tls is not None:
+            return _accept(hub, listener)  # admission before the handshake: see _aio_accept
         sock = listener.sock
-        factory = _protocol(hub, listener)
+        door = _door(hub, listener)
+        factory = protocol_class(door)
         own = sock.dup()
         try:
             if sock.family == socket.AF_UNIX:
@@ -129,9 +128,15 @@ class UvloopEngine(AsyncioEngine):
             raise
 
 
-def _protocol(hub: Hub, listener: StreamListener) -> type[asyncio.Protocol]:
-    door = Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
-    return protocol_class(door)
+def _door(hub: Hub, listener: StreamListener) -> Door:
+    return Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
+
+
+def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
+    door = _door(hub, listener)
+    acceptor = Acceptor(door, listener.sock, protocol_class(door), str(listener.endpoint))
+    acceptor.start()
+    return acceptor
 
 
 async def _serve(
@@ -173,8 +178,6 @@ async def _drain(hub: Hub, timeout: float) -> None:
             await asyncio.wait_for(asyncio.shield(hub.drained), timeout)
     for conn in list(hub.conns):
         conn.abort("stopped")
-    if hub.handshakes:
-        await asyncio.gather(*hub.handshakes, return_exceptions=True)
     # Aborted transports report connection_lost on a later loop turn.
     for _ in range(100):
         if not hub.conns:

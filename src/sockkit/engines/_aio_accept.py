@@ -17,6 +17,12 @@ again with a traceback if the server closes before they fire.  It also calls
 
 Each accepted socket is handed to ``loop.connect_accepted_socket``, which
 makes the same transport ``create_server`` would (TCP_NODELAY included).
+
+TLS listeners are accepted here under both engines, because the peer must be
+admitted (``--allow``/``--deny``, ``--max-conns``) before the handshake sends
+it a byte: ``create_server(ssl=...)`` only tells the protocol after the
+handshake, and ``start_tls`` from ``connection_made`` races uvloop, which
+starts reading right after ``connection_made`` even if it paused reading.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+
+from sockkit._endpoint import format_sockaddr
+from sockkit.engines._aio_protocol import Door
 
 __all__ = ["ACCEPT_BATCH", "EMFILE_BACKOFF", "Acceptor"]
 
@@ -50,12 +59,13 @@ class Acceptor:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        door: Door,
         sock: socket.socket,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         where: str,
     ) -> None:
-        self._loop = loop
+        self._door = door
+        self._loop = door.hub.loop
         self._sock = sock
         self._fd = sock.fileno()
         self._factory = protocol_factory
@@ -64,6 +74,8 @@ class Acceptor:
         self._exhausted = False
         self._closed = False
         self._adopting: set[asyncio.Task[None]] = set()
+        # Only TLS peers are admitted here; plain ones in connection_made.
+        self._admits_here = door.tls is not None
 
     def start(self) -> None:
         self._retry = None
@@ -80,13 +92,16 @@ class Acceptor:
             self._retry.cancel()
 
     async def wait_closed(self) -> None:
+        """Cancel connections still in their TLS handshake (the drain is over) and wait."""
+        for task in self._adopting:
+            task.cancel()
         if self._adopting:
             await asyncio.gather(*self._adopting, return_exceptions=True)
 
     def _accept(self) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, _ = self._sock.accept()
+                conn, addr = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -99,7 +114,13 @@ class Acceptor:
             if self._exhausted:
                 self._exhausted = False
                 _logger.warning("accepting on %s again", self._where)
-            task = self._loop.create_task(self._adopt(conn))
+            if self._admits_here:
+                reason = self._door.refusal(addr, len(self._adopting))
+                if reason is not None:
+                    conn.close()
+                    self._refused(addr, reason)
+                    continue
+            task = self._loop.create_task(self._adopt(conn, addr))
             self._adopting.add(task)
             task.add_done_callback(self._adopting.discard)
 
@@ -115,8 +136,25 @@ class Acceptor:
         self._loop.remove_reader(self._fd)
         self._retry = self._loop.call_later(EMFILE_BACKOFF, self.start)
 
-    async def _adopt(self, conn: socket.socket) -> None:
+    async def _adopt(self, conn: socket.socket, addr: object) -> None:
+        door = self._door
+        timeout = door.hub.limits.handshake_timeout if door.tls is not None else None
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
-        except OSError:
-            conn.close()  # the peer vanished while the transport was set up
+            await self._loop.connect_accepted_socket(
+                self._factory, conn, ssl=door.tls, ssl_handshake_timeout=timeout
+            )
+        except OSError as exc:
+            # The peer vanished while the transport was set up, or (TLS) the
+            # handshake failed or timed out: SSLError and the timeout's
+            # ConnectionAbortedError are OSErrors too.
+            conn.close()
+            if door.tls is not None:
+                self._refused(addr, f"tls: {exc.strerror or exc or type(exc).__name__}")
+        except BaseException:
+            conn.close()
+            raise
+
+    def _refused(self, addr: object, reason: str) -> None:
+        log = self._door.hub.log
+        if log.enabled:
+            log.refused(format_sockaddr(self._door.family, addr), reason)
