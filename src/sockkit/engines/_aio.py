@@ -1,10 +1,12 @@
 """The asyncio and uvloop engines: one event loop, one :class:`~._aio_protocol.Conn` per connection.
 
 Both engines are the same code on a different loop: asyncio's selector loop,
-or uvloop's libuv loop (sockkit's default engine).  Each listener gets a
-``loop.create_server`` / ``create_unix_server`` on a duplicate of its socket;
-the connections are :class:`~._aio_protocol.Conn` objects (see that module
-for the per-connection design and the hot path).
+or uvloop's libuv loop (sockkit's default engine).  Under uvloop a plain
+listener gets ``loop.create_server`` / ``create_unix_server`` on a duplicate
+of its socket (libuv's accept loop is C); TLS listeners under uvloop, and
+every listener under asyncio, are accepted by :class:`~._aio_accept.Acceptor`
+(why: see that module).  The connections are :class:`~._aio_protocol.Conn`
+objects (see that module for the per-connection design and the hot path).
 
 What the loops already do, and we rely on:
 
