@@ -710,3 +710,21 @@ def test_tls_connections_one_after_another(engine: type[AsyncioEngine], ca: trus
             assert client.recv(100) == b"round %d" % i
             client.close()
             time.sleep(0.05)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_max_conns_refuses_tls_clients_before_the_handshake(
+    engine: type[AsyncioEngine], ca: trustme.CA
+) -> None:
+    log = RecordingLog()
+    limits = Limits(max_conns=1)
+    with running(engine, Echo, tls=server_context(ca), limits=limits, log=log) as server:
+        first = client_context(ca).wrap_socket(server.connect(), server_hostname="localhost")
+        first.sendall(b"one")
+        assert first.recv(3) == b"one"
+        second = server.connect()
+        second.sendall(b"\x16\x03\x01\x00\x05hello")  # looks like a ClientHello; gets nothing
+        assert refused_with_no_bytes(second)
+        assert log.wait_for("refused")[2] == "max-conns"
+        first.close()
+        second.close()

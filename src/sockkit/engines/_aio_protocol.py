@@ -42,7 +42,7 @@ _BASE_EOF_RECEIVED = Service.eof_received
 _BASE_CLOSED = Service.closed
 
 
-#: Stands in for the service before :meth:`Conn.start` and after ``closed``, so
+#: Stands in for the service before :meth:`Conn.connection_made` and after ``closed``, so
 #: the hot path reads ``self._service`` without a None check or a cast.
 _NO_SERVICE = Service()
 
@@ -199,7 +199,7 @@ class Conn(asyncio.Protocol):
             self._service = _NO_SERVICE
             return
         door.conns.add(self)
-        self.start(transport, None)  # type: ignore[arg-type]
+        self._start(transport, None)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         service = self._service
@@ -278,7 +278,7 @@ class Conn(asyncio.Protocol):
 
     # -- slow paths ----------------------------------------------------------
 
-    def start(self, transport: asyncio.Transport, peer: str | None) -> None:
+    def _start(self, transport: asyncio.Transport, peer: str | None) -> None:
         """Serve on ``transport`` (TLS: after the handshake): make the service, greet."""
         door = self._door
         self._transport = transport
