@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sockkit.server._server import Server, serve
     from sockkit.server._tls import TLSFiles
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
+    from sockkit.services._registry import ServiceSpec, get_service, load_service
 
 #: public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
@@ -67,6 +68,9 @@ _EXPORTS: dict[str, str] = {
     "OPEN": "sockkit.services._base",
     "DatagramService": "sockkit.services._base",
     "Service": "sockkit.services._base",
+    "ServiceSpec": "sockkit.services._registry",
+    "get_service": "sockkit.services._registry",
+    "load_service": "sockkit.services._registry",
 }
 
 __all__ = [
@@ -86,6 +90,7 @@ __all__ = [
     "ServeContext",
     "Server",
     "Service",
+    "ServiceSpec",
     "SockkitError",
     "TLSError",
     "TLSFiles",
@@ -93,6 +98,8 @@ __all__ = [
     "UsageError",
     "__version__",
     "format_sockaddr",
+    "get_service",
+    "load_service",
     "open_connection",
     "open_listener",
     "parse_endpoint",

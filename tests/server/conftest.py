@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 import trustme
-from serverkit import register_reference_engine
-
-register_reference_engine()
 
 
 class TLSFilesForTest:

@@ -68,21 +68,23 @@ def register_reference_engine() -> None:
 
 
 class Running:
-    """A :class:`Server` running on a thread; ``log`` holds what it wrote."""
+    """A server running for a test: its real endpoints, and what it logged and counted."""
 
-    def __init__(self, server: Server, log: io.StringIO, thread: threading.Thread) -> None:
-        self.server, self.log_text, self.thread = server, log, thread
+    def __init__(
+        self, endpoints: list[Endpoint], log: io.StringIO, counts: Callable[[], dict[str, int]]
+    ) -> None:
+        self.endpoints, self.log_text, self._counts = endpoints, log, counts
 
     @property
     def endpoint(self) -> Endpoint:
-        return self.server.endpoints[0]
+        return self.endpoints[0]
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(self.server.log.counts)
+        return self._counts()
 
     def connect(self, index: int = 0, timeout: float = 5) -> socket.socket:
-        sock = open_connection(self.server.endpoints[index], timeout=timeout)
+        sock = open_connection(self.endpoints[index], timeout=timeout)
         sock.settimeout(timeout)
         return sock
 
@@ -91,21 +93,71 @@ class Running:
 def running(
     service: Any, endpoints: Sequence[str], engine: str, **options: Any
 ) -> Iterator[Running]:
-    """Run a server on a thread for the block; stop it and check it returned."""
+    """Run a server for the block; stop it and check it returned.
+
+    The server runs on a thread of this process -- except for engines that
+    fork per connection: their children would inherit this process's client
+    sockets and hold connections open, so those servers run in a child forked
+    before any client exists (their log and counts are then out of sight).
+    """
+    options.setdefault("limits", Limits(drain_timeout=1.0))
+    if engine_shares_memory(engine):
+        with _running_on_thread(service, endpoints, engine, **options) as srv:
+            yield srv
+    else:
+        with _running_in_child(service, endpoints, engine, **options) as srv:
+            yield srv
+
+
+@contextlib.contextmanager
+def _running_on_thread(
+    service: Any, endpoints: Sequence[str], engine: str, **options: Any
+) -> Iterator[Running]:
     text = io.StringIO()
     log = ServerLog(make_logger(options.pop("log_level", "info"), "text", stream=text))
-    options.setdefault("limits", Limits(drain_timeout=1.0))
     server = Server(service, endpoints, engine=engine_arg(engine), log=log, **options)
     with server:
         server.open()
         thread = threading.Thread(target=server.run, name="test-server", daemon=True)
         thread.start()
         try:
-            yield Running(server, text, thread)
+            yield Running(server.endpoints, text, lambda: dict(log.counts))
         finally:
             server.stop()
             thread.join(server.limits.drain_timeout + 10)
             assert not thread.is_alive(), "server.run() did not return after stop()"
+
+
+@contextlib.contextmanager
+def _running_in_child(
+    service: Any, endpoints: Sequence[str], engine: str, **options: Any
+) -> Iterator[Running]:
+    server = Server(service, endpoints, engine=engine_arg(engine), log_level="warning", **options)
+    server.open(announce=False)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the server process
+        status = 1
+        try:
+            os.close(ready_r)
+            signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
+            os.write(ready_w, b"r")
+            os.close(ready_w)
+            server.run()
+            server.close()
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"r"
+        os.close(ready_r)
+        yield Running(server.endpoints, io.StringIO(), dict)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        server.release()
+        assert os.waitstatus_to_exitcode(status) == 0, "server process did not exit cleanly"
 
 
 def family_endpoint(family: str, tmp_path: Path, scheme: str = "tcp") -> str:
@@ -183,8 +235,12 @@ class ServeProcess:
         self.proc.wait(5)
 
     def rest_of_stderr(self) -> bytes:
+        """Everything it wrote on stderr; waits for it to exit (call after stop())."""
         assert self.proc.stderr is not None
-        return b"".join(self.stderr_lines) + self.proc.stderr.read()
+        if not self.proc.stderr.closed:
+            self.stderr_lines.append(self.proc.stderr.read())
+            self.proc.stderr.close()
+        return b"".join(self.stderr_lines)
 
 
 @contextlib.contextmanager
@@ -194,8 +250,7 @@ def serve_process(args: Sequence[str], count: int = 1) -> Iterator[ServeProcess]
         yield proc
     finally:
         proc.kill()
-        if proc.proc.stderr is not None:
-            proc.proc.stderr.close()
+        proc.rest_of_stderr()  # keeps what it wrote for the test to read afterwards
 
 
 # -- clients ----------------------------------------------------------------
@@ -269,9 +324,21 @@ def children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        return 0  # exited meanwhile
+    raise AssertionError(f"no Pss for {pid}")
+
+
+def memory_kib(pid: int) -> int:
+    """Memory of ``pid`` and its children, in KiB.
+
+    Proportional set size, so pages a forked child still shares with its
+    parent count once, not once per process.
+    """
+    return _pss_kib(pid) + sum(_pss_kib(child) for child, _ in children(pid))

@@ -28,7 +28,7 @@ def test_logs_one_listening_line_per_endpoint_with_the_real_port(tmp_path: Path)
     endpoints = ["tcp://127.0.0.1:0", "udp://127.0.0.1:0", f"unix:{tmp_path}/s"]
     with running(ECHO, endpoints, ENGINE) as srv:
         lines = srv.log_text.getvalue().splitlines()
-        tcp, udp, _ = srv.server.endpoints
+        tcp, udp, _ = srv.endpoints
     assert tcp.port != 0 and udp.port != 0
     assert lines[:3] == [
         f"listening on tcp://127.0.0.1:{tcp.port}",
@@ -127,7 +127,7 @@ def test_datagram_and_stream_endpoints_run_side_by_side() -> None:
     with (
         running(ECHO, ["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], ENGINE) as srv,
         srv.connect(0) as stream,
-        _datagram_client(str(srv.server.endpoints[1])) as dgram,
+        _datagram_client(str(srv.endpoints[1])) as dgram,
     ):
         stream.sendall(b"stream")
         dgram.send(b"dgram")

@@ -196,8 +196,14 @@ class Connection:
         stand in for attributes on the per-message path; ``bytes_in``/``out``
         are written back however the loop ends.
         """
-        sock = self.sock
         limits = self.ctx.limits
+        if (
+            type(service).produce is Service.produce
+            and limits.idle_timeout is None
+            and limits.send_timeout is None
+        ):
+            return self._serve_replies(service, peer)
+        sock = self.sock
         efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         with self._lock:
             self._efd = efd
@@ -311,6 +317,52 @@ class Connection:
                         # Not reading and nothing to send, yet the socket reports
                         # hang-up: the peer is gone.  Polling on would spin.
                         return "server stopping" if self.aborted else "peer closed"
+        finally:
+            self.bytes_in = bytes_in
+            self.bytes_out = bytes_out
+
+    def _serve_replies(self, service: Service, peer: str) -> str | None:
+        """The loop for a service that only ever answers what it is sent (echo, daytime).
+
+        Such a service has no :meth:`~Service.produce`, so nothing can appear
+        between calls and no wakeup can matter: the thread simply blocks in
+        ``recv`` and ``sendall``, one system call each way and no ``poll``.
+        The kernel's socket buffer is the output buffer; a peer that stops
+        reading stops us reading from it too.  Without timeouts only a peer
+        or an :meth:`abort` ends the wait, which is what the limits ask for.
+        """
+        sock = self.sock
+        sock.settimeout(None)
+        buffer = memoryview(bytearray(self.ctx.limits.read_size))
+        recv_into = sock.recv_into
+        sendall = sock.sendall
+        reading = True
+        shut_wr = False
+        bytes_in = bytes_out = 0
+        try:
+            out = service.connected(peer)
+            while True:
+                if out and not shut_wr:
+                    sendall(out)
+                    bytes_out += len(out)
+                state = service.state
+                if state:
+                    if state == CLOSE:
+                        return service.close_reason
+                    if not shut_wr:
+                        sock.shutdown(socket.SHUT_WR)
+                        shut_wr = True
+                if not reading:
+                    return None  # the peer is done and so is the service
+                n = recv_into(buffer)
+                if n:
+                    bytes_in += n
+                    out = service.received(buffer[:n].tobytes())
+                else:
+                    if self.aborted:
+                        return "server stopping"
+                    reading = False
+                    out = service.eof_received()
         finally:
             self.bytes_in = bytes_in
             self.bytes_out = bytes_out

@@ -1,8 +1,8 @@
 """The pool engine: a fixed set of worker threads and a short queue in front of them.
 
 ``limits.threads`` workers each serve one connection at a time.  An accepted
-connection waits in a queue of at most that many places; when the queue is
-full the client is refused at once (closed, logged as ``busy``) rather than
+connection waits in a queue of at most that many places; when workers and
+queue are all taken the client is refused at once (closed, logged as ``busy``) rather than
 left hanging in a backlog nobody will reach.  The number of threads never
 changes, whatever the load.
 """
@@ -28,7 +28,11 @@ class PoolEngine(AcceptingEngine):
 
     def start(self) -> None:
         size = max(1, self.ctx.limits.threads)
-        self._queue: queue.Queue[Connection | None] = queue.Queue(maxsize=size)
+        # The bound is on connections, queued plus running, not on the queue
+        # object: a burst must not be refused just because workers have not yet
+        # picked up what was queued a microsecond earlier.
+        self._capacity = 2 * size
+        self._queue: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)
         #: Queued and running connections: what max_conns counts and drain ends.
@@ -45,13 +49,10 @@ class PoolEngine(AcceptingEngine):
 
     def dispatch(self, conn: Connection) -> str | None:
         with self._lock:
+            if len(self._live) >= self._capacity:
+                return "busy"
             self._live.add(conn)
-        try:
-            self._queue.put_nowait(conn)
-        except queue.Full:
-            with self._lock:
-                self._live.discard(conn)
-            return "busy"
+        self._queue.put(conn)
         return None
 
     def _work(self) -> None:
@@ -79,7 +80,7 @@ class PoolEngine(AcceptingEngine):
         for conn in live:
             conn.abort()
         for _ in self._workers:
-            self._queue.put(None)  # blocks only while workers empty a full queue
+            self._queue.put(None)
         for worker in self._workers:
             worker.join(_JOIN_TIMEOUT)
             if worker.is_alive():

@@ -1,10 +1,10 @@
-"""The select, poll and epoll engines: one reactor over :mod:`selectors`.
+"""The select, poll and epoll engines: one reactor over three pollers.
 
-The three engines differ only in the selector class, chosen once below.  The
-reactor runs on the thread that calls :meth:`Engine.run`:
+The three engines differ only in the poller class (:mod:`._reactor_poll`),
+chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`:
 
-- Every registered fd's key ``data`` is a bound method ``handler(mask)``; the
-  loop is ``for key, mask in select(timeout): key.data(mask)``, nothing more.
+- Every registered fd has a handler, a bound method ``handler(mask)``; the
+  loop is ``for fd, mask in wait(timeout): handlers[fd](mask)``, nothing more.
 - Listeners are non-blocking; each readiness accepts up to ``_ACCEPT_BATCH``
   connections.  Refusals (deny, max-conns, select's fd limit) close at once.
   EMFILE/ENFILE stop watching the listeners until a connection closes or a
@@ -12,7 +12,7 @@ reactor runs on the thread that calls :meth:`Engine.run`:
 - Timeouts (idle, send, TLS handshake, EMFILE back-off, drain) are served by
   one coarse sweep every ``min(timeout / 2, 1 s)`` that compares each
   connection's byte counters with the marks it left last time, so no
-  per-message timestamps.  With none of them configured, ``select`` blocks
+  per-message timestamps.  With none of them configured, ``wait`` blocks
   without a timeout and no clock is read.
 - ``ctx.stop.fd`` is watched: on stop the listeners are unregistered at once,
   open connections may go on for ``limits.drain_timeout``, then are closed.
@@ -26,7 +26,7 @@ import contextlib
 import errno
 import logging
 import os
-import selectors
+import select
 import socket
 import ssl
 import threading
@@ -36,7 +36,8 @@ from typing import ClassVar
 from sockkit._endpoint import format_sockaddr
 from sockkit._errors import SockkitError
 from sockkit.engines._base import Engine
-from sockkit.engines._reactor_conn import READ, WRITE, Connection, TlsConnection
+from sockkit.engines._reactor_conn import Connection, TlsConnection
+from sockkit.engines._reactor_poll import READ, WRITE, EpollPoller, Poller, PollPoller, SelectPoller
 from sockkit.server._context import ServeContext, StreamListener
 
 __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
@@ -56,7 +57,7 @@ _RETRY = (BlockingIOError, InterruptedError)
 
 
 class _Acceptor:
-    """A listener as the reactor sees it: its key's handler accepts a batch."""
+    """A listener as the reactor sees it: its handler accepts a batch."""
 
     __slots__ = ("listener", "local", "reactor", "sock")
 
@@ -88,11 +89,12 @@ class _Acceptor:
 class _Reactor:
     """One run of an engine; see the module docstring."""
 
-    def __init__(self, ctx: ServeContext, selector: selectors.BaseSelector, fd_limit: int | None):
+    def __init__(self, ctx: ServeContext, poller: Poller) -> None:
         self.ctx = ctx
-        self.selector = selector
-        self.fd_limit = fd_limit
+        self.poller = poller
+        self.fd_limit = poller.fd_limit
         self.conns: dict[int, Connection] = {}
+        self.read_view = memoryview(bytearray(ctx.limits.read_size))
         self.acceptors = [_Acceptor(self, listener) for listener in ctx.listeners]
         self.stopping = False
         self.done = False
@@ -130,16 +132,18 @@ class _Reactor:
         for acceptor in self.acceptors:
             self._check_fd(acceptor.sock.fileno(), f"listener {acceptor.local}")
             acceptor.sock.setblocking(False)
-        selector = self.selector
-        selector.register(ctx.stop.fd, READ, self._on_stop)
-        selector.register(self._wake_r, READ, self._on_wake)
+        poller = self.poller
+        poller.register(ctx.stop.fd, READ, self._on_stop)
+        poller.register(self._wake_r, READ, self._on_wake)
         self._watch_listeners(True)
         if self._tick is not None:
             self._next_sweep = time.monotonic() + self._tick
             self._wake_at = self._next_sweep
-        select = selector.select
+        wait = poller.wait
+        handler_of = poller.handlers.get
+        scale = poller.scale
         monotonic = time.monotonic
-        key = None
+        handler = None
         while not self.done:
             timeout = None
             if self._wake_at is not None:
@@ -147,18 +151,25 @@ class _Reactor:
                 if timeout <= 0:
                     self._on_timer(monotonic())
                     continue
+                timeout *= scale
             try:
-                for key, mask in select(timeout):
-                    key.data(mask)
+                for fd, mask in wait(timeout):
+                    # None: closed earlier in this batch.  A reused fd's new
+                    # handler may see one spurious event; recv/send say EAGAIN.
+                    handler = handler_of(fd)
+                    if handler is not None:
+                        handler(mask)
+            except InterruptedError:
+                pass
             except Exception as exc:
                 # A service raised inside a handler: close that connection
                 # only.  Events not yet handled in this batch are still
-                # pending (level-triggered) and come back on the next select.
-                owner = getattr(key.data, "__self__", None) if key is not None else None
+                # pending (level-triggered) and come back on the next wait.
+                owner = getattr(handler, "__self__", None)
                 if not isinstance(owner, Connection):
                     raise
                 owner.fail(exc)
-            key = None
+            handler = None
 
     def _check_fd(self, fd: int, what: str) -> None:
         if self.fd_limit is not None and fd >= self.fd_limit:
@@ -171,7 +182,7 @@ class _Reactor:
         """Close every connection still open and the reactor's own fds.  Listeners stay open."""
         for conn in list(self.conns.values()):
             conn.close("server stopped")
-        self.selector.close()
+        self.poller.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -250,10 +261,10 @@ class _Reactor:
         for acceptor in self.acceptors:
             fd = acceptor.sock.fileno()
             if watch:
-                self.selector.register(fd, READ, acceptor.on_readable)
+                self.poller.register(fd, READ, acceptor.on_readable)
             else:
                 with contextlib.suppress(KeyError, ValueError):
-                    self.selector.unregister(fd)
+                    self.poller.unregister(fd)
 
     # ---------------------------------------------------- connection events
 
@@ -284,7 +295,7 @@ class _Reactor:
 
     def _on_stop(self, mask: int) -> None:
         self.stopping = True
-        self.selector.unregister(self.ctx.stop.fd)
+        self.poller.unregister(self.ctx.stop.fd)
         self._watch_listeners(False)
         self._drain_deadline = time.monotonic() + self.ctx.limits.drain_timeout
         if not self.conns:
@@ -347,20 +358,18 @@ class _Reactor:
 
 
 class _ReactorEngine(Engine):
-    """A reactor engine; subclasses pick the selector class."""
+    """A reactor engine; subclasses pick the poller class, nothing else."""
 
-    selector_class: ClassVar[type[selectors.BaseSelector] | None]
-    #: fds at or above this cannot be watched (select's FD_SETSIZE).
-    fd_limit: ClassVar[int | None] = None
+    poller_class: ClassVar[type[Poller] | None]
 
     @classmethod
     def available(cls) -> bool:
-        return cls.selector_class is not None
+        return cls.poller_class is not None
 
     def run(self, ctx: ServeContext) -> None:
-        factory = self.selector_class
+        factory = self.poller_class
         assert factory is not None
-        reactor = _Reactor(ctx, factory(), self.fd_limit)
+        reactor = _Reactor(ctx, factory())
         try:
             reactor.run()
         finally:
@@ -371,19 +380,18 @@ class SelectEngine(_ReactorEngine):
     """select(2): portable, but only fds below 1024; others are refused with a log line."""
 
     name = "select"
-    selector_class = selectors.SelectSelector
-    fd_limit = 1024
+    poller_class = SelectPoller
 
 
 class PollEngine(_ReactorEngine):
     """poll(2): no fd limit, cost linear in the number of connections per wait."""
 
     name = "poll"
-    selector_class = getattr(selectors, "PollSelector", None)
+    poller_class = PollPoller if hasattr(select, "poll") else None
 
 
 class EpollEngine(_ReactorEngine):
     """epoll(7): cost proportional to the ready connections only."""
 
     name = "epoll"
-    selector_class = getattr(selectors, "EpollSelector", None)
+    poller_class = EpollPoller if hasattr(select, "epoll") else None

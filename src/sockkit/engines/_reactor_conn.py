@@ -1,7 +1,7 @@
 """One connection of the reactor: a non-blocking socket joined to one Service.
 
 A :class:`Connection` is driven only by the reactor thread, through the bound
-method it leaves as its selector key's ``data`` (``handler(mask)``).  Rules:
+method it registers as its fd's handler (``handler(mask)``).  Rules:
 
 - Output is sent at once; what the socket does not take is buffered in
   ``out`` and WRITE interest is registered only while ``out`` is non-empty
@@ -11,8 +11,9 @@ method it leaves as its selector key's ``data`` (``handler(mask)``).  Rules:
   output_cap`` disconnects it.
 - ``produce(limit)`` is asked once per writable event while the buffer is
   below low water, so a peer that never reads leaves server memory flat.
-- The plain-echo hot path (:meth:`Connection.on_readable`) is one ``recv``,
-  one ``received`` call and one ``send``; everything else (state changes,
+- The plain-echo hot path (:meth:`Connection.on_readable`) is one
+  ``recv_into`` (the reactor's shared buffer; ``received`` gets an exact-size
+  copy), one ``received`` call and one ``send``; everything else (state changes,
   buffering, interest changes) lives off that path.
 - ``closed()`` is called once, whatever ended the connection, and the reactor
   is told (:meth:`ConnectionHost.connection_gone`) so it can resume accepting
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import selectors
 import socket
 import ssl
 import time
@@ -34,13 +34,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sockkit._errors import translate_os_error
+from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
 from sockkit.server._context import ServeContext
 from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, Service
 
 __all__ = ["Connection", "ConnectionHost", "TlsConnection"]
 
-READ = selectors.EVENT_READ
-WRITE = selectors.EVENT_WRITE
+_READY_TO_READ = READ | ERROR
+_READY_TO_WRITE = WRITE | ERROR
 _RETRY = (BlockingIOError, InterruptedError)
 
 _log = logging.getLogger("sockkit.engines.reactor")
@@ -49,8 +50,11 @@ _log = logging.getLogger("sockkit.engines.reactor")
 class ConnectionHost(Protocol):
     """What a connection needs from its reactor."""
 
-    selector: selectors.BaseSelector
+    poller: Poller
     ctx: ServeContext
+    #: One ``limits.read_size`` buffer every connection receives into: a
+    #: fresh 256 KiB ``recv()`` would cost glibc an mmap/mremap/munmap each.
+    read_view: memoryview
 
     def connection_gone(self, conn: Connection) -> None:
         """``conn`` is closed and its fd unregistered."""
@@ -68,9 +72,9 @@ class Connection:
     __slots__ = (
         "_high",
         "_low",
-        "_read_size",
-        "_recv",
+        "_recv_into",
         "_send",
+        "_view",
         "bytes_in",
         "bytes_out",
         "closed",
@@ -101,9 +105,9 @@ class Connection:
         self.fd = sock.fileno()
         self.peer = peer
         self.local = local
-        self._recv = sock.recv
+        self._recv_into = sock.recv_into
+        self._view = host.read_view
         self._send: Callable[[bytes | bytearray | memoryview], int] = sock.send
-        self._read_size = limits.read_size
         self._high = limits.high_water
         self._low = limits.low_water
         self.service: Service = Service()
@@ -146,19 +150,33 @@ class Connection:
 
     def on_readable(self, mask: int) -> None:
         """READ is the only interest: recv, feed the service, send its reply."""
+        view = self._view
         try:
-            data = self._recv(self._read_size)
+            size = self._recv_into(view)
         except _RETRY:
             return
         except OSError as exc:
             self.lost(exc)
             return
-        if data:
-            self.bytes_in += len(data)
+        if size:
+            self.bytes_in += size
+            data = view[:size].tobytes()
             service = self.service
             out = service.received(data)
             if out:
-                self.write(out)
+                if self.out:
+                    self.write(out)
+                else:  # write()'s fast path, inlined: this is the per-message cost
+                    try:
+                        sent = self._send(out)
+                    except _RETRY:
+                        sent = 0
+                    except OSError as exc:
+                        self.lost(exc)
+                        return
+                    self.bytes_out += sent
+                    if sent != len(out):
+                        self.keep(out, sent)
             if service.state or service.producing:
                 self.after_call()
         else:
@@ -179,16 +197,20 @@ class Connection:
             return
         self.bytes_out += sent
         if sent != len(data):
-            self.out += memoryview(data)[sent:]
-            self._buffered()
+            self.keep(data, sent)
+
+    def keep(self, data: bytes, sent: int) -> None:
+        """Buffer what the socket did not take of ``data`` (``sent`` bytes went)."""
+        self.out += memoryview(data)[sent:]
+        self._buffered()
 
     # ------------------------------------------------------------ slow path
 
     def on_event(self, mask: int) -> None:
         """Handler while WRITE interest is registered (alone or with READ)."""
-        if mask & WRITE:
+        if mask & _READY_TO_WRITE:
             self.on_writable()
-        if mask & READ and not self.closed and self.reading and not self.paused:
+        if mask & _READY_TO_READ and not self.closed and self.reading and not self.paused:
             self.on_readable(mask)
 
     def on_writable(self) -> None:
@@ -257,7 +279,7 @@ class Connection:
             self.sync()
 
     def wanted_events(self) -> int:
-        """The selector interest the connection's state calls for."""
+        """The poller interest the connection's state calls for."""
         events = 0
         if self.reading and not self.paused:
             events = READ
@@ -266,7 +288,7 @@ class Connection:
         return events
 
     def sync(self) -> None:
-        """Register, modify or unregister so the selector matches :meth:`wanted_events`.
+        """Register, modify or unregister so the poller matches :meth:`wanted_events`.
 
         Also the on-thread ``wakeup`` path: a service that starts ``producing``
         gets WRITE interest, and the writable event asks it to ``produce``.
@@ -276,15 +298,15 @@ class Connection:
         events = self.wanted_events()
         if events == self.events:
             return
-        selector = self.host.selector
+        poller = self.host.poller
         if events:
             handler = self.on_readable if events == READ else self.on_event
             if self.events:
-                selector.modify(self.fd, events, handler)
+                poller.modify(self.fd, events, handler)
             else:
-                selector.register(self.fd, events, handler)
+                poller.register(self.fd, events, handler)
         else:
-            selector.unregister(self.fd)
+            poller.unregister(self.fd)
         self.events = events
 
     def wakeup(self) -> None:
@@ -312,7 +334,7 @@ class Connection:
         self.closed = True
         if self.events:
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self.host.selector.unregister(self.fd)
+                self.host.poller.unregister(self.fd)
             self.events = 0
         self.sock.close()
         self.out = bytearray()
@@ -350,7 +372,7 @@ class TlsConnection(Connection):
 
     def begin(self) -> None:
         """Register for the handshake; :meth:`start` follows when it completes."""
-        self.host.selector.register(self.fd, READ, self.on_handshake)
+        self.host.poller.register(self.fd, READ, self.on_handshake)
         self.events = READ
         self.on_handshake(READ)
 
@@ -373,13 +395,13 @@ class TlsConnection(Connection):
         assert callable(factory)
         # The registration's handler is the handshake one: drop it so start()
         # registers the serving handlers.
-        self.host.selector.unregister(self.fd)
+        self.host.poller.unregister(self.fd)
         self.events = 0
         self.start(factory())
 
     def _want(self, events: int) -> None:
         if events != self.events:
-            self.host.selector.modify(self.fd, events, self.on_handshake)
+            self.host.poller.modify(self.fd, events, self.on_handshake)
             self.events = events
 
     def on_readable(self, mask: int) -> None:
@@ -387,17 +409,19 @@ class TlsConnection(Connection):
         sock = self.sock
         assert isinstance(sock, ssl.SSLSocket)
         while True:
+            view = self._view
             try:
-                data = self._recv(self._read_size)
+                size = self._recv_into(view)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, *_RETRY):
                 return
             except OSError as exc:
                 self.lost(exc)
                 return
-            if not data:
+            if not size:
                 self.on_eof()
                 return
-            self.bytes_in += len(data)
+            self.bytes_in += size
+            data = view[:size].tobytes()
             service = self.service
             out = service.received(data)
             if out:

@@ -20,6 +20,9 @@ from sockkit._endpoint import Endpoint
 from sockkit.services._base import Service
 
 __all__ = [
+    "REFUSED_DENY",
+    "REFUSED_MAX_CONNS",
+    "REFUSED_TLS",
     "AccessList",
     "ConnectionLog",
     "Limits",
@@ -139,6 +142,12 @@ class StopSignal:
                 os.close(fd)
 
 
+#: ``ConnectionLog.refused`` reasons shared by every engine.
+REFUSED_DENY = "deny"
+REFUSED_MAX_CONNS = "max-conns"
+REFUSED_TLS = "tls"
+
+
 class ConnectionLog:
     """Receives one event per connection opened, closed or refused.
 
@@ -158,7 +167,13 @@ class ConnectionLog:
         """A connection ended; ``reason`` is ``None`` for a normal close."""
 
     def refused(self, peer: str, reason: str) -> None:
-        """A connection was closed without being served (``max-conns``, ``deny``, TLS failure)."""
+        """A connection was closed without being served.
+
+        ``reason`` is :data:`REFUSED_DENY` (``"deny"``), :data:`REFUSED_MAX_CONNS`
+        (``"max-conns"``), or for a failed handshake a text starting with
+        :data:`REFUSED_TLS` (``"tls: ..."``); other refusals say why in a few words.
+        Logs and counters are keyed on these, so engines use them as they are.
+        """
 
 
 @dataclass(slots=True)

@@ -95,12 +95,18 @@ class ServerLog(ConnectionLog):
 
     def listening(self, endpoint: str) -> None:
         """Announce a bound endpoint: exactly the line ``listening on ENDPOINT``."""
-        # Logged whatever the level: scripts depend on this line to find the port.
-        self.logger.log(
-            max(logging.INFO, self.logger.level),
+        # Written whatever --log-level says: scripts depend on this line for the port.
+        record = self.logger.makeRecord(
+            self.logger.name,
+            logging.INFO,
+            __file__,
+            0,
             f"listening on {endpoint}",
+            (),
+            None,
             extra={"fields": {"event": "listening", "endpoint": endpoint}},
         )
+        self.logger.handle(record)
 
     def opened(self, peer: str, local: str) -> None:
         self._count("opened")

@@ -21,6 +21,7 @@ from sockkit.services._classic import (
 from sockkit.services._registry import (
     SERVICE_NAMES,
     ServiceSpec,
+    chat_spec,
     get_service,
     load_service,
     resolve_service,
@@ -46,6 +47,7 @@ __all__ = [
     "ServiceSpec",
     "TimeDatagram",
     "TimeService",
+    "chat_spec",
     "get_service",
     "load_service",
     "resolve_service",

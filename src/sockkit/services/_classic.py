@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sockkit.services._base import CLOSE, DatagramService, Service
+from sockkit.services._base import HALF_CLOSE, DatagramService, Service
 
 __all__ = [
     "DaytimeDatagram",
@@ -93,26 +93,41 @@ class DiscardService(Service):
 class DaytimeService(Service):
     """RFC 867: on connect send one date line (see :func:`daytime_line`), then close.
 
-    Anything the peer sends is ignored.
+    Anything the peer sends is thrown away, as the RFC says.  The close is a
+    half-close followed by the full close once the peer has finished: closing
+    a socket with the peer's bytes still unread makes the kernel send a reset,
+    which can destroy the line before the peer reads it (``echo | sockkit
+    connect`` lost it most of the time).  A peer that never closes is the
+    engine's idle timeout's business.
     """
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
 
     def connected(self, peer: str) -> bytes:
-        self.state = CLOSE
+        self.state = HALF_CLOSE
         return daytime_line(self._clock())
+
+    def received(self, data: bytes) -> bytes:
+        return b""
 
 
 class TimeService(Service):
-    """RFC 868: on connect send 4 bytes of seconds since 1900 (:func:`rfc868_time`), then close."""
+    """RFC 868: on connect send 4 bytes of seconds since 1900 (:func:`rfc868_time`), then close.
+
+    Input is thrown away; the close is a half-close first, for the reason
+    given at :class:`DaytimeService`.
+    """
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
 
     def connected(self, peer: str) -> bytes:
-        self.state = CLOSE
+        self.state = HALF_CLOSE
         return rfc868_time(self._clock())
+
+    def received(self, data: bytes) -> bytes:
+        return b""
 
 
 class EchoDatagram(DatagramService):

@@ -19,7 +19,7 @@ from typing import Any
 from sockkit._errors import UsageError
 from sockkit.services._base import DatagramService, Service
 from sockkit.services._chargen import ChargenDatagram, ChargenService
-from sockkit.services._chat import ChatRoom, ChatService
+from sockkit.services._chat import DEFAULT_MAX_LINE, DEFAULT_QUEUE_CAP, ChatRoom, ChatService
 from sockkit.services._classic import (
     DaytimeDatagram,
     DaytimeService,
@@ -31,7 +31,14 @@ from sockkit.services._classic import (
     TimeService,
 )
 
-__all__ = ["SERVICE_NAMES", "ServiceSpec", "get_service", "load_service", "resolve_service"]
+__all__ = [
+    "SERVICE_NAMES",
+    "ServiceSpec",
+    "chat_spec",
+    "get_service",
+    "load_service",
+    "resolve_service",
+]
 
 #: The built-in services, in the order ``--help`` lists them.
 SERVICE_NAMES: tuple[str, ...] = ("echo", "discard", "chargen", "daytime", "time", "chat")
@@ -92,16 +99,30 @@ def get_service(name: str) -> ServiceSpec:
             description="RFC 868: 4-byte seconds since 1900, then close",
         )
     if name == "chat":
-        room = ChatRoom()
-        return ServiceSpec(
-            "chat",
-            lambda: ChatService(room),
-            None,
-            needs_shared_memory=True,
-            description="line-based room: each line goes to every other client",
-        )
+        return chat_spec()
     raise UsageError(
         f"unknown service {name!r}; choose from {', '.join(SERVICE_NAMES)} or give module:Class"
+    )
+
+
+def chat_spec(
+    *,
+    max_line: int = DEFAULT_MAX_LINE,
+    queue_cap: int = DEFAULT_QUEUE_CAP,
+    notices: bool = False,
+) -> ServiceSpec:
+    """A chat service with its own new room, limits chosen (see :class:`ChatRoom`).
+
+    ``get_service("chat")`` is ``chat_spec()``.  Raises :class:`ValueError` for
+    limits below 1.
+    """
+    room = ChatRoom(max_line=max_line, queue_cap=queue_cap, notices=notices)
+    return ServiceSpec(
+        "chat",
+        lambda: ChatService(room),
+        None,
+        needs_shared_memory=True,
+        description="line-based room: each line goes to every other client",
     )
 
 
