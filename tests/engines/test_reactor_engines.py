@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import ssl
 import threading
@@ -503,3 +504,36 @@ def test_select_refuses_fds_it_cannot_watch() -> None:
         with server.connect() as low:  # the engine is unharmed
             low.sendall(b"ok")
             assert recv_exactly(low, 2) == b"ok"
+
+
+def test_out_of_fds_backs_off_without_spinning(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with serving(engine, Echo, limits=Limits(drain_timeout=0.5)) as server:
+        waiting = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler: list[int] = []
+        try:
+            highest = max(int(name) for name in os.listdir("/proc/self/fd"))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+            with contextlib.suppress(OSError):  # fill the holes below the limit
+                while True:
+                    filler.append(os.open(os.devnull, os.O_RDONLY))
+            # No fd is left, so the server's accept() fails with EMFILE.
+            waiting.connect((server.endpoint.host, server.endpoint.port))
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            time.sleep(0.6)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            for fd in filler:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with waiting:
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            assert used < 0.3, f"{used:.2f} s of CPU in 0.6 s while out of fds: a busy loop"
+            warnings = [r for r in caplog.records if "pausing accepts" in r.getMessage()]
+            assert len(warnings) == 1
+            # Once fds are available again the waiting client is served.
+            waiting.settimeout(5)
+            waiting.sendall(b"served")
+            assert recv_exactly(waiting, 6) == b"served"

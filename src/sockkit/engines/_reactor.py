@@ -100,6 +100,7 @@ class _Reactor:
         self.done = False
         self.backing_off = False
         self._backoff_delay = _BACKOFF_FIRST
+        self._out_of_fds_logged = False
         self._resume_at = 0.0
         self._drain_deadline = 0.0
         self._thread_id = threading.get_ident()
@@ -205,6 +206,7 @@ class _Reactor:
             ctx.log.refused(peer, reason)
             return
         self._backoff_delay = _BACKOFF_FIRST
+        self._out_of_fds_logged = False
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
@@ -241,7 +243,8 @@ class _Reactor:
 
     def back_off(self, exc: OSError) -> None:
         """Out of fds: stop watching the listeners until a close or a short delay."""
-        if not self.backing_off:
+        if not self._out_of_fds_logged:  # once per streak: admit() re-arms it
+            self._out_of_fds_logged = True
             _log.warning(
                 "accept failed (%s); pausing accepts for %.2fs", exc.strerror, self._backoff_delay
             )
