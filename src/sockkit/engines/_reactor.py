@@ -184,7 +184,9 @@ class _Reactor:
         for conn in list(self.conns.values()):
             conn.close("server stopped")
         self.poller.close()
-        for fd in (self._wake_r, self._wake_w):
+        wake_fds = (self._wake_r, self._wake_w)
+        self._wake_r = self._wake_w = -1
+        for fd in wake_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -284,8 +286,10 @@ class _Reactor:
 
     def wake_from_thread(self, conn: Connection) -> None:
         self._woken.append(conn)
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"w")
+        fd = self._wake_w
+        if fd >= 0:  # -1 once the reactor is gone: never write to a reused fd number
+            with contextlib.suppress(OSError):
+                os.write(fd, b"w")
 
     def _on_wake(self, mask: int) -> None:
         with contextlib.suppress(BlockingIOError):
