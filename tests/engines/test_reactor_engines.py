@@ -24,7 +24,7 @@ import pytest
 from sockkit._endpoint import Endpoint, open_connection, open_listener, parse_endpoint
 from sockkit.engines import get_engine
 from sockkit.server._context import ConnectionLog, Limits, ServeContext, StreamListener
-from sockkit.services._base import CLOSE, Service
+from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 ENGINES = ["select", "poll", "epoll"]
 
@@ -87,6 +87,14 @@ class Pushed(Service):
             data, self.queue = b"".join(self.queue), []
             self.producing = False
         return data
+
+
+class Announce(Service):
+    """Says its piece, half-closes, and waits for the peer to finish."""
+
+    def connected(self, peer: str) -> bytes:
+        self.state = HALF_CLOSE
+        return b"announcement\r\n"
 
 
 class Bye(Service):
@@ -348,6 +356,31 @@ def test_client_that_never_reads_leaves_memory_flat(engine: str) -> None:
                 sock.close()
 
 
+def test_echo_stops_reading_from_a_peer_that_does_not_read(engine: str) -> None:
+    payload = b"a" * (64 * 1024 * 1024)  # more than every kernel buffer on the path holds
+    with serving(engine, Echo) as server, server.connect() as sock:
+        errors: list[OSError] = []
+
+        def flood() -> None:
+            try:
+                sock.sendall(payload)
+            except OSError as exc:
+                errors.append(exc)
+
+        writer = threading.Thread(target=flood)
+        rss = rss_bytes()
+        writer.start()
+        time.sleep(1.0)
+        # The engine paused reading once its output passed high water, so the
+        # backpressure reached the writer: it is still blocked in sendall().
+        assert writer.is_alive()
+        assert rss_bytes() - rss < 8 * 1024 * 1024
+        assert server.log.count("closed") == 0
+        sock.shutdown(socket.SHUT_RDWR)
+        writer.join(10)
+        assert not writer.is_alive()
+
+
 def test_output_past_cap_disconnects(engine: str) -> None:
     limits = Limits(high_water=16 * 1024, low_water=4 * 1024, output_cap=256 * 1024)
     with serving(engine, Flood, limits=limits) as server, server.connect() as sock:
@@ -368,6 +401,18 @@ def test_service_close_flushes_then_closes(engine: str) -> None:
     with serving(engine, Bye) as server, server.connect() as sock:
         sock.settimeout(5)
         assert recv_all(sock) == b"bye\r\n"
+
+
+def test_half_close_keeps_reading_until_the_peer_is_done(engine: str) -> None:
+    with serving(engine, Announce) as server, server.connect() as sock:
+        sock.settimeout(5)
+        assert recv_all(sock) == b"announcement\r\n"  # EOF: the server shut down writing
+        sock.sendall(b"still heard")  # ...but still reads
+        time.sleep(0.1)
+        assert server.log.count("closed") == 0
+        sock.shutdown(socket.SHUT_WR)
+        assert server.log.wait_for("closed") is None
+    assert server.log.count("opened") == 1
 
 
 def test_failing_service_closes_only_its_connection(engine: str) -> None:
@@ -463,6 +508,19 @@ def test_tls_echo(engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContex
                 assert recv_exactly(sock, len(chunk)) == chunk
         server.log.wait_for("closed")
         assert server.log.count("opened") == 1
+
+
+def test_tls_chargen_streams_exactly(
+    engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, client_ctx = tls_contexts
+    limits = Limits(high_water=16 * 1024, low_water=4 * 1024)
+    with serving(engine, Chargen, "tls://127.0.0.1:0", limits=limits, tls=server_ctx) as server:
+        raw = server.connect()
+        with client_ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+            time.sleep(0.2)  # let the server fill its buffers: SSL want-write paths
+            data = recv_exactly(sock, 2 * 1024 * 1024)
+        assert data == b"x" * (2 * 1024 * 1024)
 
 
 def test_tls_handshake_failure_and_timeout_are_refused(
