@@ -66,7 +66,7 @@ def measure(args: argparse.Namespace, name: str) -> tuple[float, float]:
         user0, system0 = cpu_seconds(proc.pid)
         result = load(args, port, args.duration)
         user1, system1 = cpu_seconds(proc.pid)
-        if result["errors"] or result["conn_failures"]:
+        if result["errors"] or result["conn_failures"] or not result["msgs_per_s"]:
             raise SystemExit(f"{name}: load errors {result}")
         requests = result["msgs_per_s"] * args.duration
         user = (user1 - user0) / requests * 1e6

@@ -141,10 +141,10 @@ class _Reactor:
             self._next_sweep = time.monotonic() + self._tick
             self._wake_at = self._next_sweep
         wait = poller.wait
-        handler_of = poller.handlers.get
+        handlers = poller.handlers
         scale = poller.scale
         monotonic = time.monotonic
-        handler = None
+        fd = -1
         while not self.done:
             timeout = None
             if self._wake_at is not None:
@@ -155,22 +155,21 @@ class _Reactor:
                 timeout *= scale
             try:
                 for fd, mask in wait(timeout):
-                    # None: closed earlier in this batch.  A reused fd's new
-                    # handler may see one spurious event; recv/send say EAGAIN.
-                    handler = handler_of(fd)
-                    if handler is not None:
-                        handler(mask)
+                    # An fd closed earlier in this batch maps to a no-op; a
+                    # reused fd's new handler may see one spurious event, and
+                    # its recv/send just say EAGAIN.
+                    handlers[fd](mask)
             except InterruptedError:
                 pass
             except Exception as exc:
                 # A service raised inside a handler: close that connection
                 # only.  Events not yet handled in this batch are still
                 # pending (level-triggered) and come back on the next wait.
-                owner = getattr(handler, "__self__", None)
+                owner = getattr(handlers.get(fd), "__self__", None)
                 if not isinstance(owner, Connection):
                     raise
                 owner.fail(exc)
-            handler = None
+            fd = -1
 
     def _check_fd(self, fd: int, what: str) -> None:
         if self.fd_limit is not None and fd >= self.fd_limit:

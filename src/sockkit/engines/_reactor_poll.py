@@ -4,8 +4,7 @@ Why not :mod:`selectors`: its ``select()`` rebuilds every ready event in Python
 (a key look-up, a mask translation and a tuple each), about 0.6 µs per wait,
 which is several per cent of a loopback echo round trip.  Here ``wait`` is the
 kernel poller's own ``poll`` method where there is one, returning raw
-``(fd, mask)`` pairs, and the reactor finds each fd's handler in
-:attr:`Poller.handlers` itself.
+``(fd, mask)`` pairs, and the reactor calls ``handlers[fd](mask)`` itself.
 
 Masks use the poll(2) bits, which epoll shares on Linux: ``READ``, ``WRITE``,
 and ``ERROR`` (error or hang-up), which a handler treats as both readable and
@@ -27,6 +26,7 @@ __all__ = [
     "PollPoller",
     "Poller",
     "SelectPoller",
+    "stale",
 ]
 
 READ = select.POLLIN
@@ -35,6 +35,15 @@ ERROR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 #: Called with the ready mask; registered per fd.
 Handler = Callable[[int], None]
+
+
+def stale(mask: int) -> None:
+    """The handler left for an unregistered fd.
+
+    An fd closed by an earlier handler of the same batch may still appear
+    in that batch; leaving this in :attr:`Poller.handlers` (instead of
+    deleting the entry) lets the reactor dispatch with a plain subscript.
+    """
 
 
 class Poller:
@@ -53,7 +62,13 @@ class Poller:
     wait: Callable[[float | None], list[tuple[int, int]]]
 
     def __init__(self) -> None:
+        #: fd -> handler; unregistered fds map to :func:`stale`.
         self.handlers: dict[int, Handler] = {}
+
+    def _forget(self, fd: int) -> None:
+        if self.handlers.get(fd, stale) is stale:
+            raise KeyError(f"fd {fd} is not registered")
+        self.handlers[fd] = stale
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
         raise NotImplementedError
@@ -86,7 +101,7 @@ class EpollPoller(Poller):
         self.handlers[fd] = handler
 
     def unregister(self, fd: int) -> None:
-        del self.handlers[fd]
+        self._forget(fd)
         self._epoll.unregister(fd)
 
     def close(self) -> None:
@@ -112,7 +127,7 @@ class PollPoller(Poller):
         self.handlers[fd] = handler
 
     def unregister(self, fd: int) -> None:
-        del self.handlers[fd]
+        self._forget(fd)
         self._poll.unregister(fd)
 
 
@@ -134,7 +149,7 @@ class SelectPoller(Poller):
         return ready
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
-        if fd in self.handlers:
+        if self.handlers.get(fd, stale) is not stale:
             raise KeyError(f"fd {fd} is already registered")
         self.modify(fd, events, handler)
 
@@ -147,6 +162,6 @@ class SelectPoller(Poller):
                 watched.discard(fd)
 
     def unregister(self, fd: int) -> None:
-        del self.handlers[fd]
+        self._forget(fd)
         self._readers.discard(fd)
         self._writers.discard(fd)
