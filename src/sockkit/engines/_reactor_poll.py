@@ -14,7 +14,8 @@ writable so its next ``recv``/``send`` reports what happened.
 from __future__ import annotations
 
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain, repeat
 from typing import ClassVar
 
 __all__ = [
@@ -59,7 +60,7 @@ class Poller:
     #: fds at or above this cannot be watched (select's FD_SETSIZE), else ``None``.
     fd_limit: ClassVar[int | None] = None
 
-    wait: Callable[[float | None], list[tuple[int, int]]]
+    wait: Callable[[float | None], Iterable[tuple[int, int]]]
 
     def __init__(self) -> None:
         #: fd -> handler; unregistered fds map to :func:`stale`.
@@ -131,6 +132,10 @@ class PollPoller(Poller):
         self._poll.unregister(fd)
 
 
+_READS = repeat(READ)
+_WRITES = repeat(WRITE)
+
+
 class SelectPoller(Poller):
     """select(2): only fds below FD_SETSIZE (1024)."""
 
@@ -142,11 +147,12 @@ class SelectPoller(Poller):
         self._writers: set[int] = set()
         self.wait = self._wait
 
-    def _wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        readable, writable, _ = select.select(self._readers, self._writers, [], timeout)
-        ready = [(fd, READ) for fd in readable]
-        ready += [(fd, WRITE) for fd in writable]
-        return ready
+    def _wait(self, timeout: float | None) -> Iterable[tuple[int, int]]:
+        readable, writable, _ = select.select(self._readers, self._writers, (), timeout)
+        # zip with an endless repeat() pairs each fd with its mask in C: no list built.
+        if writable:
+            return chain(zip(readable, _READS, strict=False), zip(writable, _WRITES, strict=False))
+        return zip(readable, _READS, strict=False)
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
         if self.handlers.get(fd, stale) is not stale:
