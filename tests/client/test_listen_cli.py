@@ -153,7 +153,9 @@ def test_address_in_use_is_one_line(processes: Spawn) -> None:
     finally:
         holder.close()
     assert result.returncode == 1
-    assert result.stderr == f"sockkit: address already in use: 127.0.0.1:{port}\n".encode()
+    line = f"sockkit: address already in use: 127.0.0.1:{port} (held by pid {os.getpid()} "
+    assert result.stderr.startswith(line.encode())
+    assert result.stderr.count(b"\n") == 1
 
 
 def test_sigterm_stops_a_listener_with_status_zero(processes: Spawn) -> None:
