@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import ServerProcess, run_cli
 
-README = Path(__file__).resolve().parents[2] / "docs" / "readme" / "services.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def address(endpoint: str) -> tuple[str, int]:

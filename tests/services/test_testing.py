@@ -13,7 +13,7 @@ from sockkit.services import CLOSE, HALF_CLOSE, DatagramService, EchoService, Se
 from sockkit.services._registry import load_service
 from sockkit.testing import ContractViolation, MemoryConnection, exchange_datagram
 
-README = Path(__file__).resolve().parents[2] / "docs" / "readme" / "services.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 class Recorder(Service):
