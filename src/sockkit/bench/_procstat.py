@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["TreeMemory", "tree_cpu", "tree_memory", "tree_pids"]
+__all__ = ["TreeMemory", "process_start_time", "tree_cpu", "tree_memory", "tree_pids"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -26,6 +26,12 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.
     return raw[raw.rfind(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot), or ``None`` if it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def tree_pids(root: int) -> list[int]:

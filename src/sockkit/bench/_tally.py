@@ -9,7 +9,7 @@ during warm-up is broken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sockkit.bench._histogram import Histogram
@@ -43,18 +43,16 @@ class Tally:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in self.__slots__
-            if name != "hist"  # type: ignore[attr-defined]
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "hist"
         }
         data["hist"] = self.hist.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tally:
-        fields = dict(data)
-        hist = Histogram.from_dict(fields.pop("hist"))
-        return cls(**fields, hist=hist)
+        values = dict(data)
+        hist = Histogram.from_dict(values.pop("hist"))
+        return cls(**values, hist=hist)
 
     def merge(self, other: Tally) -> None:
         """Add ``other`` (another process's tally of the same run) into this one.

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
@@ -71,9 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.endpoint == "compare":
-        from sockkit.cli._bench_compare import run_compare
-
-        return run_compare(args)
+        return _compare(args)
     used = [name for name in _COMPARE_ONLY if getattr(args, name) is not None]
     if used:
         flag = "--" + used[0].replace("_", "-")
@@ -163,3 +162,63 @@ def format_result(r: BenchResult, color: bool = False) -> str:
     lines.append(errors)
     lines.append(f"  client CPU   {r.client_cpu_pct:.0f}% of a core")
     return "\n".join(lines) + "\n"
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [] if text == "none" else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _compare_command(args: argparse.Namespace) -> str:
+    parts = ["python -m sockkit bench compare", f"--scale {args.scale or 'full'}"]
+    for name in ("rounds", "idle_conns", "engines", "peers", "loadgen", "out", "markdown"):
+        value = getattr(args, name)
+        if value is not None:
+            parts.append(f"--{name.replace('_', '-')} {value}")
+    return " ".join(parts)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sockkit.bench._plot import plot_available, write_plot
+    from sockkit.bench._report import format_markdown, format_table
+    from sockkit.bench.compare import CompareConfig, run_compare
+
+    config = CompareConfig(
+        scale=args.scale or "full",
+        rounds=args.rounds,
+        idle_conns=args.idle_conns,
+        engines=_names(args.engines),
+        peers=_names(args.peers),
+        loadgen=args.loadgen,
+    )
+    out = Path(args.out or ".")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        if not args.json:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    report = run_compare(config, log)
+    data = report.to_json()
+    (out / "compare.json").write_text(json.dumps(data, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(data))
+    else:
+        sys.stdout.write(format_table(report))
+        print(f"wrote {out / 'compare.json'}")
+    if plot_available():
+        write_plot(report, out / "compare.png")
+        if not args.json:
+            print(f"wrote {out / 'compare.png'}")
+    else:
+        sys.stderr.write(
+            "sockkit: plot skipped: matplotlib is not installed (pip install matplotlib)\n"
+        )
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(report, _compare_command(args)))
+        if not args.json:
+            print(f"wrote {args.markdown}")
+    errors = sum(m.errors for per in report.results.values() for m in per.values())
+    return 0 if errors == 0 else 1
