@@ -83,7 +83,7 @@ def test_compare_tiny_runs_end_to_end(tmp_path: Path) -> None:
             str(tmp_path),
             "--markdown",
             str(tmp_path / "RESULTS.md"),
-        ]
+        ],
         timeout=120,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
@@ -127,7 +127,7 @@ def test_compare_with_rrload_as_the_load_generator(tmp_path: Path) -> None:
             str(source),
             "--out",
             str(tmp_path),
-        ]
+        ],
         timeout=120,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
