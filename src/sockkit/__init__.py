@@ -33,7 +33,11 @@ if TYPE_CHECKING:
         TLSError,
         UsageError,
     )
+    from sockkit.server._context import AccessList, Limits, ServeContext
+    from sockkit.server._server import Server, serve
+    from sockkit.server._tls import TLSFiles
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
+    from sockkit.services._registry import ServiceSpec, get_service, load_service
 
 #: public name -> private module that defines it
 _EXPORTS: dict[str, str] = {
@@ -53,17 +57,27 @@ _EXPORTS: dict[str, str] = {
     "TLSError": "sockkit._errors",
     "TimeoutError": "sockkit._errors",
     "UsageError": "sockkit._errors",
+    "AccessList": "sockkit.server._context",
+    "Limits": "sockkit.server._context",
+    "ServeContext": "sockkit.server._context",
+    "Server": "sockkit.server._server",
+    "serve": "sockkit.server._server",
+    "TLSFiles": "sockkit.server._tls",
     "CLOSE": "sockkit.services._base",
     "HALF_CLOSE": "sockkit.services._base",
     "OPEN": "sockkit.services._base",
     "DatagramService": "sockkit.services._base",
     "Service": "sockkit.services._base",
+    "ServiceSpec": "sockkit.services._registry",
+    "get_service": "sockkit.services._registry",
+    "load_service": "sockkit.services._registry",
 }
 
 __all__ = [
     "CLOSE",
     "HALF_CLOSE",
     "OPEN",
+    "AccessList",
     "AddressInUseError",
     "AddressInfo",
     "ConnectError",
@@ -71,18 +85,26 @@ __all__ = [
     "DatagramService",
     "Endpoint",
     "EndpointError",
+    "Limits",
     "ResolveError",
+    "ServeContext",
+    "Server",
     "Service",
+    "ServiceSpec",
     "SockkitError",
     "TLSError",
+    "TLSFiles",
     "TimeoutError",
     "UsageError",
     "__version__",
     "format_sockaddr",
+    "get_service",
+    "load_service",
     "open_connection",
     "open_listener",
     "parse_endpoint",
     "resolve",
+    "serve",
 ]
 
 

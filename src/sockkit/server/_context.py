@@ -7,6 +7,7 @@ reports every connection to ``log``, and watches ``stop``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -18,7 +19,17 @@ from dataclasses import dataclass, field
 from sockkit._endpoint import Endpoint
 from sockkit.services._base import Service
 
-__all__ = ["AccessList", "Limits", "ServeContext", "StopSignal", "StreamListener"]
+__all__ = [
+    "REFUSED_DENY",
+    "REFUSED_MAX_CONNS",
+    "REFUSED_TLS",
+    "AccessList",
+    "ConnectionLog",
+    "Limits",
+    "ServeContext",
+    "StopSignal",
+    "StreamListener",
+]
 
 
 def _default_threads() -> int:
@@ -102,6 +113,7 @@ class StopSignal:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closed = False
 
     @property
     def fd(self) -> int:
@@ -109,10 +121,10 @@ class StopSignal:
 
     def set(self) -> None:
         self._event.set()
-        try:
+        if self._closed:
+            return  # the fd numbers may belong to another file by now
+        with contextlib.suppress(OSError):  # pipe full: readable already, all we need
             os.write(self._write_fd, b"x")
-        except OSError:
-            pass  # pipe full or closed: readable already, which is all we need
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -121,11 +133,19 @@ class StopSignal:
         return self._event.wait(timeout)
 
     def close(self) -> None:
+        """Release the pipe.  ``set`` stays safe to call afterwards; ``fd`` is then invalid."""
+        if self._closed:
+            return
+        self._closed = True
         for fd in (self._read_fd, self._write_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
+
+
+#: ``ConnectionLog.refused`` reasons shared by every engine.
+REFUSED_DENY = "deny"
+REFUSED_MAX_CONNS = "max-conns"
+REFUSED_TLS = "tls"
 
 
 class ConnectionLog:
@@ -147,7 +167,13 @@ class ConnectionLog:
         """A connection ended; ``reason`` is ``None`` for a normal close."""
 
     def refused(self, peer: str, reason: str) -> None:
-        """A connection was closed without being served (``max-conns``, ``deny``, TLS failure)."""
+        """A connection was closed without being served.
+
+        ``reason`` is :data:`REFUSED_DENY` (``"deny"``), :data:`REFUSED_MAX_CONNS`
+        (``"max-conns"``), or for a failed handshake a text starting with
+        :data:`REFUSED_TLS` (``"tls: ..."``); other refusals say why in a few words.
+        Logs and counters are keyed on these, so engines use them as they are.
+        """
 
 
 @dataclass(slots=True)

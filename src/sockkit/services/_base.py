@@ -24,16 +24,26 @@ Rules, per connection (driver → service)::
 
 - While :attr:`Service.producing` is true the driver calls ``produce(limit)``
   whenever its output buffer is below its low-water mark, asking for at most
-  ``limit`` bytes.  That is how a streaming service (chargen) sends as fast as
-  the peer reads and never faster: backpressure is the driver's job.
+  ``limit`` bytes (``limit`` > 0).  That is how a streaming service (chargen)
+  sends as fast as the peer reads and never faster: backpressure is the
+  driver's job.  A service with nothing left to hand out clears ``producing``
+  in the same call that returns ``b""``; otherwise the driver asks again.
 - A service whose output appears between calls (chat: another client's line)
   sets ``producing`` and calls :attr:`Service.wakeup`, which the driver
-  installs before ``connected``.  ``wakeup`` may be called from any thread.
+  installs before ``connected``.  ``wakeup`` may be called from any thread;
+  services call it outside their own locks, since a driver may act on it at
+  once.
+- A service that must close between calls (chat drops a member whose queue
+  overflowed) sets ``state = CLOSE`` and ``producing``, then calls ``wakeup``:
+  the driver calls ``produce``, which returns ``b""``, and reads the state.
 - After the peer's EOF the default is to close once output is flushed.
 - ``closed`` is called exactly once, whatever ended the connection; it is where
   a service leaves shared state (a chat room).
 
-A :class:`DatagramService` answers each datagram with at most one datagram.
+A :class:`DatagramService` answers each datagram with at most one datagram,
+never longer than its :attr:`DatagramService.max_reply`.
+
+:mod:`sockkit.testing` drives services over memory by exactly these rules.
 """
 
 from __future__ import annotations

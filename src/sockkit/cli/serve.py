@@ -1,0 +1,208 @@
+"""``sockkit serve [SERVICE] [ENDPOINT ...]``: run a server until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import replace
+
+from sockkit._endpoint import parse_endpoint
+from sockkit._errors import UsageError
+from sockkit.cli._parser import CommandParser
+
+DESCRIPTION = """\
+Serve SERVICE (echo, discard, chargen, daytime, time, chat, or module:Class) on
+every ENDPOINT (default 7007, i.e. 127.0.0.1:7007) with one engine.  Datagram
+endpoints (udp://, unixgram:) serve the datagram form of the service.  Each
+bound endpoint is logged once on stderr as 'listening on ENDPOINT' with the
+real address.  SIGINT/SIGTERM stops accepting, lets open connections finish for
+up to --drain-timeout seconds, and exits 0."""
+
+EXAMPLES = """\
+examples:
+  sockkit serve                                 echo on 127.0.0.1:7007
+  sockkit serve 9000                            echo on 127.0.0.1:9000
+  sockkit serve chargen tcp://[::1]:0           chargen on a free IPv6 loopback port
+  sockkit serve daytime 7013 udp://7013         daytime over TCP and UDP
+  sockkit serve echo unix:/tmp/echo.sock --mode 660
+  sockkit serve echo :7007 --allow 10.0.0.0/8 --deny 10.9.0.0/16
+  sockkit serve echo tls://127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem
+  sockkit serve --engine thread --max-conns 100 --idle-timeout 30
+  sockkit serve --workers 4 :8000               four processes on one port
+  sockkit serve mypkg.services:Upper 7100       your own Service subclass"""
+
+DEFAULT_ENDPOINT = "7007"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an octal mode such as 600, not {text!r}"
+        ) from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"mode must be 000-777, not {text}")
+    return value
+
+
+def add_arguments(parser: CommandParser) -> None:
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="[SERVICE] [ENDPOINT]",
+        help="service (default echo) then endpoints (default 7007)",
+    )
+    eng = parser.add_argument_group("engine")
+    eng.add_argument(
+        "--engine",
+        help="fork, thread, pool, select, poll, epoll, asyncio or uvloop (default: fastest)",
+    )
+    eng.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="processes sharing the endpoints",
+    )
+    eng.add_argument(
+        "--threads", type=_positive_int, metavar="N", help="worker threads of the pool engine"
+    )
+    eng.add_argument(
+        "--backlog", type=_positive_int, metavar="N", help="listen() backlog (default SOMAXCONN)"
+    )
+    lim = parser.add_argument_group("limits")
+    lim.add_argument(
+        "--max-conns",
+        type=_positive_int,
+        metavar="N",
+        help="refuse clients past N open connections",
+    )
+    lim.add_argument(
+        "--idle-timeout", type=_seconds, metavar="SECONDS", help="close a silent connection"
+    )
+    lim.add_argument(
+        "--send-timeout", type=_seconds, metavar="SECONDS", help="close a peer that stops reading"
+    )
+    lim.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long open connections may finish (default 10)",
+    )
+    acc = parser.add_argument_group("access")
+    acc.add_argument(
+        "--allow", action="append", default=[], metavar="CIDR", help="serve only these networks"
+    )
+    acc.add_argument(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="never serve these (wins over --allow)",
+    )
+    acc.add_argument(
+        "--mode",
+        type=_octal_mode,
+        default=0o600,
+        metavar="OCTAL",
+        help="Unix socket file mode (default 600)",
+    )
+    tls = parser.add_argument_group("tls")
+    tls.add_argument(
+        "--tls-cert", metavar="FILE", help="certificate chain (PEM) for tls:// endpoints"
+    )
+    tls.add_argument(
+        "--tls-key", metavar="FILE", help="private key (PEM), if not in the certificate file"
+    )
+    tls.add_argument(
+        "--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA"
+    )
+    log = parser.add_argument_group("logging")
+    log.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    log.add_argument("--log-format", default="text", choices=("text", "json"))
+
+
+def split_targets(targets: Sequence[str]) -> tuple[str, list[str]]:
+    """``[SERVICE] [ENDPOINT ...]`` -> (service, endpoints).
+
+    A first word that is a service name, or that does not parse as an
+    endpoint (``module:Class``), is the service; otherwise it is the first
+    endpoint and the service is echo (``sockkit serve 9000``).
+    """
+    if not targets:
+        return "echo", [DEFAULT_ENDPOINT]
+    first, rest = targets[0], list(targets[1:])
+    if _is_service_name(first) or not _is_endpoint(first):
+        return first, rest or [DEFAULT_ENDPOINT]
+    return "echo", list(targets)
+
+
+def _is_service_name(word: str) -> bool:
+    from sockkit.services import SERVICE_NAMES
+
+    return word in SERVICE_NAMES
+
+
+def _is_endpoint(word: str) -> bool:
+    try:
+        parse_endpoint(word)
+    except UsageError:
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    from sockkit.server import Limits, TLSFiles, serve
+
+    service, endpoints = split_targets(args.targets)
+    limits = replace(
+        Limits(),
+        max_conns=args.max_conns,
+        idle_timeout=args.idle_timeout,
+        send_timeout=args.send_timeout,
+        drain_timeout=args.drain_timeout,
+    )
+    if args.threads is not None:
+        limits = replace(limits, threads=args.threads)
+    tls = None
+    if args.tls_cert is not None:
+        tls = TLSFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+    elif args.tls_key is not None or args.tls_client_ca is not None:
+        raise UsageError("--tls-key and --tls-client-ca need --tls-cert FILE")
+    serve(
+        service,
+        endpoints,
+        engine=args.engine,
+        limits=limits,
+        allow=args.allow,
+        deny=args.deny,
+        tls=tls,
+        backlog=args.backlog,
+        mode=args.mode,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+    return 0

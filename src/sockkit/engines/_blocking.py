@@ -1,0 +1,411 @@
+"""One connection, served in the calling thread: the loop the fork, thread and pool engines share.
+
+:meth:`Connection.run` joins one accepted socket to one
+:class:`~sockkit.services.Service` and returns when the connection is over.  The
+three classic engines differ only in *where* it runs (a child process, a new
+thread, a pool thread), like ``socketserver``'s ``process_request`` hook.
+
+How the loop waits.  The connection's own thread is the only one that calls
+the service or touches the socket.  It sleeps in ``poll()`` on two things: the
+socket and an eventfd that :attr:`Service.wakeup` writes to.  The alternative,
+sending from the waking thread under a per-connection lock, would make one
+chat client's thread block on another client's full socket (or deadlock when
+two rooms' members wake each other while holding their own locks); a poll on
+one more fd costs about a tenth of a request's CPU and keeps every service
+call on one thread.
+
+Output follows the engine contract: send at once, keep what the kernel did
+not take in ``pending``; at ``high_water`` stop reading (and producing) until
+the peer drains it below ``low_water``; past ``output_cap``, or with no send
+progress for ``send_timeout``, disconnect.  ``idle_timeout`` counts from the
+last byte moved either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+
+from sockkit._endpoint import format_sockaddr
+from sockkit.server._context import ServeContext, StreamListener
+from sockkit.services._base import CLOSE, HALF_CLOSE, Service
+
+__all__ = ["Aborted", "Connection"]
+
+_logger = logging.getLogger("sockkit.engines")
+
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+_POLLGONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+_REASONS = {
+    errno.ECONNRESET: "reset by peer",
+    errno.EPIPE: "peer closed",
+    errno.ETIMEDOUT: "timed out",
+    errno.EHOSTUNREACH: "host unreachable",
+}
+
+
+class Aborted(Exception):
+    """Raised inside a connection's loop to end it now (a fork child's SIGTERM)."""
+
+
+class Connection:
+    """One accepted socket on its way through the service's call grammar.
+
+    Made by the accept loop (cheap: no I/O), then :meth:`run` is called once, in
+    the thread or process that serves it.  :meth:`abort` may be called from any
+    thread at any time, before or during :meth:`run`.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_efd",
+        "_lock",
+        "aborted",
+        "addr",
+        "bytes_in",
+        "bytes_out",
+        "ctx",
+        "listener",
+        "sock",
+    )
+
+    def __init__(
+        self, sock: socket.socket, addr: object, listener: StreamListener, ctx: ServeContext
+    ) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.listener = listener
+        self.ctx = ctx
+        self.aborted = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._efd = -1
+        self._closed = False
+        # Guards the fds against being closed while another thread uses them:
+        # a late wakeup or abort must never land on a reused descriptor.
+        self._lock = threading.Lock()
+
+    # -- from other threads -------------------------------------------------
+
+    def abort(self) -> None:
+        """End the connection soon: shut the socket down so any blocked call returns."""
+        with self._lock:
+            self.aborted = True
+            if not self._closed:
+                # OSError: not connected any more, so it is ending anyway.
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._efd >= 0:
+                os.eventfd_write(self._efd, 1)
+
+    # -- in the serving thread ----------------------------------------------
+
+    def run(self) -> None:
+        """Serve the connection to its end, log it, close it.  Never raises."""
+        ctx = self.ctx
+        log = ctx.log
+        peer = format_sockaddr(self.sock.family, self.addr)
+        started = time.monotonic()
+        try:
+            if self.aborted:
+                log.refused(peer, "server stopping")
+                return
+            if self.sock.family in _INET:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.listener.tls is not None and not self._handshake(peer):
+                return
+            service = self.listener.factory()
+        except Exception:
+            _logger.exception("cannot start serving %s", peer)
+            self._close()
+            return
+        except BaseException:
+            self._close()
+            raise
+        log.opened(peer, str(self.listener.endpoint))
+        reason: str | None = "error"
+        try:
+            reason = self._serve(service, peer)
+        except Aborted:
+            reason = "server stopping"
+        except OSError as exc:
+            reason = "server stopping" if self.aborted else _describe(exc)
+        except Exception as exc:
+            _logger.exception("service %s failed for %s", type(service).__name__, peer)
+            reason = f"service error: {type(exc).__name__}"
+        finally:
+            try:
+                service.closed()
+            except Exception:
+                _logger.exception("service %s failed in closed()", type(service).__name__)
+            self._close()
+            log.closed(peer, self.bytes_in, self.bytes_out, time.monotonic() - started, reason)
+
+    def _handshake(self, peer: str) -> bool:
+        """Do the TLS handshake within ``handshake_timeout``; on failure log, close, say False."""
+        assert self.listener.tls is not None
+        try:
+            tls = self.listener.tls.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+        except (OSError, ValueError) as exc:
+            self.ctx.log.refused(peer, f"TLS setup failed: {exc}")
+            self._close()
+            return False
+        with self._lock:
+            self.sock = tls  # wrap_socket detached the plain socket: abort() must see this one
+        try:
+            tls.settimeout(self.ctx.limits.handshake_timeout)
+            tls.do_handshake()
+        except (OSError, ValueError) as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            reason = "server stopping" if self.aborted else f"TLS handshake: {why}"
+            self.ctx.log.refused(peer, reason)
+            self._close()
+            return False
+        return True
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._efd >= 0:
+                os.close(self._efd)
+                self._efd = -1
+            self.sock.close()
+
+    def _serve(self, service: Service, peer: str) -> str | None:
+        """The loop proper; returns the close reason (``None``: a normal end).
+
+        Socket errors propagate (the caller turns them into a reason).  Locals
+        stand in for attributes on the per-message path; ``bytes_in``/``out``
+        are written back however the loop ends.
+        """
+        limits = self.ctx.limits
+        if (
+            type(service).produce is Service.produce
+            and limits.idle_timeout is None
+            and limits.send_timeout is None
+        ):
+            return self._serve_replies(service, peer)
+        sock = self.sock
+        efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        with self._lock:
+            self._efd = efd
+        service.wakeup = self._wake
+        sock.setblocking(False)
+        poller = select.poll()
+        poller.register(efd, _POLLIN)
+        sock_fd = sock.fileno()
+        poller.register(sock_fd, 0)
+        poll = poller.poll
+        # recv_into one buffer, then copy out just what arrived: recv(read_size)
+        # would allocate read_size bytes per call, and past glibc's mmap
+        # threshold (128 KiB) that is an mmap/munmap pair per message.
+        buffer = memoryview(bytearray(limits.read_size))
+        recv_into = sock.recv_into
+        send = sock.send
+        high, low, cap = limits.high_water, limits.low_water, limits.output_cap
+        idle, send_timeout = limits.idle_timeout, limits.send_timeout
+        timed = idle is not None or send_timeout is not None
+        tls = sock if isinstance(sock, ssl.SSLSocket) else None
+        pending = bytearray()  # output the kernel has not taken yet
+        reading = True  # until the peer's EOF (or the service's CLOSE)
+        shut_wr = False
+        mask = 0
+        bytes_in = bytes_out = 0
+        last_io = last_sent = time.monotonic()
+        timeout_ms = -1
+        try:
+            out = service.connected(peer)
+            while True:
+                if out:
+                    if shut_wr:
+                        pass  # the service spoke after its own half-close: nowhere to send it
+                    elif pending:
+                        pending += out
+                        if len(pending) > cap:
+                            return "output cap exceeded"
+                    else:
+                        try:
+                            sent = send(out)
+                        except _WOULD_BLOCK:
+                            sent = 0
+                        bytes_out += sent
+                        if sent < len(out):
+                            pending += memoryview(out)[sent:]
+                            if len(pending) > cap:
+                                return "output cap exceeded"
+                        if timed:
+                            last_io = last_sent = time.monotonic()
+                    out = b""
+                state = service.state
+                if state:
+                    reading = reading and state == HALF_CLOSE
+                    if not pending:
+                        if state == CLOSE:
+                            return service.close_reason
+                        if not shut_wr:
+                            sock.shutdown(socket.SHUT_WR)
+                            shut_wr = True
+                if service.producing and state != CLOSE and not shut_wr and len(pending) < low:
+                    out = service.produce(high - len(pending))
+                    if out:
+                        continue
+                if tls is not None and reading and tls.pending():
+                    events = [(sock_fd, _POLLIN)]  # decrypted bytes already wait in the TLS layer
+                else:
+                    want = (_POLLIN if reading and len(pending) < high else 0) | (
+                        _POLLOUT if pending else 0
+                    )
+                    if want != mask:
+                        poller.modify(sock_fd, want)
+                        mask = want
+                    if timed:
+                        timeout_ms = _timeout_ms(idle, send_timeout, last_io, last_sent, pending)
+                        if timeout_ms == 0:
+                            return _expired(idle, send_timeout, last_io, last_sent, pending)
+                    events = poll(timeout_ms)
+                for fd, ev in events:
+                    if fd == efd:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(efd)
+                        if self.aborted:
+                            return "server stopping"
+                        continue
+                    if pending and ev & (_POLLOUT | _POLLGONE):
+                        try:
+                            sent = send(pending)
+                        except _WOULD_BLOCK:
+                            sent = 0
+                        if sent:
+                            del pending[:sent]
+                            bytes_out += sent
+                            if timed:
+                                last_io = last_sent = time.monotonic()
+                    if reading and ev & (_POLLIN | _POLLGONE):
+                        try:
+                            n = recv_into(buffer)
+                        except _WOULD_BLOCK:
+                            continue
+                        if timed:
+                            last_io = time.monotonic()
+                        if n:
+                            bytes_in += n
+                            out = service.received(buffer[:n].tobytes())
+                        else:
+                            reading = False
+                            if self.aborted:
+                                return "server stopping"
+                            out = service.eof_received()
+                    elif ev & _POLLGONE and not pending:
+                        # Not reading and nothing to send, yet the socket reports
+                        # hang-up: the peer is gone.  Polling on would spin.
+                        return "server stopping" if self.aborted else "peer closed"
+        finally:
+            self.bytes_in = bytes_in
+            self.bytes_out = bytes_out
+
+    def _serve_replies(self, service: Service, peer: str) -> str | None:
+        """The loop for a service that only ever answers what it is sent (echo, daytime).
+
+        Such a service has no :meth:`~Service.produce`, so nothing can appear
+        between calls and no wakeup can matter: the thread simply blocks in
+        ``recv`` and ``sendall``, one system call each way and no ``poll``.
+        The kernel's socket buffer is the output buffer; a peer that stops
+        reading stops us reading from it too.  Without timeouts only a peer
+        or an :meth:`abort` ends the wait, which is what the limits ask for.
+        """
+        sock = self.sock
+        sock.settimeout(None)
+        buffer = memoryview(bytearray(self.ctx.limits.read_size))
+        recv_into = sock.recv_into
+        sendall = sock.sendall
+        reading = True
+        shut_wr = False
+        bytes_in = bytes_out = 0
+        try:
+            out = service.connected(peer)
+            while True:
+                if out and not shut_wr:
+                    sendall(out)
+                    bytes_out += len(out)
+                state = service.state
+                if state:
+                    if state == CLOSE:
+                        return service.close_reason
+                    if not shut_wr:
+                        sock.shutdown(socket.SHUT_WR)
+                        shut_wr = True
+                if not reading:
+                    return None  # the peer is done and so is the service
+                n = recv_into(buffer)
+                if n:
+                    bytes_in += n
+                    out = service.received(buffer[:n].tobytes())
+                else:
+                    if self.aborted:
+                        return "server stopping"
+                    reading = False
+                    out = service.eof_received()
+        finally:
+            self.bytes_in = bytes_in
+            self.bytes_out = bytes_out
+
+
+def _timeout_ms(
+    idle: float | None,
+    send_timeout: float | None,
+    last_io: float,
+    last_sent: float,
+    pending: bytearray,
+) -> int:
+    """Milliseconds until the nearest of the idle and send deadlines (-1: none applies)."""
+    deadline = None
+    if idle is not None:
+        deadline = last_io + idle
+    if send_timeout is not None and pending:
+        sent_by = last_sent + send_timeout
+        deadline = sent_by if deadline is None else min(deadline, sent_by)
+    if deadline is None:
+        return -1
+    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
+
+
+def _expired(
+    idle: float | None,
+    send_timeout: float | None,
+    last_io: float,
+    last_sent: float,
+    pending: bytearray,
+) -> str:
+    """Which deadline passed, as a close reason."""
+    now = time.monotonic()
+    if send_timeout is not None and pending and now >= last_sent + send_timeout:
+        return "send timeout"
+    return "idle timeout"
+
+
+def _describe(exc: OSError) -> str:
+    """A short close reason for a socket error."""
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    code = exc.errno
+    if code in _REASONS:
+        return _REASONS[code]
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -1,0 +1,179 @@
+"""The fork engine: a child process for every connection.
+
+The parent only accepts, forks and reaps.  It closes its copy of each accepted
+socket at once, counts its children for ``max_conns``, and reaps every exited
+child in one pass (``waitpid(-1, WNOHANG)`` until nothing is left) whenever
+SIGCHLD arrives, so no zombie outlives its connection.  A child resets the
+signals it inherited, drops the parent's descriptors, serves its one
+connection and leaves with ``os._exit`` (no ``atexit``, no second flush of the
+parent's buffers).
+
+Connections share no memory, so services that need each other (chat) cannot
+run here: :attr:`ForkEngine.shares_memory` is False and the server refuses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from sockkit.engines._accept import AcceptingEngine, _logger
+from sockkit.engines._blocking import Aborted, Connection
+
+__all__ = ["ForkEngine"]
+
+#: After SIGTERM, how long children get to log and close before SIGKILL.
+_TERM_GRACE = 1.0
+#: Without a SIGCHLD handler (run() off the main thread), how often to reap.
+_REAP_INTERVAL_MS = 50
+#: With one, a safety net for a SIGCHLD that went to another thread.
+_REAP_SAFETY_MS = 1000
+
+
+class ForkEngine(AcceptingEngine):
+    """Serve each connection in a forked child process (``--engine fork``)."""
+
+    name = "fork"
+    shares_memory = False
+
+    def start(self) -> None:
+        self._children: set[int] = set()
+        # SIGCHLD is turned into a readable pipe so the accept loop's poll()
+        # wakes for it and reaps in its own time, never inside the handler.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._old_handler: Any = None
+        self._handling = threading.current_thread() is threading.main_thread()
+        if self._handling:
+            self._old_handler = signal.signal(signal.SIGCHLD, self._on_sigchld)
+
+    def _on_sigchld(self, signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):  # pipe full: a wake-up is pending anyway
+            os.write(self._wake_w, b"c")
+
+    def extra_fd(self) -> int | None:
+        return self._wake_r
+
+    def on_extra_fd(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self._wake_r, 4096)
+        self._reap()
+
+    def poll_timeout_ms(self) -> int:
+        if not self._children:
+            return -1
+        return _REAP_SAFETY_MS if self._handling else _REAP_INTERVAL_MS
+
+    def open_count(self) -> int:
+        max_conns = self.ctx.limits.max_conns
+        if max_conns is not None and len(self._children) >= max_conns:
+            self._reap()  # a child may have exited since the last SIGCHLD was handled
+        return len(self._children)
+
+    def _reap(self) -> None:
+        """Collect every child that has exited, without blocking."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._children.discard(pid)
+
+    def dispatch(self, conn: Connection) -> str | None:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _logger.warning("cannot fork: %s", exc.strerror)
+            return "cannot fork"
+        if pid == 0:
+            self._serve_in_child(conn)  # never returns
+        self._children.add(pid)
+        conn.sock.close()  # the child has its own copy; ours would keep the peer open
+        return None
+
+    def _serve_in_child(self, conn: Connection) -> None:
+        code = 0
+        try:
+            # The parent's objects are never collected here; keep the collector
+            # off their pages so they stay shared with the parent.
+            gc.freeze()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            # Ctrl-C reaches the whole process group; the parent decides when
+            # children stop (after the drain deadline, with SIGTERM).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _terminate)
+            for listener in self.ctx.listeners:
+                listener.sock.close()
+            self.ctx.stop.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            conn.run()
+        except BaseException:
+            code = 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
+
+    def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
+            self._reap()
+            while self._children:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wait_for_exit(left)
+            self._signal_children(signal.SIGTERM, _TERM_GRACE)
+            self._signal_children(signal.SIGKILL, None)
+        finally:
+            if self._handling:
+                signal.signal(signal.SIGCHLD, self._old_handler)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _wait_for_exit(self, timeout: float) -> None:
+        """Sleep until a child exits or ``timeout`` passes, then reap."""
+        wait_ms = min(int(timeout * 1000) + 1, self.poll_timeout_ms())
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        if poller.poll(wait_ms):
+            with contextlib.suppress(OSError):
+                os.read(self._wake_r, 4096)
+        self._reap()
+
+    def _signal_children(self, sig: signal.Signals, grace: float | None) -> None:
+        """Send ``sig`` to every child left; wait up to ``grace`` (None: for ever) for them."""
+        if not self._children:
+            return
+        for pid in self._children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if grace is None:
+            for pid in list(self._children):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                self._children.discard(pid)
+            return
+        deadline = time.monotonic() + grace
+        while self._children:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wait_for_exit(left)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """A child's SIGTERM: end the connection through its normal close path, once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Aborted("server stopping")

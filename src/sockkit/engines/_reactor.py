@@ -1,0 +1,397 @@
+"""The select, poll and epoll engines: one reactor over three pollers.
+
+The three engines differ only in the poller class (:mod:`._reactor_poll`),
+chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`:
+
+- Every registered fd has a handler, a bound method ``handler(mask)``; the
+  loop is ``for fd, mask in wait(timeout): handlers[fd](mask)``, nothing more.
+- Listeners are non-blocking; each readiness accepts up to ``_ACCEPT_BATCH``
+  connections.  Refusals (deny, max-conns, select's fd limit) close at once.
+  EMFILE/ENFILE stop watching the listeners until a connection closes or a
+  short back-off passes: never a busy loop.
+- Timeouts (idle, send, TLS handshake, EMFILE back-off, drain) are served by
+  one coarse sweep every ``min(timeout / 2, 1 s)`` that compares each
+  connection's byte counters with the marks it left last time, so no
+  per-message timestamps.  With none of them configured, ``wait`` blocks
+  without a timeout and no clock is read.
+- ``ctx.stop.fd`` is watched: on stop the listeners are unregistered at once,
+  open connections may go on for ``limits.drain_timeout``, then are closed.
+- ``wakeup`` from another thread goes through a self-pipe.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import ClassVar
+
+from sockkit._endpoint import format_sockaddr
+from sockkit._errors import SockkitError
+from sockkit.engines._base import Engine
+from sockkit.engines._reactor_conn import Connection, TlsConnection
+from sockkit.engines._reactor_poll import READ, WRITE, EpollPoller, Poller, PollPoller, SelectPoller
+from sockkit.server._context import ServeContext, StreamListener
+
+__all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
+
+_log = logging.getLogger("sockkit.engines.reactor")
+
+#: Most connections accepted per listener readiness, so one busy listener
+#: cannot starve the connections already open.
+_ACCEPT_BATCH = 64
+#: Coarsest sweep period: timeouts fire at most this late (plus half the timeout).
+_MAX_TICK = 1.0
+#: EMFILE back-off: first delay, doubled up to the last.
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 1.0
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_RETRY = (BlockingIOError, InterruptedError)
+
+
+class _Acceptor:
+    """A listener as the reactor sees it: its handler accepts a batch."""
+
+    __slots__ = ("listener", "local", "reactor", "sock")
+
+    def __init__(self, reactor: _Reactor, listener: StreamListener) -> None:
+        self.reactor = reactor
+        self.listener = listener
+        self.sock = listener.sock
+        self.local = str(listener.endpoint)
+
+    def on_readable(self, mask: int) -> None:
+        accept = self.sock.accept
+        reactor = self.reactor
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, addr = accept()
+            except _RETRY:
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    reactor.back_off(exc)
+                    return
+                # ECONNABORTED and friends: that client gave up; try the next.
+                continue
+            reactor.admit(self, sock, addr)
+            if reactor.stopping or reactor.backing_off:
+                return
+
+
+class _Reactor:
+    """One run of an engine; see the module docstring."""
+
+    def __init__(self, ctx: ServeContext, poller: Poller) -> None:
+        self.ctx = ctx
+        self.poller = poller
+        self.fd_limit = poller.fd_limit
+        self.conns: dict[int, Connection] = {}
+        self.read_view = memoryview(bytearray(ctx.limits.read_size))
+        self.acceptors = [_Acceptor(self, listener) for listener in ctx.listeners]
+        self.stopping = False
+        self.done = False
+        self.backing_off = False
+        self._backoff_delay = _BACKOFF_FIRST
+        self._resume_at = 0.0
+        self._drain_deadline = 0.0
+        self._thread_id = threading.get_ident()
+        self._woken: collections.deque[Connection] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        limits = ctx.limits
+        periods = [_MAX_TICK]
+        for timeout in (limits.idle_timeout, limits.send_timeout):
+            if timeout is not None:
+                periods.append(timeout / 2)
+        self._tls = any(listener.tls is not None for listener in ctx.listeners)
+        if self._tls:
+            periods.append(limits.handshake_timeout / 2)
+        #: Sweep period, or None when no per-connection timeout is configured.
+        self._tick: float | None = (
+            min(periods) if limits.idle_timeout or limits.send_timeout or self._tls else None
+        )
+        self._next_sweep = 0.0
+        #: When the loop must next look at the clock (None: block indefinitely).
+        self._wake_at: float | None = None
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        ctx = self.ctx
+        if ctx.stop.is_set():
+            return
+        self._check_fd(ctx.stop.fd, "the stop signal")
+        self._check_fd(self._wake_r, "the wakeup pipe")
+        for acceptor in self.acceptors:
+            self._check_fd(acceptor.sock.fileno(), f"listener {acceptor.local}")
+            acceptor.sock.setblocking(False)
+        poller = self.poller
+        poller.register(ctx.stop.fd, READ, self._on_stop)
+        poller.register(self._wake_r, READ, self._on_wake)
+        self._watch_listeners(True)
+        if self._tick is not None:
+            self._next_sweep = time.monotonic() + self._tick
+            self._wake_at = self._next_sweep
+        wait = poller.wait
+        handler_of = poller.handlers.get
+        scale = poller.scale
+        monotonic = time.monotonic
+        handler = None
+        while not self.done:
+            timeout = None
+            if self._wake_at is not None:
+                timeout = self._wake_at - monotonic()
+                if timeout <= 0:
+                    self._on_timer(monotonic())
+                    continue
+                timeout *= scale
+            try:
+                for fd, mask in wait(timeout):
+                    # None: closed earlier in this batch.  A reused fd's new
+                    # handler may see one spurious event; recv/send say EAGAIN.
+                    handler = handler_of(fd)
+                    if handler is not None:
+                        handler(mask)
+            except InterruptedError:
+                pass
+            except Exception as exc:
+                # A service raised inside a handler: close that connection
+                # only.  Events not yet handled in this batch are still
+                # pending (level-triggered) and come back on the next wait.
+                owner = getattr(handler, "__self__", None)
+                if not isinstance(owner, Connection):
+                    raise
+                owner.fail(exc)
+            handler = None
+
+    def _check_fd(self, fd: int, what: str) -> None:
+        if self.fd_limit is not None and fd >= self.fd_limit:
+            raise SockkitError(
+                f"the select engine cannot watch fd {fd} ({what}): select() handles fds below"
+                f" {self.fd_limit} only; use --engine poll or epoll"
+            )
+
+    def close(self) -> None:
+        """Close every connection still open and the reactor's own fds.  Listeners stay open."""
+        for conn in list(self.conns.values()):
+            conn.close("server stopped")
+        self.poller.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # ------------------------------------------------------------- accepting
+
+    def admit(self, acceptor: _Acceptor, sock: socket.socket, addr: object) -> None:
+        """Refuse or start serving one accepted socket.  No byte is read before ``admit``."""
+        ctx = self.ctx
+        peer = format_sockaddr(sock.family, addr)
+        reason = None
+        if not ctx.access.open and isinstance(addr, tuple) and not ctx.access.admit(addr[0]):
+            reason = "deny"
+        elif ctx.limits.max_conns is not None and len(self.conns) >= ctx.limits.max_conns:
+            reason = "max-conns"
+        elif self.fd_limit is not None and sock.fileno() >= self.fd_limit:
+            reason = f"fd {sock.fileno()} is past what select() can watch; use poll or epoll"
+        if reason is not None:
+            sock.close()
+            ctx.log.refused(peer, reason)
+            return
+        self._backoff_delay = _BACKOFF_FIRST
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener = acceptor.listener
+        if listener.tls is not None:
+            try:
+                tls_sock = listener.tls.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+            except (ssl.SSLError, OSError) as exc:
+                sock.close()
+                ctx.log.refused(peer, f"tls: {exc}")
+                return
+            tls_conn = TlsConnection(self, tls_sock, peer, acceptor.local, listener.factory)
+            self.conns[tls_conn.fd] = tls_conn
+            try:
+                tls_conn.begin()
+            except Exception as exc:
+                tls_conn.fail(exc)
+            return
+        conn = Connection(self, sock, peer, acceptor.local)
+        self.conns[conn.fd] = conn
+        try:
+            service = listener.factory()
+        except Exception as exc:
+            _log.error("service factory failed for %s", peer, exc_info=exc)
+            conn.close(f"service error: {exc}")
+            return
+        try:
+            conn.start(service)
+        except Exception as exc:
+            conn.fail(exc)
+
+    def back_off(self, exc: OSError) -> None:
+        """Out of fds: stop watching the listeners until a close or a short delay."""
+        if not self.backing_off:
+            _log.warning(
+                "accept failed (%s); pausing accepts for %.2fs", exc.strerror, self._backoff_delay
+            )
+        self.backing_off = True
+        self._watch_listeners(False)
+        self._resume_at = time.monotonic() + self._backoff_delay
+        self._backoff_delay = min(self._backoff_delay * 2, _BACKOFF_MAX)
+        self._schedule()
+
+    def _resume_accepting(self) -> None:
+        self.backing_off = False
+        if not self.stopping:
+            self._watch_listeners(True)
+        self._schedule()
+
+    def _watch_listeners(self, watch: bool) -> None:
+        for acceptor in self.acceptors:
+            fd = acceptor.sock.fileno()
+            if watch:
+                self.poller.register(fd, READ, acceptor.on_readable)
+            else:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.poller.unregister(fd)
+
+    # ---------------------------------------------------- connection events
+
+    def connection_gone(self, conn: Connection) -> None:
+        if self.conns.get(conn.fd) is conn:
+            del self.conns[conn.fd]
+        if self.backing_off:
+            self._resume_accepting()
+        if self.stopping and not self.conns:
+            self.done = True
+
+    def on_reactor_thread(self) -> bool:
+        return threading.get_ident() == self._thread_id
+
+    def wake_from_thread(self, conn: Connection) -> None:
+        self._woken.append(conn)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"w")
+
+    def _on_wake(self, mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 4096)
+        woken = self._woken
+        while woken:
+            woken.popleft().sync()
+
+    # ------------------------------------------------------- stop and timers
+
+    def _on_stop(self, mask: int) -> None:
+        self.stopping = True
+        self.poller.unregister(self.ctx.stop.fd)
+        self._watch_listeners(False)
+        self._drain_deadline = time.monotonic() + self.ctx.limits.drain_timeout
+        if not self.conns:
+            self.done = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Recompute when the loop must next look at the clock."""
+        times = []
+        if self._tick is not None:
+            times.append(self._next_sweep)
+        if self.backing_off:
+            times.append(self._resume_at)
+        if self.stopping:
+            times.append(self._drain_deadline)
+        self._wake_at = min(times) if times else None
+
+    def _on_timer(self, now: float) -> None:
+        if self.stopping and now >= self._drain_deadline:
+            for conn in list(self.conns.values()):
+                conn.close("drain timeout: server stopping")
+            self.done = True
+            return
+        if self.backing_off and now >= self._resume_at:
+            self._resume_accepting()
+        if self._tick is not None and now >= self._next_sweep:
+            self._sweep(now)
+            self._next_sweep = now + self._tick
+        self._schedule()
+
+    def _sweep(self, now: float) -> None:
+        """Close connections past a timeout.  Progress is read from byte counters."""
+        limits = self.ctx.limits
+        idle = limits.idle_timeout
+        send = limits.send_timeout
+        handshake = limits.handshake_timeout
+        for conn in list(self.conns.values()):
+            if not conn.serving:
+                if now - conn.opened_at >= handshake:
+                    conn.close("tls handshake timeout")
+                continue
+            if idle is not None:
+                total = conn.bytes_in + conn.bytes_out
+                if total != conn.io_mark:
+                    conn.io_mark = total
+                    conn.io_since = now
+                elif now - conn.io_since >= idle:
+                    conn.close("idle timeout")
+                    continue
+            if send is not None:
+                # Waiting to write (output buffered, or a producer waiting
+                # for room) with no byte sent since the last sweep: stalled.
+                if not conn.events & WRITE:
+                    conn.out_mark = -1
+                elif conn.bytes_out != conn.out_mark:
+                    conn.out_mark = conn.bytes_out
+                    conn.out_since = now
+                elif now - conn.out_since >= send:
+                    conn.close("send timeout: the peer is not reading")
+
+
+class _ReactorEngine(Engine):
+    """A reactor engine; subclasses pick the poller class, nothing else."""
+
+    poller_class: ClassVar[type[Poller] | None]
+
+    @classmethod
+    def available(cls) -> bool:
+        return cls.poller_class is not None
+
+    def run(self, ctx: ServeContext) -> None:
+        factory = self.poller_class
+        assert factory is not None
+        reactor = _Reactor(ctx, factory())
+        try:
+            reactor.run()
+        finally:
+            reactor.close()
+
+
+class SelectEngine(_ReactorEngine):
+    """select(2): portable, but only fds below 1024; others are refused with a log line."""
+
+    name = "select"
+    poller_class = SelectPoller
+
+
+class PollEngine(_ReactorEngine):
+    """poll(2): no fd limit, cost linear in the number of connections per wait."""
+
+    name = "poll"
+    poller_class = PollPoller if hasattr(select, "poll") else None
+
+
+class EpollEngine(_ReactorEngine):
+    """epoll(7): cost proportional to the ready connections only."""
+
+    name = "epoll"
+    poller_class = EpollPoller if hasattr(select, "epoll") else None

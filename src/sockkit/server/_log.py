@@ -1,0 +1,139 @@
+"""The server's log: ``listening on`` lines, one line per connection, counters.
+
+Everything goes to one stream (stderr) through the stdlib :mod:`logging`
+machinery under the ``sockkit.server`` logger, in one of two formats:
+
+``text``  the message alone, e.g. ``listening on tcp://127.0.0.1:43117`` or
+          ``closed 127.0.0.1:51012 in=5 out=5 duration=0.002s`` -- scripts grep it.
+``json``  one JSON object per line: ``time``, ``level``, ``message`` and the
+          event's fields (``event``, ``peer``, ``bytes_in``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections import Counter
+from typing import Any, Literal, TextIO
+
+from sockkit._errors import UsageError
+from sockkit.server._context import ConnectionLog
+
+__all__ = ["LOG_LEVELS", "LogFormat", "ServerLog", "make_logger"]
+
+LogFormat = Literal["text", "json"]
+
+LOG_LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        return json.dumps(entry, separators=(",", ":"))
+
+
+def make_logger(
+    level: str = "info", fmt: LogFormat = "text", stream: TextIO | None = None
+) -> logging.Logger:
+    """A logger writing ``fmt`` lines at ``level`` and above to ``stream`` (default stderr).
+
+    Raises :class:`UsageError` for an unknown level or format.  Each call gives a
+    fresh, private logger, so two servers in one process do not share handlers.
+    """
+    if level not in LOG_LEVELS:
+        raise UsageError(f"unknown log level {level!r}; choose from {', '.join(LOG_LEVELS)}")
+    if fmt not in ("text", "json"):
+        raise UsageError(f"unknown log format {fmt!r}; choose text or json")
+    logger = logging.Logger("sockkit.server", LOG_LEVELS[level])
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(_JSONFormatter() if fmt == "json" else _TextFormatter())
+    logger.addHandler(handler)
+    return logger
+
+
+class ServerLog(ConnectionLog):
+    """The real :class:`ConnectionLog`: writes connection events and counts them.
+
+    Safe to call from any thread.  ``counts`` holds ``opened``, ``closed``,
+    ``refused`` and ``refused:<reason>`` totals for this process.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.enabled = logger.isEnabledFor(logging.INFO)
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _count(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self.counts[key] += 1
+
+    def event(self, level: int, message: str, **fields: Any) -> None:
+        """Log ``message`` with ``fields`` (kept as JSON fields in the json format)."""
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, message, extra={"fields": fields})
+
+    def listening(self, endpoint: str) -> None:
+        """Announce a bound endpoint: exactly the line ``listening on ENDPOINT``."""
+        # Written whatever --log-level says: scripts depend on this line for the port.
+        record = self.logger.makeRecord(
+            self.logger.name,
+            logging.INFO,
+            __file__,
+            0,
+            f"listening on {endpoint}",
+            (),
+            None,
+            extra={"fields": {"event": "listening", "endpoint": endpoint}},
+        )
+        self.logger.handle(record)
+
+    def opened(self, peer: str, local: str) -> None:
+        self._count("opened")
+        self.event(
+            logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
+        )
+
+    def closed(
+        self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
+    ) -> None:
+        self._count("closed")
+        text = f"closed {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s"
+        if reason:
+            text += f" reason={reason}"
+        self.event(
+            logging.INFO,
+            text,
+            event="closed",
+            peer=peer,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            duration=round(duration, 6),
+            reason=reason,
+        )
+
+    def refused(self, peer: str, reason: str) -> None:
+        self._count("refused", f"refused:{reason}")
+        self.event(
+            logging.WARNING, f"refused {peer}: {reason}", event="refused", peer=peer, reason=reason
+        )

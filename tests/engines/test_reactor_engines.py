@@ -1,0 +1,505 @@
+"""The select, poll and epoll engines, driven directly through a ServeContext.
+
+Each test starts ``engine.run(ctx)`` on a thread with tiny in-test services,
+talks to it over real loopback or Unix sockets, and stops it with
+``ctx.stop.set()``.  Outcomes are bytes received, connection-log events, file
+descriptors counted in /proc and memory measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sockkit._endpoint import Endpoint, open_connection, open_listener, parse_endpoint
+from sockkit.engines import get_engine
+from sockkit.server._context import ConnectionLog, Limits, ServeContext, StreamListener
+from sockkit.services._base import CLOSE, Service
+
+ENGINES = ["select", "poll", "epoll"]
+
+
+# ----------------------------------------------------------------- services
+
+
+class Echo(Service):
+    def received(self, data: bytes) -> bytes:
+        return data
+
+
+class Chargen(Service):
+    """Streams a pattern as fast as the driver asks; counts what it handed out."""
+
+    produced = 0  # class-wide, so a test sees it without reaching the instance
+
+    def connected(self, peer: str) -> bytes:
+        self.producing = True
+        return b""
+
+    def produce(self, limit: int) -> bytes:
+        chunk = b"x" * min(limit, 16384)
+        Chargen.produced += len(chunk)
+        return chunk
+
+
+class Flood(Service):
+    """Answers any input with far more output than the cap allows."""
+
+    def received(self, data: bytes) -> bytes:
+        return b"f" * (16 * 1024 * 1024)
+
+
+class Boom(Service):
+    def received(self, data: bytes) -> bytes:
+        if data.startswith(b"boom"):
+            raise RuntimeError("service bug")
+        return data
+
+
+class Pushed(Service):
+    """Output appears between calls, from another thread, through ``wakeup``."""
+
+    instances: list[Pushed] = []
+
+    def __init__(self) -> None:
+        self.queue: list[bytes] = []
+        self.lock = threading.Lock()
+        Pushed.instances.append(self)
+
+    def push(self, data: bytes) -> None:
+        with self.lock:
+            self.queue.append(data)
+            self.producing = True
+        self.wakeup()
+
+    def produce(self, limit: int) -> bytes:
+        with self.lock:
+            data, self.queue = b"".join(self.queue), []
+            self.producing = False
+        return data
+
+
+class Bye(Service):
+    def connected(self, peer: str) -> bytes:
+        self.state = CLOSE
+        return b"bye\r\n"
+
+
+# ------------------------------------------------------------------ harness
+
+
+class RecordingLog(ConnectionLog):
+    enabled = True
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str | None]] = []
+        self.lock = threading.Lock()
+
+    def opened(self, peer: str, local: str) -> None:
+        with self.lock:
+            self.events.append(("opened", peer, None))
+
+    def closed(
+        self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
+    ) -> None:
+        with self.lock:
+            self.events.append(("closed", peer, reason))
+
+    def refused(self, peer: str, reason: str) -> None:
+        with self.lock:
+            self.events.append(("refused", peer, reason))
+
+    def count(self, kind: str) -> int:
+        with self.lock:
+            return sum(1 for event in self.events if event[0] == kind)
+
+    def reasons(self, kind: str) -> list[str | None]:
+        with self.lock:
+            return [event[2] for event in self.events if event[0] == kind]
+
+    def wait_for(self, kind: str, text: str = "", timeout: float = 5.0) -> str | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for reason in self.reasons(kind):
+                if text in (reason or ""):
+                    return reason
+            time.sleep(0.01)
+        raise AssertionError(f"no {kind} event with {text!r}: {self.events}")
+
+
+@dataclass
+class Running:
+    ctx: ServeContext
+    endpoint: Endpoint
+    thread: threading.Thread
+    log: RecordingLog
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        return open_connection(self.endpoint, timeout=timeout)
+
+    def stop(self, timeout: float = 10.0) -> float:
+        """Set the stop signal; return how long ``run()`` took to return."""
+        started = time.monotonic()
+        self.ctx.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "engine.run() did not return"
+        return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def serving(
+    engine: str,
+    factory: Callable[[], Service],
+    endpoint: str = "tcp://127.0.0.1:0",
+    limits: Limits | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[Running]:
+    requested = parse_endpoint(endpoint)
+    sock = open_listener(requested)
+    if requested.is_unix:
+        real = requested
+    else:
+        host, port = sock.getsockname()[:2]
+        real = Endpoint(requested.transport, host=host, port=port)
+    log = RecordingLog()
+    ctx = ServeContext([StreamListener(sock, real, factory, tls)], limits or Limits(), log=log)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            get_engine(engine)().run(ctx)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name=f"{engine}-engine", daemon=True)
+    thread.start()
+    running = Running(ctx, real, thread, log)
+    try:
+        yield running
+    finally:
+        if thread.is_alive():
+            running.stop()
+        sock.close()
+        ctx.stop.close()
+        if requested.is_unix and requested.path and not requested.is_abstract:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(requested.path)
+    assert not failures, failures
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def echo_through(sock: socket.socket, payload: bytes) -> bytes:
+    """Send ``payload`` (from a thread), half-close, and read to EOF."""
+    writer = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
+    writer.start()
+    try:
+        return recv_all(sock)
+    finally:
+        writer.join(10)
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+# -------------------------------------------------------------------- tests
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.parametrize("transport", ["tcp4", "tcp6", "unix"])
+def test_echo_is_byte_exact_with_half_close(engine: str, transport: str, tmp_path: Path) -> None:
+    if transport == "tcp6" and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    endpoint = {
+        "tcp4": "tcp://127.0.0.1:0",
+        "tcp6": "tcp://[::1]:0",
+        "unix": f"unix:{tmp_path}/echo.sock",
+    }[transport]
+    payload = os.urandom(1024 * 1024)
+    with serving(engine, Echo, endpoint) as server, server.connect() as sock:
+        assert echo_through(sock, payload) == payload
+    assert server.log.reasons("closed") == [None]
+
+
+def test_two_hundred_concurrent_clients(engine: str) -> None:
+    with serving(engine, Echo) as server:
+        clients = [server.connect() for _ in range(200)]
+        try:
+            for i, sock in enumerate(clients):
+                sock.sendall(b"client %d\n" % i)
+            for i, sock in enumerate(clients):
+                expected = b"client %d\n" % i
+                assert recv_exactly(sock, len(expected)) == expected
+            assert server.log.count("opened") == 200
+        finally:
+            for sock in clients:
+                sock.close()
+        server.log.wait_for("closed")
+
+
+def test_max_conns_refuses_extra_clients_at_once(engine: str) -> None:
+    with serving(engine, Echo, limits=Limits(max_conns=2)) as server:
+        first, second = server.connect(), server.connect()
+        for sock in (first, second):
+            sock.sendall(b"ping")
+            assert recv_exactly(sock, 4) == b"ping"
+        with server.connect() as third:
+            assert third.recv(16) == b""  # closed without a byte
+        assert server.log.wait_for("refused", "max-conns") == "max-conns"
+        first.close()
+        deadline = time.monotonic() + 5
+        while server.log.count("closed") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with server.connect() as fourth:
+            fourth.sendall(b"again")
+            assert recv_exactly(fourth, 5) == b"again"
+        second.close()
+
+
+def test_idle_timeout_closes_silent_connection_only(engine: str) -> None:
+    with serving(engine, Echo, limits=Limits(idle_timeout=0.4)) as server:
+        silent, chatty = server.connect(), server.connect()
+        with silent, chatty:
+            started = time.monotonic()
+            for _ in range(8):  # 0.8 s of traffic: twice the timeout
+                chatty.sendall(b"x")
+                assert chatty.recv(1) == b"x"
+                time.sleep(0.1)
+            silent.settimeout(5)
+            assert silent.recv(1) == b""
+            assert time.monotonic() - started < 3
+            chatty.sendall(b"y")
+            assert chatty.recv(1) == b"y"
+        assert server.log.wait_for("closed", "idle") == "idle timeout"
+
+
+def test_client_that_never_reads_leaves_memory_flat(engine: str) -> None:
+    Chargen.produced = 0
+    limits = Limits(high_water=64 * 1024, low_water=16 * 1024, output_cap=1024 * 1024)
+    with serving(engine, Chargen, limits=limits) as server:
+        clients = []
+        for _ in range(10):
+            sock = server.connect()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            clients.append(sock)
+        try:
+            time.sleep(1.0)  # let every socket buffer fill
+            produced, rss = Chargen.produced, rss_bytes()
+            time.sleep(1.0)
+            # Nothing was read, so nothing more may be produced or held.
+            assert Chargen.produced == produced
+            assert rss_bytes() - rss < 4 * 1024 * 1024
+            # What sits in user space per connection is bounded by the
+            # high-water mark plus one produce() chunk.
+            assert produced < 10 * (8 * 1024 * 1024)
+            # And the peers are still being served: reading resumes the flow.
+            data = recv_exactly(clients[0], 256 * 1024)
+            assert data == b"x" * len(data) and len(data) == 256 * 1024
+        finally:
+            for sock in clients:
+                sock.close()
+
+
+def test_output_past_cap_disconnects(engine: str) -> None:
+    limits = Limits(high_water=16 * 1024, low_water=4 * 1024, output_cap=256 * 1024)
+    with serving(engine, Flood, limits=limits) as server, server.connect() as sock:
+        sock.sendall(b"go")
+        reason = server.log.wait_for("closed", "output cap")
+        assert reason is not None and "not reading" in reason
+
+
+def test_send_timeout_disconnects_stalled_reader(engine: str) -> None:
+    limits = Limits(send_timeout=0.3, high_water=16 * 1024, low_water=4 * 1024)
+    with serving(engine, Chargen, limits=limits) as server, server.connect() as sock:
+        reason = server.log.wait_for("closed", "send timeout")
+        assert reason is not None
+        sock.settimeout(0.01)
+
+
+def test_service_close_flushes_then_closes(engine: str) -> None:
+    with serving(engine, Bye) as server, server.connect() as sock:
+        sock.settimeout(5)
+        assert recv_all(sock) == b"bye\r\n"
+
+
+def test_failing_service_closes_only_its_connection(engine: str) -> None:
+    with serving(engine, Boom) as server:
+        with server.connect() as good, server.connect() as bad:
+            bad.sendall(b"boom")
+            bad.settimeout(5)
+            assert recv_all(bad) == b""
+            good.sendall(b"fine")
+            assert recv_exactly(good, 4) == b"fine"
+        assert "RuntimeError" in (server.log.wait_for("closed", "service error") or "")
+
+
+def test_wakeup_from_another_thread_flushes_output(engine: str) -> None:
+    Pushed.instances = []
+    with serving(engine, Pushed) as server, server.connect() as sock:
+        sock.sendall(b"hello")  # a round trip proves the service exists
+        deadline = time.monotonic() + 5
+        while not Pushed.instances and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pusher = threading.Thread(target=Pushed.instances[0].push, args=(b"pushed\n",))
+        pusher.start()
+        pusher.join()
+        sock.settimeout(5)
+        assert recv_exactly(sock, 7) == b"pushed\n"
+
+
+def test_stop_lets_open_connections_finish_then_returns(engine: str) -> None:
+    with serving(engine, Echo, limits=Limits(drain_timeout=5)) as server:
+        sock = server.connect()
+        sock.sendall(b"before")
+        assert recv_exactly(sock, 6) == b"before"
+        server.ctx.stop.set()
+        time.sleep(0.1)
+        sock.sendall(b"during drain")  # still served after the stop request
+        assert recv_exactly(sock, 12) == b"during drain"
+        with server.connect(timeout=2) as late:  # queued in the backlog, never served
+            late.sendall(b"late")
+            late.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                late.recv(4)
+        sock.close()
+        assert server.stop() < 2  # the last close ends the drain, long before 5 s
+
+
+def test_drain_deadline_closes_the_rest(engine: str) -> None:
+    with serving(engine, Echo, limits=Limits(drain_timeout=0.4)) as server:
+        with server.connect() as sock:
+            sock.sendall(b"x")
+            assert sock.recv(1) == b"x"
+            took = server.stop()
+            assert 0.3 < took < 3
+            sock.settimeout(2)
+            assert sock.recv(1) == b""
+        assert server.log.reasons("closed") == ["drain timeout: server stopping"]
+
+
+def test_file_descriptors_return_to_baseline(engine: str) -> None:
+    baseline = fd_count()
+    with serving(engine, Echo, limits=Limits(drain_timeout=0.2)) as server:
+        clients = [server.connect() for _ in range(50)]
+        for sock in clients:
+            sock.sendall(b"x")
+            assert sock.recv(1) == b"x"
+        server.stop()
+        for sock in clients:
+            sock.close()
+    assert fd_count() == baseline
+
+
+@pytest.fixture(scope="module")
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def test_tls_echo(engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_ctx, client_ctx = tls_contexts
+    payload = os.urandom(512 * 1024)
+    with serving(engine, Echo, "tls://127.0.0.1:0", tls=server_ctx) as server:
+        raw = server.connect()
+        with client_ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+            # One thread: an SSL object must not be read and written at once,
+            # and SSLSocket cannot half-close, so echo chunk by chunk.
+            for start in range(0, len(payload), 64 * 1024):
+                chunk = payload[start : start + 64 * 1024]
+                sock.sendall(chunk)
+                assert recv_exactly(sock, len(chunk)) == chunk
+        server.log.wait_for("closed")
+        assert server.log.count("opened") == 1
+
+
+def test_tls_handshake_failure_and_timeout_are_refused(
+    engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, _ = tls_contexts
+    limits = Limits(handshake_timeout=0.3)
+    with serving(engine, Echo, "tls://127.0.0.1:0", limits=limits, tls=server_ctx) as server:
+        with server.connect() as garbage:
+            garbage.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            garbage.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                recv_all(garbage)  # an alert, then the close
+        assert server.log.wait_for("refused", "tls handshake failed")
+        with server.connect() as silent:
+            silent.settimeout(5)
+            assert silent.recv(1) == b""
+        assert server.log.wait_for("refused", "timeout") == "tls handshake timeout"
+        assert server.log.count("opened") == 0
+
+
+def test_select_refuses_fds_it_cannot_watch() -> None:
+    with serving("select", Echo) as server:
+        padding: list[int] = []
+        try:
+            while True:
+                fd = os.open(os.devnull, os.O_RDONLY)
+                padding.append(fd)
+                if fd >= 1030:
+                    break
+            with server.connect() as high:
+                high.settimeout(5)
+                assert high.recv(1) == b""
+            reason = server.log.wait_for("refused", "select()")
+            assert reason is not None and "poll or epoll" in reason
+        finally:
+            for fd in padding:
+                os.close(fd)
+        with server.connect() as low:  # the engine is unharmed
+            low.sendall(b"ok")
+            assert recv_exactly(low, 2) == b"ok"

@@ -1,0 +1,344 @@
+"""The conformance suite: what every engine must do, over real loopback and Unix sockets.
+
+Every test runs once per available engine (ids are engine names).  Servers run
+in-process on a thread where that is enough, and as ``sockkit serve`` children
+where signals, exit codes, descriptors and processes are what is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import ssl
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serverkit import (
+    Running,
+    children,
+    closed_by_peer,
+    engine_names,
+    engine_shares_memory,
+    family_endpoint,
+    fd_count,
+    recv_exactly,
+    recv_until_eof,
+    rss_kib,
+    running,
+    serve_process,
+    wait_for,
+)
+
+from conftest import TLSFilesForTest
+from sockkit.server import TLSFiles
+
+pytestmark = pytest.mark.timeout(60)
+
+ENGINES = engine_names()
+FAMILIES = ["tcp4", "tcp6", "unix"]
+# Seconds between 1900-01-01 and 1970-01-01 (RFC 868).
+_EPOCH_1900 = 2208988800
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+# -- the services' RFC behaviour ------------------------------------------------
+
+
+def test_echo_sends_back_a_mebibyte_byte_exact_after_half_close(
+    engine: str, family: str, tmp_path: Path
+) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    with running("echo", [family_endpoint(family, tmp_path)], engine) as srv, srv.connect() as sock:
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(recv_until_eof(sock)))
+        reader.start()
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        reader.join(30)
+        assert received and received[0] == payload
+
+
+def test_discard_reads_everything_and_sends_nothing(
+    engine: str, family: str, tmp_path: Path
+) -> None:
+    with (
+        running("discard", [family_endpoint(family, tmp_path)], engine) as srv,
+        srv.connect() as sock,
+    ):
+        sock.sendall(b"x" * 200_000)
+        sock.shutdown(socket.SHUT_WR)
+        # A close with unread input would reset; a clean EOF means all of it was read.
+        assert recv_until_eof(sock) == b""
+
+
+def _chargen_cycle(data: bytes) -> bytes:
+    # RFC 864 rotates through the 95 printable characters; some servers leave out space.
+    first = 32 if b" " in data else 33
+    return bytes(range(first, 127))
+
+
+def test_chargen_sends_rotating_72_character_lines(
+    engine: str, family: str, tmp_path: Path
+) -> None:
+    with (
+        running("chargen", [family_endpoint(family, tmp_path)], engine) as srv,
+        srv.connect() as sock,
+    ):
+        data = recv_exactly(sock, 74 * 200)
+    lines = data.split(b"\r\n")[:-1]
+    assert len(lines) == 200
+    cycle = _chargen_cycle(data)
+    starts = []
+    for line in lines:
+        assert len(line) == 72
+        start = cycle.index(line[:1])
+        assert line == (cycle * 2)[start : start + 72]
+        starts.append(start)
+    assert all((b - a) % len(cycle) == 1 for a, b in itertools.pairwise(starts))
+
+
+def test_daytime_sends_one_line_then_closes(engine: str, family: str, tmp_path: Path) -> None:
+    with (
+        running("daytime", [family_endpoint(family, tmp_path)], engine) as srv,
+        srv.connect() as sock,
+    ):
+        data = recv_until_eof(sock)
+    assert data.endswith(b"\r\n") and data.count(b"\n") == 1
+    assert (
+        str(time.gmtime().tm_year).encode() in data
+        or str(time.localtime().tm_year).encode() in data
+    )
+
+
+def test_time_sends_seconds_since_1900_then_closes(
+    engine: str, family: str, tmp_path: Path
+) -> None:
+    with running("time", [family_endpoint(family, tmp_path)], engine) as srv, srv.connect() as sock:
+        data = recv_until_eof(sock)
+    assert len(data) == 4
+    (value,) = struct.unpack("!I", data)
+    assert abs(value - _EPOCH_1900 - time.time()) <= 2
+
+
+def test_chat_line_reaches_every_other_client(engine: str, tmp_path: Path) -> None:
+    if not engine_shares_memory(engine):
+        pytest.skip(f"engine {engine} serves each connection in its own process")
+    endpoint = family_endpoint("tcp4", tmp_path)
+    with (
+        running("chat", [endpoint], engine) as srv,
+        srv.connect() as a,
+        srv.connect() as b,
+        srv.connect() as c,
+    ):
+        heard = {b: bytearray(), c: bytearray()}
+
+        def everyone_heard(marker: bytes) -> bool:
+            for sock, buf in heard.items():
+                sock.setblocking(False)
+                try:
+                    while data := sock.recv(65536):
+                        buf += data
+                except BlockingIOError:
+                    pass
+            return all(marker in buf for buf in heard.values())
+
+        # Joining the room happens on the server's time: repeat until both hear.
+        for n in range(250):
+            a.sendall(b"warm-up %d\n" % n)
+            if wait_for(lambda: everyone_heard(b"warm-up"), timeout=0.02):
+                break
+        a.sendall(b"the message from a\n")
+        assert wait_for(lambda: everyone_heard(b"the message from a"))
+
+
+# -- limits -------------------------------------------------------------------
+
+
+def test_max_conns_closes_the_extra_client_at_once(engine: str, tmp_path: Path) -> None:
+    endpoint = family_endpoint("tcp4", tmp_path)
+    with running("echo", [endpoint], engine, limits=_limits(max_conns=2)) as srv:
+        first, second = srv.connect(), srv.connect()
+        with first, second:
+            for sock in (first, second):
+                sock.sendall(b"hi")
+                assert recv_exactly(sock, 2) == b"hi"
+            with srv.connect() as extra:
+                started = time.monotonic()
+                assert closed_by_peer(extra, timeout=3)
+                assert time.monotonic() - started < 2
+            assert counted(srv, engine, "refused:max-conns")
+        # With the two gone, a new client is served again (once the server has noticed).
+        assert wait_for(lambda: _echoes(srv), timeout=5)
+
+
+def test_idle_timeout_closes_a_silent_connection(engine: str, family: str, tmp_path: Path) -> None:
+    endpoint = family_endpoint(family, tmp_path)
+    limits = _limits(idle_timeout=0.3)
+    with running("echo", [endpoint], engine, limits=limits) as srv, srv.connect() as sock:
+        sock.sendall(b"a")
+        assert recv_exactly(sock, 1) == b"a"
+        started = time.monotonic()
+        assert closed_by_peer(sock, timeout=5)
+        assert time.monotonic() - started >= 0.25
+
+
+@pytest.mark.parametrize("inet", ["tcp4", "tcp6"])
+def test_deny_wins_over_allow(engine: str, inet: str, tmp_path: Path) -> None:
+    loopback = "127.0.0.1/32" if inet == "tcp4" else "::1/128"
+    endpoint = family_endpoint(inet, tmp_path)
+    with running("echo", [endpoint], engine, allow=[loopback], deny=[loopback]) as srv:
+        with srv.connect() as sock:
+            with contextlib.suppress(OSError):  # already closed by the server
+                sock.sendall(b"x")
+            assert closed_by_peer(sock)
+        assert counted(srv, engine, "refused:deny")
+    other = "10.0.0.0/8" if inet == "tcp4" else "fd00::/8"
+    with running("echo", [endpoint], engine, allow=[loopback, other]) as srv, srv.connect() as sock:
+        sock.sendall(b"allowed")
+        assert recv_exactly(sock, 7) == b"allowed"
+    with running("echo", [endpoint], engine, allow=[other]) as srv, srv.connect() as sock:
+        assert closed_by_peer(sock)
+
+
+def test_mutual_tls_serves_a_client_with_a_certificate_and_refuses_one_without(
+    engine: str, tls_files: TLSFilesForTest
+) -> None:
+    files = TLSFiles(
+        str(tls_files.cert_file), str(tls_files.key_file), str(tls_files.client_ca_file)
+    )
+    with running("echo", ["tls://127.0.0.1:0"], engine, tls=files) as srv:
+        context = ssl.create_default_context(cafile=str(tls_files.ca_file))
+        tls_files.client_cert.configure_cert(context)
+        with context.wrap_socket(srv.connect(), server_hostname="127.0.0.1") as sock:
+            sock.sendall(b"secret")
+            assert recv_exactly(sock, 6) == b"secret"
+        bare = ssl.create_default_context(cafile=str(tls_files.ca_file))
+        with (
+            pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+            bare.wrap_socket(srv.connect(), server_hostname="127.0.0.1") as sock,
+        ):
+            # TLS 1.3 reports the missing certificate only on the first read.
+            sock.sendall(b"secret")
+            if sock.recv(6) == b"":
+                raise ConnectionResetError("closed without a reply")
+        assert counted(srv, engine, "refused")
+
+
+# -- process-level behaviour: signals, exit codes, descriptors, memory ----------------
+
+
+def test_sigterm_drains_open_connections_then_exits_zero(engine: str, tmp_path: Path) -> None:
+    path = tmp_path / "drain.sock"
+    args = ["echo", "tcp://127.0.0.1:0", f"unix:{path}", "--engine", engine, "--drain-timeout", "1"]
+    with serve_process(args, count=2) as server:
+        finishing, lingering = server.connect(0), server.connect(1)
+        with finishing, lingering:
+            for sock in (finishing, lingering):
+                sock.sendall(b"before")
+                assert recv_exactly(sock, 6) == b"before"
+            server.proc.send_signal(15)
+            # The open connection may still finish its work inside the deadline.
+            finishing.sendall(b"after")
+            assert recv_exactly(finishing, 5) == b"after"
+            finishing.shutdown(socket.SHUT_WR)
+            assert recv_until_eof(finishing) == b""
+            # The one still open at the deadline is closed by the server.
+            started = time.monotonic()
+            assert closed_by_peer(lingering, timeout=6)
+            assert time.monotonic() - started < 4
+        assert server.proc.wait(10) == 0
+    assert not path.exists()
+
+
+def test_hundreds_of_connections_leave_no_fds_or_children(engine: str) -> None:
+    with serve_process(["echo", "tcp://127.0.0.1:0", "--engine", engine]) as server:
+        with server.connect() as warm:
+            warm.sendall(b"w")
+            warm.shutdown(socket.SHUT_WR)
+            # EOF back means the server has closed its end: nothing of it is left open.
+            assert recv_until_eof(warm) == b"w"
+        assert wait_for(lambda: not children(server.pid))
+        baseline = fd_count(server.pid)
+        # 300 connections, 6 at a time, each finished by the server (EOF back)
+        # before the next batch.  Two batches together stay within every engine's
+        # default concurrency: the pool refuses past 16 live connections, and it
+        # counts the last batch until its threads have wound them down.
+        for batch in range(50):
+            socks = [server.connect() for _ in range(6)]
+            for i, sock in enumerate(socks):
+                sock.sendall(b"%d.%d" % (batch, i))
+                sock.shutdown(socket.SHUT_WR)
+            for i, sock in enumerate(socks):
+                assert recv_until_eof(sock) == b"%d.%d" % (batch, i)
+                sock.close()
+        assert wait_for(lambda: fd_count(server.pid) <= baseline, timeout=5), (
+            f"fds {fd_count(server.pid)} != baseline {baseline}"
+        )
+        assert wait_for(lambda: not children(server.pid), timeout=5), children(server.pid)
+        assert server.stop() == 0
+
+
+def test_chargen_client_that_never_reads_leaves_rss_flat(engine: str) -> None:
+    with serve_process(["chargen", "tcp://127.0.0.1:0", "--engine", engine]) as server:
+        with server.connect() as probe:
+            recv_exactly(probe, 74 * 100)
+        before = rss_kib(server.pid)
+        stalled = []
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", int(server.endpoints[0].rsplit(":", 1)[1])))
+            stalled.append(sock)
+        try:
+            # Give unbounded buffering time to show: it would grow by hundreds of MB a second.
+            samples = []
+            for _ in range(10):
+                time.sleep(0.1)
+                samples.append(rss_kib(server.pid))
+            with server.connect() as probe:
+                assert len(recv_exactly(probe, 74 * 10)) == 740  # still serving
+        finally:
+            for sock in stalled:
+                sock.close()
+        # Each stalled peer may cost at most the output cap (1 MiB) plus bookkeeping.
+        assert max(samples) - before < 4 * 1024 + 16 * 1024, (before, samples)
+        assert server.stop() == 0
+
+
+def counted(srv: Running, engine: str, key: str) -> bool:
+    """Whether the server's log counted ``key``; fork logs in its children, out of sight."""
+    if not engine_shares_memory(engine):
+        return True
+    return wait_for(lambda: srv.counts.get(key, 0) >= 1)
+
+
+def _echoes(srv: Running) -> bool:
+    with srv.connect() as sock:
+        try:
+            sock.sendall(b"ok")
+            return recv_exactly(sock, 2) == b"ok"
+        except OSError:
+            return False
+
+
+def _limits(**changes: object) -> object:
+    from dataclasses import replace
+
+    from sockkit.server import Limits
+
+    return replace(Limits(drain_timeout=1.0), **changes)  # type: ignore[arg-type]
