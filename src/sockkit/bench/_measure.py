@@ -65,6 +65,7 @@ def measure(
     duration: float,
     load_cpu: int | None,
     loadgen: str | None,
+    connect_timeout: float = 30.0,
 ) -> Measurement:
     """Apply ``workload`` to the server at ``endpoint`` once and measure both sides.
 
@@ -82,9 +83,13 @@ def measure(
             samples["mem"].append(tree_memory(server_pid))
 
     if loadgen is None:
-        result = _run_builtin(endpoint, workload, warmup, duration, load_cpu, on_phase)
+        result = _run_builtin(
+            endpoint, workload, warmup, duration, load_cpu, connect_timeout, on_phase
+        )
     else:
-        result = _run_external(loadgen, endpoint, workload, duration, load_cpu, on_phase)
+        result = _run_external(
+            loadgen, endpoint, workload, duration, load_cpu, connect_timeout, on_phase
+        )
     cpu = samples["cpu"]
     ops = float(result.get("msgs_per_s", 0.0))
     per_op = None
@@ -116,6 +121,7 @@ def _run_builtin(
     warmup: float,
     duration: float,
     load_cpu: int | None,
+    connect_timeout: float,
     on_phase: Any,
 ) -> dict[str, Any]:
     """Fork a pinned child running :func:`run_bench`; relay its phases; return its result."""
@@ -141,7 +147,7 @@ def _run_builtin(
                 duration=duration,
                 warmup=warmup,
                 src_ips=workload.src_ips,
-                connect_timeout=30.0,
+                connect_timeout=connect_timeout,
                 on_phase=phase,
             )
             data = json.dumps({"result": result.to_json()}).encode() + b"\n"
@@ -179,6 +185,7 @@ def _run_external(
     workload: Workload,
     duration: float,
     load_cpu: int | None,
+    connect_timeout: float,
     on_phase: Any,
 ) -> dict[str, Any]:
     """Run an rrload-style generator (documented JSON lines on stdout), pinned.
@@ -188,7 +195,14 @@ def _run_external(
     """
     argv = [binary, "--mode", workload.mode, "--conns", str(workload.conns)]
     argv += ["--depth", str(workload.depth), "--size", str(workload.size)]
-    argv += ["--warmup", "0", "--duration", f"{duration:g}", "--connect-timeout", "30"]
+    argv += [
+        "--warmup",
+        "0",
+        "--duration",
+        f"{duration:g}",
+        "--connect-timeout",
+        f"{connect_timeout:g}",
+    ]
     if workload.src_ips > 1:
         argv += ["--src-ips", str(workload.src_ips)]
     argv.append(_rrload_target(endpoint))

@@ -82,7 +82,7 @@ def _engine_specs(wanted: list[str] | None, skipped: dict[str, str]) -> list[Ser
             skipped[name] = "engine not available here"
             continue
         argv: tuple[str, ...] = (sys.executable, "-m", "sockkit", "serve", "echo", "127.0.0.1:0")
-        argv += ("--engine", name, "--log-level", "warning")
+        argv += ("--engine", name, "--log-level", "warning", "--drain-timeout", "2")
         specs.append(ServerSpec(name, "engine", argv, name == "fork"))
     return specs
 
@@ -160,8 +160,9 @@ class RunningServer:
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            # Some peers print their "listening on" line on stdout: read both.
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=preexec,
         )
@@ -175,9 +176,9 @@ class RunningServer:
         return self.proc.pid
 
     def _wait_listening(self, timeout: float) -> Endpoint:
-        assert self.proc.stderr is not None
+        assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
-        fd = self.proc.stderr.fileno()
+        fd = self.proc.stdout.fileno()
         buffer = b""
         while time.monotonic() < deadline:
             ready, _, _ = select.select([fd], [], [], 0.1)
@@ -198,9 +199,9 @@ class RunningServer:
         raise SockkitError(f"{self.spec.name} did not start: {' | '.join(self.log)[-300:]}")
 
     def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
+        assert self.proc.stdout is not None
         with contextlib.suppress(OSError, ValueError):
-            for line in self.proc.stderr:
+            for line in self.proc.stdout:
                 self.log.append(line.decode(errors="replace").rstrip())
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -222,9 +223,9 @@ class RunningServer:
             if started is not None and process_start_time(pid) == started:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        if self.proc.stderr is not None:
+        if self.proc.stdout is not None:
             with contextlib.suppress(OSError):
-                self.proc.stderr.close()
+                self.proc.stdout.close()
 
     def __enter__(self) -> RunningServer:
         return self

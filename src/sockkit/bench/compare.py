@@ -55,11 +55,28 @@ class Scale:
     rounds: int
     idle_conns: int
     idle_hold: float
+    connect_timeout: float
 
 
 SCALES: dict[str, Scale] = {
-    "tiny": Scale(warmup=0.1, duration=0.3, prime=0.2, rounds=1, idle_conns=200, idle_hold=0.2),
-    "full": Scale(warmup=0.5, duration=2.0, prime=1.0, rounds=3, idle_conns=10_000, idle_hold=1.0),
+    "tiny": Scale(
+        warmup=0.1,
+        duration=0.3,
+        prime=0.2,
+        rounds=1,
+        idle_conns=200,
+        idle_hold=0.2,
+        connect_timeout=5.0,
+    ),
+    "full": Scale(
+        warmup=0.5,
+        duration=2.0,
+        prime=1.0,
+        rounds=3,
+        idle_conns=10_000,
+        idle_hold=1.0,
+        connect_timeout=30.0,
+    ),
 }
 
 
@@ -212,6 +229,7 @@ def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
             order = specs[r % len(specs) :] + specs[: r % len(specs)]
             for spec in order:
                 say(f"round {r + 1}/{rounds}: {spec.name}")
+                t_server = time.monotonic()
                 try:
                     _run_server(
                         spec, workloads, scale, server_cpu, load_cpu, loadgen, per_round, say
@@ -219,6 +237,7 @@ def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
                 except SockkitError as exc:
                     skipped[spec.name] = str(exc)
                     say(f"  {spec.name} skipped: {exc}")
+                say(f"  ({time.monotonic() - t_server:.1f} s)")
     names = [s.name for s in specs if per_round[s.name]]
     results = {
         name: {key: _summarise(runs) for key, runs in per_round[name].items()} for name in names
@@ -260,8 +279,16 @@ def _run_server(
 ) -> None:
     with RunningServer(spec, server_cpu) as server:
         prime = workloads[0]
-        measure(server.endpoint, server.pid, prime, warmup=0, duration=scale.prime,
-                load_cpu=load_cpu, loadgen=None)  # fmt: skip
+        measure(
+            server.endpoint,
+            server.pid,
+            prime,
+            warmup=0,
+            duration=scale.prime,
+            load_cpu=load_cpu,
+            loadgen=None,
+            connect_timeout=scale.connect_timeout,
+        )
         for workload in workloads:
             duration = scale.duration
             if workload.mode == "idle":
@@ -276,6 +303,7 @@ def _run_server(
                 duration=duration,
                 load_cpu=load_cpu,
                 loadgen=loadgen,
+                connect_timeout=scale.connect_timeout,
             )
             per_round[spec.name].setdefault(workload.key, []).append(m)
             say(f"  ({workload.key}) {workload.label}: {_one_line(m)}")
