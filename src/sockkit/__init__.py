@@ -33,6 +33,8 @@ if TYPE_CHECKING:
         TLSError,
         UsageError,
     )
+    from sockkit.bench._result import BenchResult
+    from sockkit.bench._runner import run_bench
     from sockkit.server._context import AccessList, Limits, ServeContext
     from sockkit.server._server import Server, serve
     from sockkit.server._tls import TLSFiles
@@ -57,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "TLSError": "sockkit._errors",
     "TimeoutError": "sockkit._errors",
     "UsageError": "sockkit._errors",
+    "BenchResult": "sockkit.bench._result",
+    "run_bench": "sockkit.bench._runner",
     "AccessList": "sockkit.server._context",
     "Limits": "sockkit.server._context",
     "ServeContext": "sockkit.server._context",
@@ -80,6 +84,7 @@ __all__ = [
     "AccessList",
     "AddressInUseError",
     "AddressInfo",
+    "BenchResult",
     "ConnectError",
     "ConnectionResetError",
     "DatagramService",
@@ -104,6 +109,7 @@ __all__ = [
     "open_listener",
     "parse_endpoint",
     "resolve",
+    "run_bench",
     "serve",
 ]
 

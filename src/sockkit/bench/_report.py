@@ -111,6 +111,10 @@ def format_markdown(report: CompareReport, command: str) -> str:
         " It is the fair figure when the load generator itself is the bottleneck (client"
         " CPU near 100 %). Memory per idle connection is the server tree's RSS/PSS growth"
         " from before the idle connections opened to when all were open and verified.",
+        " Servers with a process per connection hold at most 300 idle connections.",
+        "",
+        "Figures from a shared machine are noisy: compare servers within one run (they"
+        " were measured alternately under the same conditions), not across runs.",
         "",
     ]
     for w in report.workloads:

@@ -70,7 +70,7 @@ SCALES: dict[str, Scale] = {
     ),
     "full": Scale(
         warmup=0.5,
-        duration=2.0,
+        duration=1.5,
         prime=1.0,
         rounds=3,
         idle_conns=10_000,
