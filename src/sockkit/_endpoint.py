@@ -125,7 +125,9 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
     ``:PORT``, ``PORT``).
     """
     if not text or text != text.strip():
-        raise EndpointError(text, "expected HOST:PORT, PORT, tcp://, udp://, tls://, unix: or unixgram:")
+        raise EndpointError(
+            text, "expected HOST:PORT, PORT, tcp://, udp://, tls://, unix: or unixgram:"
+        )
     if "\x00" in text:
         raise EndpointError(text, "NUL characters are not allowed")
     for scheme in ("unixgram", "unix"):
@@ -134,7 +136,9 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme not in _INET_SCHEMES:
-            raise EndpointError(text, "unknown scheme; expected tcp://, udp://, tls://, unix: or unixgram:")
+            raise EndpointError(
+                text, "unknown scheme; expected tcp://, udp://, tls://, unix: or unixgram:"
+            )
         return _parse_inet(text, scheme, rest)  # type: ignore[arg-type]
     return _parse_inet(text, default_transport, text)
 
@@ -404,7 +408,9 @@ def _clear_stale_socket_file(endpoint: Endpoint) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise SockkitError(f"cannot bind {endpoint}: {path} exists and is not a socket; not replacing it")
+        raise SockkitError(
+            f"cannot bind {endpoint}: {path} exists and is not a socket; not replacing it"
+        )
     with socket.socket(socket.AF_UNIX, endpoint.socktype) as probe:
         try:
             probe.connect(path)
@@ -413,7 +419,9 @@ def _clear_stale_socket_file(endpoint: Endpoint) -> None:
             return
         except OSError:
             return  # let bind report whatever is wrong
-    raise AddressInUseError(f"address already in use: {endpoint} (a process is listening on it)", str(endpoint))
+    raise AddressInUseError(
+        f"address already in use: {endpoint} (a process is listening on it)", str(endpoint)
+    )
 
 
 def open_connection(

@@ -46,7 +46,9 @@ def resetting(after: int) -> Behaviour:
 
 
 def short(conn: socket.socket) -> None:
-    """Echo all but the last byte of what arrives, then keep reading silently."""
+    """Echo the first request, then all but the last byte of the next, then go silent."""
+    if data := conn.recv(65536):
+        conn.sendall(data)
     if data := conn.recv(65536):
         conn.sendall(data[:-1])
     while conn.recv(65536):

@@ -334,10 +334,12 @@ class _Generator:
     def run_stream(self) -> None:
         """``rr`` and ``stream`` over TCP or Unix stream sockets."""
         spec = self.spec
-        conns = self.establish(ping=False)
+        # One verified echo per connection first, so the load starts only once the
+        # server has really taken every connection (a fork server forks it first).
+        conns = self.establish(ping=True)
         now = time.monotonic_ns()
         for c in conns:
-            c.want = spec.size * spec.depth
+            c.want += spec.size * spec.depth
             c.times.extend(repeat(now, spec.depth))
             self.flush(c)
         t_measure, t_end = self.measure_window()

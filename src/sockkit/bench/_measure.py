@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,17 +127,23 @@ def _run_builtin(
 ) -> dict[str, Any]:
     """Fork a pinned child running :func:`run_bench`; relay its phases; return its result."""
     read_fd, write_fd = os.pipe()
+    ack_read, ack_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         status = 1
         try:
             os.close(read_fd)
+            os.close(ack_write)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             if load_cpu is not None:
                 os.sched_setaffinity(0, {load_cpu})
 
             def phase(name: str) -> None:
+                # Wait until the parent has sampled the server: at "done" the
+                # connections must still be open, or a fork server's exiting
+                # children could be missed by the /proc walk.
                 os.write(write_fd, json.dumps({"phase": name}).encode() + b"\n")
+                os.read(ack_read, 1)
 
             result = run_bench(
                 endpoint,
@@ -158,17 +165,20 @@ def _run_builtin(
         finally:
             os._exit(status)
     os.close(write_fd)
+    os.close(ack_read)
     try:
         with os.fdopen(read_fd, "rb") as pipe:
             for line in pipe:
                 message = json.loads(line)
                 if "phase" in message:
                     on_phase(message["phase"])
+                    os.write(ack_write, b"k")
                 else:
                     result_data: dict[str, Any] = message["result"]
                     return result_data
         raise SockkitError(f"the load process for {workload.label} died without a result")
     finally:
+        os.close(ack_write)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(ChildProcessError):
@@ -225,6 +235,7 @@ def _run_external(
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+    time.sleep(0.2)  # let a forking server reap its exited children before sampling
     on_phase("done")
     if last is None:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""

@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = ", ".join(n for n in COMMANDS if _exists(n))
         return fail(f"unknown command {name!r}; expected one of: {known}", 2)
     module = importlib.import_module(f"sockkit.cli.{name}")
-    parser = CommandParser(prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES)
+    parser = CommandParser(
+        prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES
+    )
     module.add_arguments(parser)
     try:
         ns = parser.parse_args(rest)

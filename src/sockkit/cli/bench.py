@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -179,6 +180,10 @@ def _compare_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _compare(args: argparse.Namespace) -> int:
     from sockkit.bench._plot import plot_available, write_plot
     from sockkit.bench._report import format_markdown, format_table
@@ -200,6 +205,9 @@ def _compare(args: argparse.Namespace) -> int:
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
 
+    # SIGTERM unwinds like Ctrl-C, so every started server is stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     report = run_compare(config, log)
     data = report.to_json()
     (out / "compare.json").write_text(json.dumps(data, indent=1) + "\n")
