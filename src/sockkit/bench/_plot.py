@@ -39,6 +39,9 @@ def write_plot(report: CompareReport, path: Path) -> None:
         ax.barh(
             names, values, color=["#d62728" if n == "uvloop_protocol" else "#1f77b4" for n in names]
         )
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 50:
+            ax.set_xscale("log")  # a fork-per-connection server dwarfs the rest otherwise
         ax.set_title(f"({w.key}) {w.label}", fontsize=9)
         ax.set_xlabel("PSS KiB / idle conn" if w.key == "e" else "server CPU µs / op", fontsize=8)
         ax.tick_params(labelsize=7)
