@@ -75,7 +75,7 @@ SCALES: dict[str, Scale] = {
         rounds=3,
         idle_conns=10_000,
         idle_hold=1.0,
-        connect_timeout=30.0,
+        connect_timeout=10.0,
     ),
 }
 
