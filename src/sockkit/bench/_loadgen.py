@@ -367,7 +367,8 @@ class _Generator:
         for c in list(live.values()):
             if c.times and now - c.times[0] > STALL_S * _NS:
                 self.tally.note_error(
-                    f"short reply: a request waited over {STALL_S:g}s for its full echo"
+                    f"short reply or stalled server: a request waited over {STALL_S:g}s"
+                    " for its full echo"
                 )
             self.close(c)
 

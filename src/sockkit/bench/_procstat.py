@@ -51,15 +51,41 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
+def _run_time(pid: int) -> float:
+    """Seconds on a CPU of ``pid``'s live threads, from the scheduler's ns counters."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
 def tree_cpu(root: int) -> float:
-    """CPU seconds (user + system) used so far by ``root``'s tree, reaped children included."""
-    ticks = 0
+    """CPU seconds used so far by ``root``'s tree, reaped children included.
+
+    Per live process this is the larger of its tick-based user+system time
+    (/proc/PID/stat, which also holds its exited threads) and the scheduler's
+    nanosecond run time of its live threads (/proc/PID/task/*/schedstat).  The
+    second matters: for many processes that each run in short bursts (a process
+    per connection) the tick-based figure was measured to miss most of the time.
+    Reaped children add their parent's ``cutime``/``cstime``.
+    """
+    total = 0.0
     for pid in tree_pids(root):
         fields = _stat_fields(pid)
-        if fields is not None:
-            # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
-            ticks += sum(int(v) for v in fields[11:15])
-    return ticks / _TICK
+        if fields is None:
+            continue
+        # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14)
+        own = (int(fields[11]) + int(fields[12])) / _TICK
+        total += max(own, _run_time(pid)) + (int(fields[13]) + int(fields[14])) / _TICK
+    return total
 
 
 @dataclass(frozen=True, slots=True)
