@@ -143,3 +143,13 @@ def test_nothing_listening_is_a_failure_not_a_result() -> None:
     done = run_cli(["bench", "127.0.0.1:1", "--duration", "0.2", "--warmup", "0", "--json"])
     assert done.returncode == 1
     assert json.loads(done.stdout)["conn_failures"] == 50
+
+
+@pytest.mark.parametrize("mode", ["rr", "idle"])
+def test_a_server_closing_right_after_the_first_echo_yields_errors(
+    tcp_server: Callable[[Behaviour], str], mode: str
+) -> None:
+    result = bench(tcp_server(resetting(after=64)), mode=mode, conns=30, size=64)
+    assert result.conn_failures == 30
+    assert result.errors >= 30
+    assert not result.ok

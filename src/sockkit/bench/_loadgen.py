@@ -255,7 +255,7 @@ class _Generator:
         t0 = time.monotonic()
         deadline = t0 + spec.connect_timeout
         opening: dict[int, _Conn] = {}
-        ready: list[_Conn] = []
+        ready: dict[int, _Conn] = {}
         next_index = 0
         while (next_index < spec.conns or opening) and time.monotonic() < deadline:
             while next_index < spec.conns and len(opening) < spec.pending:
@@ -272,6 +272,12 @@ class _Generator:
                 self.live[c.fd] = c
                 self.ep.register(c.fd, _IN | _OUT)
             for fd, events in self.ep.poll(0.05):
+                if fd not in opening:
+                    # An established connection the server closed or wrote to unasked.
+                    done = ready.pop(fd, None)
+                    if done is not None:
+                        self.drop(done, "the server closed or wrote to an idle connection", 1)
+                    continue
                 c = opening[fd]
                 if c.want == 0:
                     if not self.connected(c):
@@ -279,7 +285,7 @@ class _Generator:
                         continue
                     if not ping:
                         self.ep.modify(fd, _IN)
-                        ready.append(opening.pop(fd))
+                        ready[fd] = opening.pop(fd)
                         continue
                     c.want = spec.size
                     c.times.append(time.monotonic_ns())
@@ -292,7 +298,7 @@ class _Generator:
                     if c.fd not in self.live:
                         del opening[fd]
                     elif c.recvd == c.want:
-                        ready.append(opening.pop(fd))
+                        ready[fd] = opening.pop(fd)
                 if c.outq and events & _OUT:
                     self.flush(c)
         for c in opening.values():
@@ -302,7 +308,7 @@ class _Generator:
         # The setup ping is not part of the measured load.
         tally.requests = tally.payload_bytes = 0
         tally.hist = type(tally.hist)()
-        return ready
+        return list(ready.values())
 
     def measure_window(self) -> tuple[int, int]:
         start = time.monotonic_ns() + int(self.spec.warmup * _NS)
