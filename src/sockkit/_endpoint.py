@@ -23,7 +23,6 @@ import contextlib
 import errno
 import ipaddress
 import os
-import secrets
 import socket
 import stat
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Literal
 from sockkit._errors import (
     AddressInUseError,
     EndpointError,
+    ResolveError,
     SockkitError,
     translate_os_error,
     translating,
@@ -43,10 +43,12 @@ __all__ = [
     "Endpoint",
     "Transport",
     "format_sockaddr",
+    "lookup",
     "open_connection",
     "open_listener",
     "parse_endpoint",
     "resolve",
+    "reverse_lookup",
     "sockaddr_endpoint",
 ]
 
@@ -139,7 +141,7 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
             raise EndpointError(
                 text, "unknown scheme; expected tcp://, udp://, tls://, unix: or unixgram:"
             )
-        return _parse_inet(text, scheme, rest)  # type: ignore[arg-type]
+        return _parse_inet(text, scheme, rest)
     return _parse_inet(text, default_transport, text)
 
 
@@ -179,6 +181,10 @@ def _parse_inet(text: str, transport: Transport, rest: str) -> Endpoint:
         host = host or None
     else:
         host, port_text = LOOPBACK, rest
+        if not (port_text.isdigit() and port_text.isascii()) and not _known_service(
+            port_text, transport
+        ):
+            raise EndpointError(text, "expected HOST:PORT, or a port number or service name alone")
     if host is not None:
         _check_host(text, host)
     return Endpoint(transport, host=host, port=_parse_port(text, port_text, transport))
@@ -189,6 +195,14 @@ def _check_host(text: str, host: str) -> None:
         raise EndpointError(text, "expected a host name or an IP address before :PORT")
 
 
+def _known_service(name: str, transport: Transport) -> bool:
+    try:
+        socket.getservbyname(name, _SERVICE_PROTO[transport])
+    except OSError:
+        return False
+    return True
+
+
 def _parse_port(text: str, port_text: str, transport: Transport) -> int:
     if not port_text:
         raise EndpointError(text, "expected a port number or service name after ':'")
@@ -197,7 +211,8 @@ def _parse_port(text: str, port_text: str, transport: Transport) -> int:
         if port > 65535:
             raise EndpointError(text, "port must be 0-65535")
         return port
-    if not port_text.replace("-", "").replace("_", "").isalnum() or not port_text.isascii():
+    name_ok = port_text[0].isalpha() and port_text.replace("-", "").replace("_", "").isalnum()
+    if not name_ok or not port_text.isascii():
         raise EndpointError(text, "expected a port number 0-65535 or a service name")
     try:
         return socket.getservbyname(port_text, _SERVICE_PROTO[transport])
@@ -226,39 +241,60 @@ class AddressInfo:
         return self.sockaddr[1]
 
 
+def lookup(
+    host: str | None,
+    service: str | int | None,
+    *,
+    family: int = socket.AF_UNSPEC,
+    socktype: int = 0,
+    passive: bool = False,
+    canonname: bool = False,
+) -> list[AddressInfo]:
+    """getaddrinfo, the one place sockkit calls it; errors become :class:`ResolveError`."""
+    flags = (socket.AI_PASSIVE if passive else 0) | (socket.AI_CANONNAME if canonname else 0)
+    try:
+        infos = socket.getaddrinfo(host, service, family, socktype, 0, flags)
+    except socket.gaierror as exc:
+        raise translate_os_error(exc, "resolve", _lookup_target(host, service)) from exc
+    except (UnicodeError, ValueError, OverflowError) as exc:
+        raise ResolveError(f"cannot resolve {_lookup_target(host, service)}: {exc}") from exc
+    return [AddressInfo(f, t, p, c, a) for f, t, p, c, a in infos]  # type: ignore[arg-type]
+
+
+def _lookup_target(host: str | None, service: str | int | None) -> str:
+    return (
+        f"{host or ''}{':' if service is not None else ''}{service if service is not None else ''}"
+    )
+
+
+def reverse_lookup(host: str, port: int = 0, *, numeric: bool = False) -> tuple[str, str]:
+    """getnameinfo: ``(host name, service name)`` for an address; :class:`ResolveError` if unknown."""
+    flags = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV if numeric else 0
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        return socket.getnameinfo(infos[0][4], flags)
+    except socket.gaierror as exc:
+        raise translate_os_error(exc, "resolve", host) from exc
+
+
 def resolve(
     endpoint: Endpoint, *, passive: bool = False, family: int = socket.AF_UNSPEC
 ) -> list[AddressInfo]:
-    """getaddrinfo for an inet endpoint: every address to try, in the resolver's order.
+    """Every address to try for an inet endpoint, in the resolver's order.
 
     ``passive`` asks for addresses to bind.  A wildcard endpoint (``host is None``)
-    resolves to the IPv6 wildcard first where the host has IPv6, so one socket can
-    serve both families.
+    resolves to the IPv6 wildcard where the host has IPv6, so one dual-stack
+    socket serves both families.
     """
     if endpoint.is_unix:
         raise EndpointError(str(endpoint), "a Unix endpoint has no addresses to resolve")
     host = endpoint.host
-    flags = socket.AI_ADDRCONFIG if not passive else socket.AI_PASSIVE
     if host is None:
-        if family == socket.AF_UNSPEC and socket.has_ipv6 and _ipv6_usable():
+        if family in (socket.AF_UNSPEC, socket.AF_INET6) and socket.has_ipv6 and _ipv6_usable():
             host, family = "::", socket.AF_INET6
-        elif family in (socket.AF_UNSPEC, socket.AF_INET):
+        else:
             host, family = "0.0.0.0", socket.AF_INET
-        else:
-            host = "::"
-    try:
-        infos = socket.getaddrinfo(host, endpoint.port, family, endpoint.socktype, 0, flags)
-    except socket.gaierror as exc:
-        if flags & socket.AI_ADDRCONFIG and exc.errno == socket.EAI_NONAME:
-            # AI_ADDRCONFIG hides loopback-only families on hosts without a
-            # configured address; ask again without it before giving up.
-            try:
-                infos = socket.getaddrinfo(host, endpoint.port, family, endpoint.socktype)
-            except socket.gaierror as exc2:
-                raise translate_os_error(exc2, "resolve", host) from exc2
-        else:
-            raise translate_os_error(exc, "resolve", host) from exc
-    return [AddressInfo(f, t, p, c, a) for f, t, p, c, a in infos]  # type: ignore[arg-type]
+    return lookup(host, endpoint.port, family=family, socktype=endpoint.socktype, passive=passive)
 
 
 _ipv6_checked: bool | None = None
@@ -326,10 +362,11 @@ def open_listener(
 
     TCP/TLS sockets get SO_REUSEADDR (and SO_REUSEPORT when ``reuse_port``); a
     wildcard IPv6 socket accepts IPv4 too.  ``backlog`` defaults to SOMAXCONN.
-    A Unix socket file gets ``mode`` whatever the umask (it is bound under a
-    temporary name, chmod-ed, then renamed into place); an existing socket file
+    A Unix socket file gets ``mode`` whatever the umask, and is never more open
+    than ``mode`` at any instant; an existing socket file
     is replaced only when nothing answers on it, and a file that is not a socket
     is never touched.  Datagram endpoints are bound but not listened on.
+    The caller removes a Unix socket file it no longer needs.
 
     Raises :class:`AddressInUseError`, :class:`ResolveError` or another
     :class:`SockkitError` with a message naming the endpoint.
@@ -381,20 +418,21 @@ def _bind_unix(endpoint: Endpoint, mode: int) -> socket.socket:
                 sock.bind(_unix_address(path))
             return sock
         _clear_stale_socket_file(endpoint)
-        directory = os.path.dirname(path) or "."
-        temp = os.path.join(directory, f".sk{secrets.token_hex(4)}")
-        if len(os.fsencode(temp)) > _UNIX_PATH_MAX:
-            temp = path  # no room for a temporary name; bind in place, chmod after
+        # Linux creates the file with the socket inode's mode minus the umask, so
+        # setting the mode on the socket first means the file is never, even for
+        # an instant, more open than asked.  (Binding to a temporary name and
+        # renaming would do the same but leave getsockname() reporting the
+        # temporary name to us and to every peer.)  A chmod afterwards gives the
+        # exact mode when the umask took bits away.
         with translating("bind", str(endpoint)):
-            sock.bind(temp)
-        try:
-            os.chmod(temp, mode)
-            if temp != path:
-                os.rename(temp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise translate_os_error(exc, "bind", str(endpoint)) from exc
+            os.fchmod(sock.fileno(), mode)
+            sock.bind(path)
+            try:
+                os.chmod(path, mode)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                raise
         return sock
     except BaseException:
         sock.close()

@@ -324,9 +324,21 @@ def children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        return 0  # exited meanwhile
+    raise AssertionError(f"no Pss for {pid}")
+
+
+def memory_kib(pid: int) -> int:
+    """Memory of ``pid`` and its children, in KiB.
+
+    Proportional set size, so pages a forked child still shares with its
+    parent count once, not once per process.
+    """
+    return _pss_kib(pid) + sum(_pss_kib(child) for child, _ in children(pid))

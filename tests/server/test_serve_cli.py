@@ -223,6 +223,10 @@ def test_workers_share_one_port_and_are_replaced_and_reaped(tmp_path: Path) -> N
                     sock.sendall(b"w%d" % n)
                     sock.shutdown(socket.SHUT_WR)
                     assert recv_until_eof(sock) == b"w%d" % n
+        with server.connect(1) as dgram:
+            for n in range(6):
+                dgram.send(b"d%d" % n)
+                assert dgram.recv(100) == b"d%d" % n
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
         assert wait_for(

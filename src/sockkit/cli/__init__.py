@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "serve": "run a server (echo, discard, chargen, daytime, time, chat) on any engine",
     "connect": "netcat-style client: stdin to a socket, the socket to stdout",
     "listen": "netcat-style listener: accept peers and pump both ways",
+    "relay": "forward connections or datagrams, with latency, throttling, resets and loss",
     "ss": "list the sockets on this machine, like ss / netstat",
     "bench": "load-test a server and verify every byte; compare engines",
     "resolve": "getaddrinfo / getnameinfo as a table",

@@ -223,6 +223,8 @@ class Conn(asyncio.Protocol):
         out = service.eof_received()
         if out:
             self._send(out)
+        if service.state == CLOSE and service.close_reason is None and not service.producing:
+            return False  # the usual end: the transport closes itself once flushed
         self._settle()
         # Returning True keeps a plain transport half-open for a service that
         # still sends; TLS transports cannot half-close and warn if asked to.
@@ -254,7 +256,10 @@ class Conn(asyncio.Protocol):
             service.closed()
             if door.logs:
                 self._logged_close(exc)
-        door.hub.forget(self)
+        conns = door.conns
+        conns.discard(self)
+        if not conns:
+            door.hub.forget(self)  # may end a drain
 
     # -- wakeup: the object is the service's wakeup callable ----------------
 

@@ -101,6 +101,9 @@ class Server:
         # (path, device, inode) of each socket file we bound, removed by close().
         self._unix_files: list[tuple[str, int, int]] = []
         self._bound: list[Endpoint] = []
+        # id(listener) -> the endpoint as asked for, with the real port: what a
+        # worker binds again (``:0`` must stay the dual-stack wildcard, not ``[::]``).
+        self._rebind: dict[int, Endpoint] = {}
 
     def _check_service(self) -> None:
         name = self.spec.name
@@ -169,13 +172,17 @@ class Server:
         else:
             real = sockaddr_endpoint(sock, ep.transport)
         self._bound.append(real)
+        listener: StreamListener | DatagramListener
         if ep.is_datagram:
             assert self.spec.datagram is not None
-            self.datagram_listeners.append(DatagramListener(sock, real, self.spec.datagram))
+            listener = DatagramListener(sock, real, self.spec.datagram)
+            self.datagram_listeners.append(listener)
         else:
             assert self.spec.stream is not None
             tls = self.tls_context if ep.is_tls else None
-            self.listeners.append(StreamListener(sock, real, self.spec.stream, tls))
+            listener = StreamListener(sock, real, self.spec.stream, tls)
+            self.listeners.append(listener)
+        self._rebind[id(listener)] = ep if ep.is_unix else ep.with_port(real.port)
 
     def reopen_shared_port(self) -> None:
         """Replace each inet socket with a fresh one on the same port (a worker's own socket).
@@ -186,7 +193,7 @@ class Server:
         for lst in self.all_listeners():
             if lst.endpoint.is_unix:
                 continue
-            fresh = open_listener(lst.endpoint, backlog=self.backlog, reuse_port=True)
+            fresh = open_listener(self._rebind[id(lst)], backlog=self.backlog, reuse_port=True)
             lst.sock.close()
             lst.sock = fresh
 
