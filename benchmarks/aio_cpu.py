@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RRLOAD = os.environ.get("RRLOAD", "/tmp/rrload")
 TICK = os.sysconf("SC_CLK_TCK")
 
+_SOCKKIT = [sys.executable, f"{HERE}/aio_serve.py"]
 #: name -> argv; each prints "listening on ...:PORT" (on stdout, or stderr for the CLI).
 SERVERS = {
     "raw-uvloop": [sys.executable, f"{HERE}/peers/uvloop_protocol_echo.py", "127.0.0.1", "0"],
@@ -42,6 +43,7 @@ SERVERS = {
         "0",
         "--log",
     ],
+    "sockkit-uvloop-nogc": [*_SOCKKIT, "uvloop", "127.0.0.1", "0", "--no-gc"],
     "cli-uvloop": [
         sys.executable,
         "-m",

@@ -8,6 +8,7 @@ Uses sockkit's echo service when it exists, else an equivalent one-line service.
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 from typing import Any
@@ -44,7 +45,10 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--log", action="store_true")
     parser.add_argument("--idle-timeout", type=float)
+    parser.add_argument("--no-gc", action="store_true", help="experiment: disable the cyclic GC")
     args = parser.parse_args()
+    if args.no_gc:
+        gc.disable()
     endpoint = parse_endpoint(
         args.host if args.host.startswith("unix:") else f"tcp://{args.host}:{args.port}"
     )

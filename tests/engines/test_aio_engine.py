@@ -618,7 +618,10 @@ def test_out_of_file_descriptors_backs_off_and_recovers(
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert stderr_path.read_text().count("Traceback") == 0
+    log = stderr_path.read_text()
+    assert "Traceback" not in log
+    # One line per episode of exhaustion, never one per failed accept.
+    assert log.count("cannot accept") <= 8
 
 
 # -- the service call grammar ------------------------------------------------------------
@@ -693,3 +696,35 @@ def test_closed_is_called_once_whatever_ends_the_connection(
         by_stop.close()
     assert len(Mailbox.instances) == 4
     assert Mailbox.closed_calls == 4
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_tls_connections_one_after_another(engine: type[AsyncioEngine], ca: trustme.CA) -> None:
+    # TLS listeners are accepted by the engine's own acceptor and handed to
+    # connect_accepted_socket; every connection in a row must get its echo.
+    with running(engine, Echo, tls=server_context(ca), log=RecordingLog()) as server:
+        for i in range(8):
+            raw = server.connect()
+            client = client_context(ca).wrap_socket(raw, server_hostname="localhost")
+            client.sendall(b"round %d" % i)
+            assert client.recv(100) == b"round %d" % i
+            client.close()
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_max_conns_refuses_tls_clients_before_the_handshake(
+    engine: type[AsyncioEngine], ca: trustme.CA
+) -> None:
+    log = RecordingLog()
+    limits = Limits(max_conns=1)
+    with running(engine, Echo, tls=server_context(ca), limits=limits, log=log) as server:
+        first = client_context(ca).wrap_socket(server.connect(), server_hostname="localhost")
+        first.sendall(b"one")
+        assert first.recv(3) == b"one"
+        second = server.connect()
+        second.sendall(b"\x16\x03\x01\x00\x05hello")  # looks like a ClientHello; gets nothing
+        assert refused_with_no_bytes(second)
+        assert log.wait_for("refused")[2] == "max-conns"
+        first.close()
+        second.close()

@@ -1,27 +1,29 @@
 """The asyncio and uvloop engines: one event loop, one :class:`~._aio_protocol.Conn` per connection.
 
 Both engines are the same code on a different loop: asyncio's selector loop,
-or uvloop's libuv loop (sockkit's default engine).  Each listener gets a
-``loop.create_server`` / ``create_unix_server`` on a duplicate of its socket;
-the connections are :class:`~._aio_protocol.Conn` objects (see that module
-for the per-connection design and the hot path).
+or uvloop's libuv loop (sockkit's default engine).  Under uvloop a plain
+listener gets ``loop.create_server`` / ``create_unix_server`` on a duplicate
+of its socket (libuv's accept loop is C); TLS listeners under uvloop, and
+every listener under asyncio, are accepted by :class:`~._aio_accept.Acceptor`
+(why: see that module).  The connections are :class:`~._aio_protocol.Conn`
+objects (see that module for the per-connection design and the hot path).
 
 What the loops already do, and we rely on:
 
 - TCP_NODELAY is set on every accepted TCP socket (asyncio's selector
   transport and uvloop's TCP transport both do it).
-- EMFILE/ENFILE in accept never busy-loops: asyncio stops watching that
-  listener and retries after one second (``ACCEPT_RETRY_DELAY``); libuv
-  accepts into a reserved descriptor and drops the connection, so the peer
-  sees a reset and the loop goes on.  (Checked by measuring the server's CPU
-  time while it is out of descriptors: see ``test_aio_engine.py``.)  asyncio
-  reports every failed accept with a traceback -- up to a hundred a second --
-  so :func:`_quiet_accept_errors` turns those into one warning a minute.
+- EMFILE/ENFILE in accept never busy-loops.  libuv accepts into a reserved
+  descriptor and drops the connection, so the peer sees a reset and the
+  loop goes on.  asyncio 3.11's own accept loop mishandles it (see
+  :mod:`._aio_accept`), so the asyncio engine accepts with
+  :class:`~._aio_accept.Acceptor` instead: one log line, a back-off, no spin.
+  (Both are checked by measuring the server's CPU time while it is out of
+  descriptors: see ``tests/engines/test_aio_engine.py``.)
 
 Stop: the stop signal's fd is watched with ``add_reader``.  Once it is
 readable the servers are closed (accepting stops at once), open connections
 get up to ``limits.drain_timeout`` seconds, then the rest are aborted.
-Because the loops close the socket a server was created from, each server is
+Because uvloop closes the socket a server was created from, its server is
 given a ``dup()`` of the listening socket: the listener itself stays open
 for the server that owns it to close.
 """
@@ -30,12 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
+from sockkit.engines._aio_accept import Acceptor
 from sockkit.engines._aio_protocol import Door, Hub, protocol_class
 from sockkit.engines._base import Engine
 from sockkit.server._context import ServeContext, StreamListener
@@ -47,10 +49,6 @@ __all__ = ["AsyncioEngine", "UvloopEngine"]
 # in tcpi_sacked.
 _TCP_INFO_BACKLOG = struct.Struct("8x5xI")
 _SWEEP_MAX = 1.0
-#: How often asyncio's "out of system resource" accept failures are logged.
-_EXHAUSTED_LOG_EVERY = 60.0
-
-_logger = logging.getLogger("sockkit.engines")
 
 
 def _backlog(sock: socket.socket) -> int:
@@ -69,6 +67,14 @@ def _backlog(sock: socket.socket) -> int:
     return socket.SOMAXCONN
 
 
+class _Listening(Protocol):
+    """What serving one listener gives back: an ``asyncio.Server`` or an :class:`Acceptor`."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class AsyncioEngine(Engine):
     """Serves every connection on one asyncio event loop (the selector loop)."""
 
@@ -80,7 +86,11 @@ class AsyncioEngine(Engine):
 
     def run(self, ctx: ServeContext) -> None:
         with asyncio.Runner(loop_factory=self._loop_factory()) as runner:
-            runner.run(_serve(ctx))
+            runner.run(_serve(ctx, self._listen))
+
+    async def _listen(self, hub: Hub, listener: StreamListener) -> _Listening:
+        """Start accepting on ``listener``; the listening socket stays the server's to close."""
+        return _accept(hub, listener)
 
 
 class UvloopEngine(AsyncioEngine):
@@ -102,47 +112,41 @@ class UvloopEngine(AsyncioEngine):
         factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         return factory
 
-
-async def _listen(hub: Hub, listener: StreamListener) -> asyncio.Server:
-    sock = listener.sock
-    door = Door(hub, listener.factory, sock.family, str(listener.endpoint), listener.tls)
-    factory = protocol_class(door)
-    own = sock.dup()  # the loop closes this one; the server closes ``sock``
-    try:
-        if sock.family == socket.AF_UNIX:
-            return await hub.loop.create_unix_server(factory, sock=own, backlog=_backlog(sock))
-        return await hub.loop.create_server(factory, sock=own, backlog=_backlog(sock))
-    except BaseException:
-        own.close()
-        raise
-
-
-def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """Log asyncio's accept failures from EMFILE & co. once a minute, one line, no traceback."""
-    last_logged = -_EXHAUSTED_LOG_EVERY
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        nonlocal last_logged
-        if "out of system resource" not in str(context.get("message", "")):
-            loop.default_exception_handler(context)
-            return
-        now = loop.time()
-        if now - last_logged >= _EXHAUSTED_LOG_EVERY:
-            last_logged = now
-            sock = context.get("socket")
-            where = sock.getsockname() if sock is not None else "?"
-            exc = context.get("exception")
-            reason = getattr(exc, "strerror", None) or exc
-            _logger.warning("cannot accept on %s: %s; retrying every second", where, reason)
-
-    loop.set_exception_handler(handler)
+    async def _listen(self, hub: Hub, listener: StreamListener) -> _Listening:
+        # libuv's accept loop is C and copes with EMFILE; it needs a socket it
+        # may close, so it gets a duplicate and the server keeps ``sock``.
+        if listener.tls is not None:
+            return _accept(hub, listener)  # admission before the handshake: see _aio_accept
+        sock = listener.sock
+        door = _door(hub, listener)
+        factory = protocol_class(door)
+        own = sock.dup()
+        try:
+            if sock.family == socket.AF_UNIX:
+                return await hub.loop.create_unix_server(factory, sock=own, backlog=_backlog(sock))
+            return await hub.loop.create_server(factory, sock=own, backlog=_backlog(sock))
+        except BaseException:
+            own.close()
+            raise
 
 
-async def _serve(ctx: ServeContext) -> None:
+def _door(hub: Hub, listener: StreamListener) -> Door:
+    return Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
+
+
+def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
+    door = _door(hub, listener)
+    acceptor = Acceptor(door, listener.sock, protocol_class(door), str(listener.endpoint))
+    acceptor.start()
+    return acceptor
+
+
+async def _serve(
+    ctx: ServeContext, listen: Callable[[Hub, StreamListener], Awaitable[_Listening]]
+) -> None:
     loop = asyncio.get_running_loop()
-    _quiet_accept_errors(loop)
     hub = Hub(loop, ctx.limits, ctx.access, ctx.log)
-    servers: list[asyncio.Server] = []
+    servers: list[_Listening] = []
     stop_requested: asyncio.Future[None] = loop.create_future()
 
     def on_stop() -> None:
@@ -155,7 +159,7 @@ async def _serve(ctx: ServeContext) -> None:
     sweeper.start()
     try:
         for listener in ctx.listeners:
-            servers.append(await _listen(hub, listener))
+            servers.append(await listen(hub, listener))
         await stop_requested
     finally:
         loop.remove_reader(ctx.stop.fd)
@@ -176,8 +180,6 @@ async def _drain(hub: Hub, timeout: float) -> None:
             await asyncio.wait_for(asyncio.shield(hub.drained), timeout)
     for conn in list(hub.conns):
         conn.abort("stopped")
-    if hub.handshakes:
-        await asyncio.gather(*hub.handshakes, return_exceptions=True)
     # Aborted transports report connection_lost on a later loop turn.
     for _ in range(100):
         if not hub.conns:

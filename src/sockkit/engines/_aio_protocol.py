@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from sockkit._endpoint import format_sockaddr
 from sockkit.server._context import AccessList, ConnectionLog, Limits
@@ -35,10 +35,14 @@ from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_class"]
 
+# The base class's calls that do nothing a driver can't do cheaper itself:
+# a service that keeps them is not called for them (see where each is used).
 _BASE_CONNECTED = Service.connected
+_BASE_EOF_RECEIVED = Service.eof_received
+_BASE_CLOSED = Service.closed
 
 
-#: Stands in for the service before :meth:`Conn.start` and after ``closed``, so
+#: Stands in for the service before :meth:`Conn.connection_made` and after ``closed``, so
 #: the hot path reads ``self._service`` without a None check or a cast.
 _NO_SERVICE = Service()
 
@@ -51,7 +55,6 @@ class Hub:
         "conns",
         "custom_water",
         "drained",
-        "handshakes",
         "limits",
         "log",
         "loop",
@@ -72,10 +75,9 @@ class Hub:
         self.limits = limits
         self.access = access
         self.log = log
-        #: Every admitted connection, TLS handshakes included: counted for
+        #: Every admitted connection: counted for
         #: ``max_conns``, swept for timeouts, closed at the end of a drain.
         self.conns: set[Conn] = set()
-        self.handshakes: set[asyncio.Task[None]] = set()
         #: asyncio and uvloop already default to 64 KiB / 16 KiB; only call
         #: ``set_write_buffer_limits`` per connection when the limits differ.
         self.custom_water = (limits.high_water, limits.low_water) != (64 * 1024, 16 * 1024)
@@ -102,6 +104,7 @@ class Door:
         "hub",
         "local",
         "logs",
+        "simple",
         "tls",
     )
 
@@ -123,13 +126,27 @@ class Door:
         self.custom_water = hub.custom_water
         # Access rules apply to IP peers only (Unix peers are guarded by file
         # permissions); with neither rules nor max_conns admission is free.
+        # TLS connections are admitted by the acceptor, before the handshake.
         checks_access = not hub.access.open and family != socket.AF_UNIX
         self.gate = checks_access or hub.limits.max_conns is not None
+        self.simple = not (self.gate or tls or self.logs or self.custom_water)
+        if tls is not None:
+            self.gate = False
 
-    def refuse(self, transport: asyncio.BaseTransport, reason: str) -> None:
-        cast(asyncio.Transport, transport).abort()
-        if self.hub.log.enabled:
-            self.hub.log.refused(self.peer(transport), reason)
+    def refusal(self, name: Any, pending: int = 0) -> str | None:
+        """Why a peer at sockaddr ``name`` may not be served now, or None to serve it.
+
+        ``pending`` counts connections accepted but not yet in ``conns`` (TLS
+        handshakes under way), so ``max_conns`` holds for them too.
+        """
+        hub = self.hub
+        max_conns = hub.limits.max_conns
+        if max_conns is not None and len(hub.conns) + pending >= max_conns:
+            return "max-conns"
+        unix = self.family == socket.AF_UNIX
+        if not hub.access.open and not unix and name and not hub.access.admit(name[0]):
+            return "deny"
+        return None
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         name = transport.get_extra_info("peername")
@@ -139,38 +156,13 @@ class Door:
 
     def admits(self, transport: asyncio.BaseTransport) -> bool:
         """Refuse (abort + ``log.refused``) and return False if the peer may not be served."""
-        hub = self.hub
-        max_conns = hub.limits.max_conns
-        if max_conns is not None and len(hub.conns) >= max_conns:
-            self.refuse(transport, "max-conns")
-            return False
-        if not hub.access.open and self.family != socket.AF_UNIX:
-            name = transport.get_extra_info("peername")
-            if name is not None and not hub.access.admit(name[0]):
-                self.refuse(transport, "deny")
-                return False
-        return True
-
-
-class _HandshakeBuffer(asyncio.Protocol):
-    """Holds what a TLS transport delivers between the handshake and :meth:`Conn.start`."""
-
-    __slots__ = ("data", "eof", "lost")
-
-    def __init__(self) -> None:
-        self.data: list[bytes] = []
-        self.eof = False
-        self.lost = False
-
-    def data_received(self, data: bytes) -> None:
-        self.data.append(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
+        reason = self.refusal(transport.get_extra_info("peername"))
+        if reason is None:
+            return True
+        cast(asyncio.Transport, transport).abort()
+        if self.hub.log.enabled:
+            self.hub.log.refused(self.peer(transport), reason)
         return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
 
 
 class Conn(asyncio.Protocol):
@@ -193,19 +185,21 @@ class Conn(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         self._paused = self._eof = False
         door = self._door
+        if door.simple:
+            # No admission rules, TLS, log or custom water marks: the common
+            # case, kept to the few steps every connection needs.
+            door.conns.add(self)
+            service = door.factory()
+            self._service = service
+            service.wakeup = self
+            if type(service).connected is not _BASE_CONNECTED or service.state or service.producing:
+                self._greet(service, None)
+            return
         if door.gate and not door.admits(transport):
             self._service = _NO_SERVICE
             return
         door.conns.add(self)
-        if door.tls is None:
-            self.start(transport, None)  # type: ignore[arg-type]
-        else:
-            self._service = _NO_SERVICE
-            self._transport.pause_reading()
-            handshakes = door.hub.handshakes
-            task = door.hub.loop.create_task(self._handshake(door.tls))
-            handshakes.add(task)
-            task.add_done_callback(handshakes.discard)
+        self._start(transport, None)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         service = self._service
@@ -219,6 +213,10 @@ class Conn(asyncio.Protocol):
         self._eof = True
         service = self._service
         if service is _NO_SERVICE:
+            return False
+        if type(service).eof_received is _BASE_EOF_RECEIVED and service.close_reason is None:
+            # The base answer is "close once flushed": exactly what returning
+            # False makes the transport do, without the call.
             return False
         out = service.eof_received()
         if out:
@@ -253,7 +251,8 @@ class Conn(asyncio.Protocol):
         if service is not _NO_SERVICE:
             # From here on a late wakeup() finds _NO_SERVICE and does nothing.
             self._service = _NO_SERVICE
-            service.closed()
+            if type(service).closed is not _BASE_CLOSED:  # the base one does nothing
+                service.closed()
             if door.logs:
                 self._logged_close(exc)
         conns = door.conns
@@ -279,8 +278,8 @@ class Conn(asyncio.Protocol):
 
     # -- slow paths ----------------------------------------------------------
 
-    def start(self, transport: asyncio.Transport, peer: str | None) -> None:
-        """Serve on ``transport`` (plain, or TLS after the handshake): make the service, greet."""
+    def _start(self, transport: asyncio.Transport, peer: str | None) -> None:
+        """Serve on ``transport`` (TLS: after the handshake): make the service, greet."""
         door = self._door
         self._transport = transport
         if door.custom_water:
@@ -289,61 +288,25 @@ class Conn(asyncio.Protocol):
         service = door.factory()
         self._service = service
         service.wakeup = self
-        # Copy the class defaults onto the instance: the hot path reads these
-        # after every call, and Python 3.11 only specialises attribute loads
-        # that hit the instance (~30 ns each saved; the values array is
-        # already allocated, so it costs no memory).
-        service.state = service.state
-        service.producing = service.producing
-        # The base class's connected() ignores the peer and greets with
-        # nothing: skip formatting the peer and the call for such services.
-        greets = type(service).connected is not _BASE_CONNECTED
+        # (Copying the class defaults of state/producing onto the instance
+        # would make the hot path's loads ~25 ns cheaper each, but costs
+        # ~170 ns per connection: a loss for short connections.)
         if door.logs:
             if peer is None:
                 peer = door.peer(transport)
             self._opened(peer)
-        elif greets and peer is None:
-            peer = door.peer(transport)
-        if greets:
-            out = service.connected(cast(str, peer))
+        self._greet(service, peer)
+
+    def _greet(self, service: Service, peer: str | None) -> None:
+        """Call ``connected`` unless it is the base one (which ignores the peer, says nothing)."""
+        if type(service).connected is not _BASE_CONNECTED:
+            if peer is None:
+                peer = self._door.peer(self._transport)
+            out = service.connected(peer)
             if out:
                 self._send(out)
         if service.state or service.producing:
             self._settle()
-
-    async def _handshake(self, context: ssl.SSLContext) -> None:
-        door = self._door
-        hub = door.hub
-        raw = self._transport
-        peer = door.peer(raw)
-        buffer = _HandshakeBuffer()
-        try:
-            tls = await hub.loop.start_tls(
-                raw,
-                buffer,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=hub.limits.handshake_timeout,
-            )
-        except BaseException as exc:
-            raw.abort()
-            hub.forget(self)
-            if not isinstance(exc, Exception):
-                raise  # cancelled: the loop is shutting down
-            if hub.log.enabled:
-                hub.log.refused(peer, f"tls: {exc or type(exc).__name__}")
-            return
-        if tls is None or buffer.lost:
-            hub.forget(self)
-            return
-        tls.set_protocol(self)
-        self.start(tls, peer)
-        for data in buffer.data:
-            if self._service is _NO_SERVICE or tls.is_closing():
-                break
-            self.data_received(data)
-        if buffer.eof and not self.eof_received():
-            tls.close()
 
     def _opened(self, peer: str) -> None:
         self._door.hub.log.opened(peer, self._door.local)
