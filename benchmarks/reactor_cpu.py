@@ -35,9 +35,10 @@ def server_argv(name: str, port: int) -> list[str]:
     return [sys.executable, str(script), name, "127.0.0.1", str(port)]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def load(args: argparse.Namespace, port: int, duration: float) -> dict[str, float]:
@@ -51,7 +52,8 @@ def load(args: argparse.Namespace, port: int, duration: float) -> dict[str, floa
     return result
 
 
-def measure(args: argparse.Namespace, name: str) -> float:
+def measure(args: argparse.Namespace, name: str) -> tuple[float, float]:
+    """Server (total, user) CPU microseconds per request for one load run."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
         ["taskset", "-c", "0", *server_argv(name, 0)], stdout=subprocess.PIPE, env=env
@@ -61,13 +63,14 @@ def measure(args: argparse.Namespace, name: str) -> float:
         line = proc.stdout.readline().decode()
         port = int(line.rsplit(":", 1)[1])
         load(args, port, 1.0)  # prime: imports, allocator, branch caches
-        before = cpu_seconds(proc.pid)
+        user0, system0 = cpu_seconds(proc.pid)
         result = load(args, port, args.duration)
-        used = cpu_seconds(proc.pid) - before
-        if result["errors"] or result["conn_failures"]:
+        user1, system1 = cpu_seconds(proc.pid)
+        if result["errors"] or result["conn_failures"] or not result["msgs_per_s"]:
             raise SystemExit(f"{name}: load errors {result}")
         requests = result["msgs_per_s"] * args.duration
-        return used / requests * 1e6
+        user = (user1 - user0) / requests * 1e6
+        return user + (system1 - system0) / requests * 1e6, user
     finally:
         proc.terminate()
         proc.wait(10)
@@ -88,14 +91,20 @@ def main() -> None:
     args = parser.parse_args()
     names = args.servers.split(",")
     samples: dict[str, list[float]] = {name: [] for name in names}
+    user_samples: dict[str, list[float]] = {name: [] for name in names}
     for round_no in range(args.rounds):
         order = names if round_no % 2 == 0 else names[::-1]
         for name in order:
-            samples[name].append(measure(args, name))
+            total, user = measure(args, name)
+            samples[name].append(total)
+            user_samples[name].append(user)
         print(f"round {round_no + 1}: " + "  ".join(
             f"{n}={samples[n][-1]:.2f}" for n in names), flush=True)  # fmt: skip
     print(f"\nconns={args.conns} size={args.size} duration={args.duration}s rounds={args.rounds}")
-    print(f"{'server':<18} {'median us/req':>14} {'ratio of medians':>17} {'median ratio':>13}")
+    print(
+        f"{'server':<18} {'median us/req':>14} {'user us/req':>12}"
+        f" {'ratio of medians':>17} {'median ratio':>13}"
+    )
     for name in names:
         med = statistics.median(samples[name])
         base = samples.get(f"selectors-{name}")
@@ -105,7 +114,8 @@ def main() -> None:
             # Same round, neighbouring runs: the machine's load cancels out.
             pairs = zip(samples[name], base, strict=True)
             paired = f"{statistics.median(a / b for a, b in pairs):.3f}"
-        print(f"{name:<18} {med:>14.2f} {ratio:>17} {paired:>13}")
+        user = statistics.median(user_samples[name])
+        print(f"{name:<18} {med:>14.2f} {user:>12.2f} {ratio:>17} {paired:>13}")
 
 
 if __name__ == "__main__":

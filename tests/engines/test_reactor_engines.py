@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import socket
 import ssl
 import threading
@@ -23,7 +24,7 @@ import pytest
 from sockkit._endpoint import Endpoint, open_connection, open_listener, parse_endpoint
 from sockkit.engines import get_engine
 from sockkit.server._context import ConnectionLog, Limits, ServeContext, StreamListener
-from sockkit.services._base import CLOSE, Service
+from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 ENGINES = ["select", "poll", "epoll"]
 
@@ -86,6 +87,14 @@ class Pushed(Service):
             data, self.queue = b"".join(self.queue), []
             self.producing = False
         return data
+
+
+class Announce(Service):
+    """Says its piece, half-closes, and waits for the peer to finish."""
+
+    def connected(self, peer: str) -> bytes:
+        self.state = HALF_CLOSE
+        return b"announcement\r\n"
 
 
 class Bye(Service):
@@ -347,6 +356,31 @@ def test_client_that_never_reads_leaves_memory_flat(engine: str) -> None:
                 sock.close()
 
 
+def test_echo_stops_reading_from_a_peer_that_does_not_read(engine: str) -> None:
+    payload = b"a" * (64 * 1024 * 1024)  # more than every kernel buffer on the path holds
+    with serving(engine, Echo) as server, server.connect() as sock:
+        errors: list[OSError] = []
+
+        def flood() -> None:
+            try:
+                sock.sendall(payload)
+            except OSError as exc:
+                errors.append(exc)
+
+        writer = threading.Thread(target=flood)
+        rss = rss_bytes()
+        writer.start()
+        time.sleep(1.0)
+        # The engine paused reading once its output passed high water, so the
+        # backpressure reached the writer: it is still blocked in sendall().
+        assert writer.is_alive()
+        assert rss_bytes() - rss < 8 * 1024 * 1024
+        assert server.log.count("closed") == 0
+        sock.shutdown(socket.SHUT_RDWR)
+        writer.join(10)
+        assert not writer.is_alive()
+
+
 def test_output_past_cap_disconnects(engine: str) -> None:
     limits = Limits(high_water=16 * 1024, low_water=4 * 1024, output_cap=256 * 1024)
     with serving(engine, Flood, limits=limits) as server, server.connect() as sock:
@@ -367,6 +401,18 @@ def test_service_close_flushes_then_closes(engine: str) -> None:
     with serving(engine, Bye) as server, server.connect() as sock:
         sock.settimeout(5)
         assert recv_all(sock) == b"bye\r\n"
+
+
+def test_half_close_keeps_reading_until_the_peer_is_done(engine: str) -> None:
+    with serving(engine, Announce) as server, server.connect() as sock:
+        sock.settimeout(5)
+        assert recv_all(sock) == b"announcement\r\n"  # EOF: the server shut down writing
+        sock.sendall(b"still heard")  # ...but still reads
+        time.sleep(0.1)
+        assert server.log.count("closed") == 0
+        sock.shutdown(socket.SHUT_WR)
+        assert server.log.wait_for("closed") is None
+    assert server.log.count("opened") == 1
 
 
 def test_failing_service_closes_only_its_connection(engine: str) -> None:
@@ -464,6 +510,19 @@ def test_tls_echo(engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContex
         assert server.log.count("opened") == 1
 
 
+def test_tls_chargen_streams_exactly(
+    engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, client_ctx = tls_contexts
+    limits = Limits(high_water=16 * 1024, low_water=4 * 1024)
+    with serving(engine, Chargen, "tls://127.0.0.1:0", limits=limits, tls=server_ctx) as server:
+        raw = server.connect()
+        with client_ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+            time.sleep(0.2)  # let the server fill its buffers: SSL want-write paths
+            data = recv_exactly(sock, 2 * 1024 * 1024)
+        assert data == b"x" * (2 * 1024 * 1024)
+
+
 def test_tls_handshake_failure_and_timeout_are_refused(
     engine: str, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:
@@ -503,3 +562,36 @@ def test_select_refuses_fds_it_cannot_watch() -> None:
         with server.connect() as low:  # the engine is unharmed
             low.sendall(b"ok")
             assert recv_exactly(low, 2) == b"ok"
+
+
+def test_out_of_fds_backs_off_without_spinning(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with serving(engine, Echo, limits=Limits(drain_timeout=0.5)) as server:
+        waiting = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler: list[int] = []
+        try:
+            highest = max(int(name) for name in os.listdir("/proc/self/fd"))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 1, hard))
+            with contextlib.suppress(OSError):  # fill the holes below the limit
+                while True:
+                    filler.append(os.open(os.devnull, os.O_RDONLY))
+            # No fd is left, so the server's accept() fails with EMFILE.
+            waiting.connect((server.endpoint.host, server.endpoint.port))
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            time.sleep(0.6)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            for fd in filler:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with waiting:
+            used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            assert used < 0.3, f"{used:.2f} s of CPU in 0.6 s while out of fds: a busy loop"
+            warnings = [r for r in caplog.records if "pausing accepts" in r.getMessage()]
+            assert len(warnings) == 1
+            # Once fds are available again the waiting client is served.
+            waiting.settimeout(5)
+            waiting.sendall(b"served")
+            assert recv_exactly(waiting, 6) == b"served"

@@ -100,6 +100,7 @@ class _Reactor:
         self.done = False
         self.backing_off = False
         self._backoff_delay = _BACKOFF_FIRST
+        self._out_of_fds_logged = False
         self._resume_at = 0.0
         self._drain_deadline = 0.0
         self._thread_id = threading.get_ident()
@@ -140,10 +141,10 @@ class _Reactor:
             self._next_sweep = time.monotonic() + self._tick
             self._wake_at = self._next_sweep
         wait = poller.wait
-        handler_of = poller.handlers.get
+        handlers = poller.handlers
         scale = poller.scale
         monotonic = time.monotonic
-        handler = None
+        fd = -1
         while not self.done:
             timeout = None
             if self._wake_at is not None:
@@ -154,22 +155,21 @@ class _Reactor:
                 timeout *= scale
             try:
                 for fd, mask in wait(timeout):
-                    # None: closed earlier in this batch.  A reused fd's new
-                    # handler may see one spurious event; recv/send say EAGAIN.
-                    handler = handler_of(fd)
-                    if handler is not None:
-                        handler(mask)
+                    # An fd closed earlier in this batch maps to a no-op; a
+                    # reused fd's new handler may see one spurious event, and
+                    # its recv/send just say EAGAIN.
+                    handlers[fd](mask)
             except InterruptedError:
                 pass
             except Exception as exc:
                 # A service raised inside a handler: close that connection
                 # only.  Events not yet handled in this batch are still
                 # pending (level-triggered) and come back on the next wait.
-                owner = getattr(handler, "__self__", None)
+                owner = getattr(handlers.get(fd), "__self__", None)
                 if not isinstance(owner, Connection):
                     raise
                 owner.fail(exc)
-            handler = None
+            fd = -1
 
     def _check_fd(self, fd: int, what: str) -> None:
         if self.fd_limit is not None and fd >= self.fd_limit:
@@ -183,7 +183,9 @@ class _Reactor:
         for conn in list(self.conns.values()):
             conn.close("server stopped")
         self.poller.close()
-        for fd in (self._wake_r, self._wake_w):
+        wake_fds = (self._wake_r, self._wake_w)
+        self._wake_r = self._wake_w = -1
+        for fd in wake_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -205,6 +207,7 @@ class _Reactor:
             ctx.log.refused(peer, reason)
             return
         self._backoff_delay = _BACKOFF_FIRST
+        self._out_of_fds_logged = False
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
@@ -241,7 +244,8 @@ class _Reactor:
 
     def back_off(self, exc: OSError) -> None:
         """Out of fds: stop watching the listeners until a close or a short delay."""
-        if not self.backing_off:
+        if not self._out_of_fds_logged:  # once per streak: admit() re-arms it
+            self._out_of_fds_logged = True
             _log.warning(
                 "accept failed (%s); pausing accepts for %.2fs", exc.strerror, self._backoff_delay
             )
@@ -281,8 +285,10 @@ class _Reactor:
 
     def wake_from_thread(self, conn: Connection) -> None:
         self._woken.append(conn)
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"w")
+        fd = self._wake_w
+        if fd >= 0:  # -1 once the reactor is gone: never write to a reused fd number
+            with contextlib.suppress(OSError):
+                os.write(fd, b"w")
 
     def _on_wake(self, mask: int) -> None:
         with contextlib.suppress(BlockingIOError):

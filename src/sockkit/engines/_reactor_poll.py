@@ -4,8 +4,7 @@ Why not :mod:`selectors`: its ``select()`` rebuilds every ready event in Python
 (a key look-up, a mask translation and a tuple each), about 0.6 µs per wait,
 which is several per cent of a loopback echo round trip.  Here ``wait`` is the
 kernel poller's own ``poll`` method where there is one, returning raw
-``(fd, mask)`` pairs, and the reactor finds each fd's handler in
-:attr:`Poller.handlers` itself.
+``(fd, mask)`` pairs, and the reactor calls ``handlers[fd](mask)`` itself.
 
 Masks use the poll(2) bits, which epoll shares on Linux: ``READ``, ``WRITE``,
 and ``ERROR`` (error or hang-up), which a handler treats as both readable and
@@ -15,7 +14,8 @@ writable so its next ``recv``/``send`` reports what happened.
 from __future__ import annotations
 
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain, repeat
 from typing import ClassVar
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "PollPoller",
     "Poller",
     "SelectPoller",
+    "stale",
 ]
 
 READ = select.POLLIN
@@ -35,6 +36,15 @@ ERROR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 #: Called with the ready mask; registered per fd.
 Handler = Callable[[int], None]
+
+
+def stale(mask: int) -> None:
+    """The handler left for an unregistered fd.
+
+    An fd closed by an earlier handler of the same batch may still appear
+    in that batch; leaving this in :attr:`Poller.handlers` (instead of
+    deleting the entry) lets the reactor dispatch with a plain subscript.
+    """
 
 
 class Poller:
@@ -50,10 +60,16 @@ class Poller:
     #: fds at or above this cannot be watched (select's FD_SETSIZE), else ``None``.
     fd_limit: ClassVar[int | None] = None
 
-    wait: Callable[[float | None], list[tuple[int, int]]]
+    wait: Callable[[float | None], Iterable[tuple[int, int]]]
 
     def __init__(self) -> None:
+        #: fd -> handler; unregistered fds map to :func:`stale`.
         self.handlers: dict[int, Handler] = {}
+
+    def _forget(self, fd: int) -> None:
+        if self.handlers.get(fd, stale) is stale:
+            raise KeyError(f"fd {fd} is not registered")
+        self.handlers[fd] = stale
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
         raise NotImplementedError
@@ -86,7 +102,7 @@ class EpollPoller(Poller):
         self.handlers[fd] = handler
 
     def unregister(self, fd: int) -> None:
-        del self.handlers[fd]
+        self._forget(fd)
         self._epoll.unregister(fd)
 
     def close(self) -> None:
@@ -112,8 +128,12 @@ class PollPoller(Poller):
         self.handlers[fd] = handler
 
     def unregister(self, fd: int) -> None:
-        del self.handlers[fd]
+        self._forget(fd)
         self._poll.unregister(fd)
+
+
+_READS = repeat(READ)
+_WRITES = repeat(WRITE)
 
 
 class SelectPoller(Poller):
@@ -127,14 +147,15 @@ class SelectPoller(Poller):
         self._writers: set[int] = set()
         self.wait = self._wait
 
-    def _wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        readable, writable, _ = select.select(self._readers, self._writers, [], timeout)
-        ready = [(fd, READ) for fd in readable]
-        ready += [(fd, WRITE) for fd in writable]
-        return ready
+    def _wait(self, timeout: float | None) -> Iterable[tuple[int, int]]:
+        readable, writable, _ = select.select(self._readers, self._writers, (), timeout)
+        # zip with an endless repeat() pairs each fd with its mask in C: no list built.
+        if writable:
+            return chain(zip(readable, _READS, strict=False), zip(writable, _WRITES, strict=False))
+        return zip(readable, _READS, strict=False)
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
-        if fd in self.handlers:
+        if self.handlers.get(fd, stale) is not stale:
             raise KeyError(f"fd {fd} is already registered")
         self.modify(fd, events, handler)
 
@@ -147,6 +168,6 @@ class SelectPoller(Poller):
                 watched.discard(fd)
 
     def unregister(self, fd: int) -> None:
-        del self.handlers[fd]
+        self._forget(fd)
         self._readers.discard(fd)
         self._writers.discard(fd)
