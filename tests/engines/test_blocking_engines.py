@@ -441,6 +441,20 @@ def _echoes(server: Running) -> bool:
             return False
 
 
+@pytest.mark.parametrize("engine", SHARED)
+def test_threads_do_not_outlive_their_connections(engine: str) -> None:
+    baseline = threading.active_count()
+    with serving(engine, threads=3) as server:
+        for i in range(100):
+            with server.connect() as client:
+                client.sendall(b"%d" % i)
+                client.shutdown(socket.SHUT_WR)
+                assert recv_all(client) == b"%d" % i
+        # thread: only the engine's own thread is left; pool: it and its 3 workers.
+        expected = baseline + 1 + (3 if engine == "pool" else 0)
+        assert wait_for(lambda: threading.active_count() == expected)
+
+
 def test_pool_refuses_overflow_promptly_when_workers_and_queue_are_full() -> None:
     with serving("pool", threads=2) as server:
         # Two clients hold both workers; two more wait in the queue (2 places).
@@ -501,7 +515,7 @@ def test_denied_peer_is_closed_before_any_byte(engine: str) -> None:
     with serving(engine, Greeter, access={"deny": ["127.0.0.0/8"]}) as server:
         with server.connect() as client:
             assert recv_all(client) == b""
-        assert wait_for(lambda: server.log.reasons() == ["denied"])
+        assert wait_for(lambda: server.log.reasons() == ["deny"])
 
 
 # -- stop and drain ------------------------------------------------------------------
@@ -617,4 +631,75 @@ def test_tls_echo_and_a_failed_handshake_only_ends_its_own_connection(
             while len(got) < len(payload):
                 got += client.recv(65536)
         assert got == payload
-        assert wait_for(lambda: any(r.startswith("TLS") for r in server.log.reasons()))
+        assert wait_for(lambda: any(r.startswith("tls: ") for r in server.log.reasons()))
+
+
+# -- running out of file descriptors ------------------------------------------------
+
+_LOW_FD_SERVER = r"""
+import logging, resource, sys, threading
+from sockkit._endpoint import open_listener, parse_endpoint, sockaddr_endpoint
+from sockkit.engines import get_engine
+from sockkit.server._context import Limits, ServeContext, StreamListener
+from sockkit.services._base import Service
+
+class Echo(Service):
+    def received(self, data):
+        return data
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+sock = open_listener(parse_endpoint("127.0.0.1:0"))
+ctx = ServeContext([StreamListener(sock, sockaddr_endpoint(sock), Echo)], Limits(drain_timeout=0.2))
+import os
+used = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (used + 4, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+threading.Thread(target=lambda: (sys.stdin.read(), ctx.stop.set()), daemon=True).start()
+print(sock.getsockname()[1], flush=True)
+get_engine(sys.argv[1])().run(ctx)
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("engine", SHARED)
+def test_out_of_fds_backs_off_without_spinning_and_recovers(engine: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOW_FD_SERVER, engine],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    clients: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+        port = int(proc.stdout.readline())
+        # Connect more clients than the server has descriptors for: the kernel
+        # completes the handshakes, the server cannot accept them all.
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+        time.sleep(0.3)
+        cpu_before = _cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        assert _cpu_seconds(proc.pid) - cpu_before < 0.3  # backing off, not spinning
+        # Descriptors free up as clients leave; the waiting ones get served.
+        for client in clients[:4]:
+            client.close()
+        for client in clients[4:]:
+            client.sendall(b"late")
+            assert client.recv(10) == b"late"
+        proc.stdin.close()
+        assert proc.wait(15) == 0
+        warnings = [line for line in proc.stderr.read().splitlines() if b"cannot accept" in line]
+        assert len(warnings) == 1
+    finally:
+        for client in clients:
+            client.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()

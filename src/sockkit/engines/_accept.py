@@ -25,7 +25,12 @@ from sockkit._endpoint import format_sockaddr
 from sockkit._errors import translate_os_error
 from sockkit.engines._base import Engine
 from sockkit.engines._blocking import Connection
-from sockkit.server._context import ServeContext, StreamListener
+from sockkit.server._context import (
+    REFUSED_DENY,
+    REFUSED_MAX_CONNS,
+    ServeContext,
+    StreamListener,
+)
 
 __all__ = ["AcceptingEngine"]
 
@@ -146,11 +151,11 @@ class AcceptingEngine(Engine):
     def _hand_off(self, sock: socket.socket, addr: object, listener: StreamListener) -> None:
         ctx = self.ctx
         if not ctx.access.open and not ctx.access.admit(_host_of(sock.family, addr)):
-            self._refuse(sock, addr, "denied")
+            self._refuse(sock, addr, REFUSED_DENY)
             return
         max_conns = ctx.limits.max_conns
         if max_conns is not None and self.open_count() >= max_conns:
-            self._refuse(sock, addr, "max-conns")
+            self._refuse(sock, addr, REFUSED_MAX_CONNS)
             return
         reason = self.dispatch(Connection(sock, addr, listener, ctx))
         if reason is not None:

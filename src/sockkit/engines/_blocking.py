@@ -34,7 +34,7 @@ import threading
 import time
 
 from sockkit._endpoint import format_sockaddr
-from sockkit.server._context import ServeContext, StreamListener
+from sockkit.server._context import REFUSED_TLS, ServeContext, StreamListener
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Aborted", "Connection"]
@@ -45,7 +45,6 @@ _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _POLLGONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-_INET = (socket.AF_INET, socket.AF_INET6)
 
 _REASONS = {
     errno.ECONNRESET: "reset by peer",
@@ -73,6 +72,7 @@ class Connection:
         "_lock",
         "aborted",
         "addr",
+        "buffer",
         "bytes_in",
         "bytes_out",
         "ctx",
@@ -88,6 +88,9 @@ class Connection:
         self.listener = listener
         self.ctx = ctx
         self.aborted = False
+        #: Where recv_into reads; an engine may lend one to reuse (a pool
+        #: thread's, or one the fork parent touched so children share its pages).
+        self.buffer: memoryview | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self._efd = -1
@@ -118,13 +121,13 @@ class Connection:
         """Serve the connection to its end, log it, close it.  Never raises."""
         ctx = self.ctx
         log = ctx.log
-        peer = format_sockaddr(self.sock.family, self.addr)
-        started = time.monotonic()
+        peer = _peer_text(self.addr)
         try:
             if self.aborted:
+                self._close()
                 log.refused(peer, "server stopping")
                 return
-            if self.sock.family in _INET:
+            if isinstance(self.addr, tuple):  # TCP: answers must not wait for Nagle
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.listener.tls is not None and not self._handshake(peer):
                 return
@@ -136,7 +139,12 @@ class Connection:
         except BaseException:
             self._close()
             raise
-        log.opened(peer, str(self.listener.endpoint))
+        # The log is skipped entirely when it writes nothing: in a fork child
+        # every object touched is a page copied.
+        logging_on = log.enabled
+        if logging_on:
+            started = time.monotonic()
+            log.opened(peer, str(self.listener.endpoint))
         reason: str | None = "error"
         try:
             reason = self._serve(service, peer)
@@ -153,7 +161,9 @@ class Connection:
             except Exception:
                 _logger.exception("service %s failed in closed()", type(service).__name__)
             self._close()
-            log.closed(peer, self.bytes_in, self.bytes_out, time.monotonic() - started, reason)
+            if logging_on:
+                duration = time.monotonic() - started
+                log.closed(peer, self.bytes_in, self.bytes_out, duration, reason)
 
     def _handshake(self, peer: str) -> bool:
         """Do the TLS handshake within ``handshake_timeout``; on failure log, close, say False."""
@@ -163,7 +173,7 @@ class Connection:
                 self.sock, server_side=True, do_handshake_on_connect=False
             )
         except (OSError, ValueError) as exc:
-            self.ctx.log.refused(peer, f"TLS setup failed: {exc}")
+            self.ctx.log.refused(peer, f"{REFUSED_TLS}: setup failed: {exc}")
             self._close()
             return False
         with self._lock:
@@ -173,7 +183,7 @@ class Connection:
             tls.do_handshake()
         except (OSError, ValueError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            reason = "server stopping" if self.aborted else f"TLS handshake: {why}"
+            reason = "server stopping" if self.aborted else f"{REFUSED_TLS}: {why}"
             self.ctx.log.refused(peer, reason)
             self._close()
             return False
@@ -217,7 +227,7 @@ class Connection:
         # recv_into one buffer, then copy out just what arrived: recv(read_size)
         # would allocate read_size bytes per call, and past glibc's mmap
         # threshold (128 KiB) that is an mmap/munmap pair per message.
-        buffer = memoryview(bytearray(limits.read_size))
+        buffer = self._read_buffer()
         recv_into = sock.recv_into
         send = sock.send
         high, low, cap = limits.high_water, limits.low_water, limits.output_cap
@@ -263,6 +273,8 @@ class Connection:
                         if not shut_wr:
                             sock.shutdown(socket.SHUT_WR)
                             shut_wr = True
+                        if not reading:
+                            return service.close_reason  # both directions are done
                 if service.producing and state != CLOSE and not shut_wr and len(pending) < low:
                     out = service.produce(high - len(pending))
                     if out:
@@ -321,6 +333,11 @@ class Connection:
             self.bytes_in = bytes_in
             self.bytes_out = bytes_out
 
+    def _read_buffer(self) -> memoryview:
+        if self.buffer is None or len(self.buffer) != self.ctx.limits.read_size:
+            self.buffer = memoryview(bytearray(self.ctx.limits.read_size))
+        return self.buffer
+
     def _serve_replies(self, service: Service, peer: str) -> str | None:
         """The loop for a service that only ever answers what it is sent (echo, daytime).
 
@@ -332,8 +349,9 @@ class Connection:
         or an :meth:`abort` ends the wait, which is what the limits ask for.
         """
         sock = self.sock
-        sock.settimeout(None)
-        buffer = memoryview(bytearray(self.ctx.limits.read_size))
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)
+        buffer = self._read_buffer()
         recv_into = sock.recv_into
         sendall = sock.sendall
         reading = True
@@ -399,6 +417,19 @@ def _expired(
     if send_timeout is not None and pending and now >= last_sent + send_timeout:
         return "send timeout"
     return "idle timeout"
+
+
+def _peer_text(addr: object) -> str:
+    """The peer as ``format_sockaddr`` writes it, with IPv4 (the common case) done inline.
+
+    The address's shape tells the family (2-tuple IPv4, 4-tuple IPv6, else
+    Unix), which spares converting ``sock.family`` to its enum per connection.
+    """
+    if isinstance(addr, tuple):
+        if len(addr) == 2:
+            return f"{addr[0]}:{addr[1]}"
+        return format_sockaddr(socket.AF_INET6, addr)
+    return format_sockaddr(socket.AF_UNIX, addr)
 
 
 def _describe(exc: OSError) -> str:

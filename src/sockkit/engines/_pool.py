@@ -56,10 +56,12 @@ class PoolEngine(AcceptingEngine):
         return None
 
     def _work(self) -> None:
+        buffer = memoryview(bytearray(self.ctx.limits.read_size))  # one per worker, reused
         while True:
             conn = self._queue.get()
             if conn is None:
                 return
+            conn.buffer = buffer
             try:
                 conn.run()
             finally:
