@@ -33,6 +33,8 @@ if TYPE_CHECKING:
         TLSError,
         UsageError,
     )
+    from sockkit.bench._result import BenchResult
+    from sockkit.bench._runner import run_bench
     from sockkit.client._connection import (
         Connection,
         DatagramConnection,
@@ -69,6 +71,8 @@ _EXPORTS: dict[str, str] = {
     "TLSError": "sockkit._errors",
     "TimeoutError": "sockkit._errors",
     "UsageError": "sockkit._errors",
+    "BenchResult": "sockkit.bench._result",
+    "run_bench": "sockkit.bench._runner",
     "Connection": "sockkit.client._connection",
     "DatagramConnection": "sockkit.client._connection",
     "connect": "sockkit.client._connection",
@@ -104,6 +108,7 @@ __all__ = [
     "AccessList",
     "AddressInUseError",
     "AddressInfo",
+    "BenchResult",
     "ConnectError",
     "Connection",
     "ConnectionResetError",
@@ -140,6 +145,7 @@ __all__ = [
     "parse_endpoint",
     "port_owner",
     "resolve",
+    "run_bench",
     "serve",
 ]
 

@@ -1,0 +1,138 @@
+"""``sockkit bench compare --scale tiny`` end to end, and the /proc sampling under it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import run_cli
+
+from sockkit.bench._procstat import tree_cpu, tree_memory, tree_pids
+
+BURN_IN_CHILD = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    end = time.process_time() + 0.4
+    while time.process_time() < end:
+        pass
+    os._exit(0)
+os.waitpid(pid, 0)
+print("reaped", flush=True)
+time.sleep(30)
+"""
+
+
+def test_tree_cpu_counts_a_reaped_child() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", BURN_IN_CHILD], stdout=subprocess.PIPE)
+    try:
+        before = tree_cpu(proc.pid)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"reaped\n"
+        assert tree_cpu(proc.pid) - before >= 0.3
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_tree_memory_sees_a_child_allocating() -> None:
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    b = bytearray(64 << 20)\n"
+        "    print('x', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"x\n"
+        pids = tree_pids(proc.pid)
+        assert len(pids) == 2
+        memory = tree_memory(proc.pid)
+        assert memory.processes == 2
+        assert memory.rss >= 64 << 20 and memory.pss >= 60 << 20
+    finally:
+        for pid in reversed(tree_pids(proc.pid)):
+            os.kill(pid, 9)
+        proc.wait()
+
+
+def test_compare_tiny_runs_end_to_end(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = run_cli(
+        [
+            "bench",
+            "compare",
+            "--scale",
+            "tiny",
+            "--idle-conns",
+            "50",
+            "--engines",
+            "uvloop,epoll",
+            "--peers",
+            "c_epoll,socketserver_threading",
+            "--out",
+            str(tmp_path),
+            "--markdown",
+            str(tmp_path / "RESULTS.md"),
+        ],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    report = json.loads((tmp_path / "compare.json").read_text())
+    measured = set(report["servers"])
+    assert "socketserver_threading_echo" in measured
+    if shutil.which("cc"):
+        assert "c_epoll_echo" in measured
+    for name in measured:
+        rows = report["results"][name]
+        assert set(rows) == {"a", "b", "c", "d", "e"}
+        assert all(row["errors"] == 0 for row in rows.values())
+        assert rows["a"]["ops_per_s"] > 0 and rows["a"]["server_cpu_us_per_op"] > 0
+        assert rows["e"]["established"] == 50
+    assert "(a) rr 64 B x100 d1" in done.stdout.decode()
+    assert "| target | measured | limit | met |" in (tmp_path / "RESULTS.md").read_text()
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert b"plot skipped" in done.stderr
+    assert time.monotonic() - started < 90
+
+
+def test_compare_with_rrload_as_the_load_generator(tmp_path: Path) -> None:
+    source = Path("/work/shared/tools/rrload.c")
+    if not shutil.which("cc") or not source.exists():
+        pytest.skip("needs cc and rrload.c")
+    done = run_cli(
+        [
+            "bench",
+            "compare",
+            "--scale",
+            "tiny",
+            "--idle-conns",
+            "30",
+            "--engines",
+            "",
+            "--peers",
+            "socketserver_threading",
+            "--loadgen",
+            str(source),
+            "--out",
+            str(tmp_path),
+        ],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert report["loadgen"].endswith("rrload")
+    rows = report["results"]["socketserver_threading_echo"]
+    assert rows["a"]["ops_per_s"] > 0 and rows["a"]["server_cpu_us_per_op"] > 0
+    assert rows["e"]["established"] == 30
