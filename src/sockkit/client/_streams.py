@@ -165,7 +165,12 @@ class TLSStream:
             if self._eof:
                 return b""
             if self.wants_write():
-                self.flush()  # a handshake message (key update) may need to go out
+                try:
+                    self.flush()  # a handshake message (key update) may need to go out
+                except BlockingIOError:
+                    raise
+                except OSError:
+                    pass  # the peer has gone; what it sent before going (an alert) is still to read
             chunk = self.sock.recv(_CIPHERTEXT_READ)  # BlockingIOError: nothing yet
             self._starved = False
             if chunk:
