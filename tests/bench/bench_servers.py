@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+#: The C load generator used as a yardstick: beside the checkout, or named by SOCKKIT_RRLOAD.
+RRLOAD_SOURCE = Path(
+    os.environ.get(
+        "SOCKKIT_RRLOAD", Path(__file__).resolve().parents[3] / "shared" / "tools" / "rrload.c"
+    )
+)
 
 #: A behaviour gets the connection's socket and runs it to the end.
 Behaviour = Callable[[socket.socket], None]

@@ -6,15 +6,14 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from bench_servers import Behaviour, delayed
+from bench_servers import RRLOAD_SOURCE, Behaviour, delayed
 
 from sockkit import parse_endpoint
 from sockkit.bench import run_bench
 
-RRLOAD = Path("/work/shared/tools/rrload.c")
+RRLOAD = RRLOAD_SOURCE
 
 
 @pytest.fixture(scope="module")

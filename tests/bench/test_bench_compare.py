@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench_servers import RRLOAD_SOURCE
 from tests.conftest import run_cli
 
 from sockkit.bench._procstat import tree_cpu, tree_memory, tree_pids
@@ -108,7 +109,7 @@ def test_compare_tiny_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_compare_with_rrload_as_the_load_generator(tmp_path: Path) -> None:
-    source = Path("/work/shared/tools/rrload.c")
+    source = RRLOAD_SOURCE
     if not shutil.which("cc") or not source.exists():
         pytest.skip("needs cc and rrload.c")
     done = run_cli(
