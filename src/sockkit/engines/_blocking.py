@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import select
 import socket
@@ -335,7 +336,11 @@ class Connection:
 
     def _read_buffer(self) -> memoryview:
         if self.buffer is None or len(self.buffer) != self.ctx.limits.read_size:
-            self.buffer = memoryview(bytearray(self.ctx.limits.read_size))
+            # Anonymous pages, not a bytearray: a bytearray is zero-filled (all
+            # read_size bytes resident at once), while the kernel backs these
+            # only where recv_into writes — an idle connection that has seen a
+            # 64-byte request holds one page of buffer, not 256 KiB.
+            self.buffer = memoryview(mmap.mmap(-1, self.ctx.limits.read_size))
         return self.buffer
 
     def _serve_replies(self, service: Service, peer: str) -> str | None:

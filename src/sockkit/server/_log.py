@@ -11,10 +11,12 @@ machinery under the ``sockkit.server`` logger, in one of two formats:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any, Literal, TextIO
 
@@ -82,6 +84,20 @@ class ServerLog(ConnectionLog):
         self.enabled = logger.isEnabledFor(logging.INFO)
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # A logger from make_logger is written to directly: a LogRecord (caller
+        # lookup, a dozen attributes) per connection line costs more than the
+        # line, and in a fork child it copies pages the parent could have shared.
+        handlers = logger.handlers
+        self._direct: logging.StreamHandler[TextIO] | None = None
+        if (
+            len(handlers) == 1
+            and isinstance(handlers[0], logging.StreamHandler)
+            and isinstance(handlers[0].formatter, (_TextFormatter, _JSONFormatter))
+            and not logger.filters
+            and not handlers[0].filters
+        ):
+            self._direct = handlers[0]
+        self._json = self._direct is not None and isinstance(self._direct.formatter, _JSONFormatter)
 
     def _count(self, *keys: str) -> None:
         with self._lock:
@@ -90,8 +106,28 @@ class ServerLog(ConnectionLog):
 
     def event(self, level: int, message: str, **fields: Any) -> None:
         """Log ``message`` with ``fields`` (kept as JSON fields in the json format)."""
-        if self.logger.isEnabledFor(level):
+        if not self.logger.isEnabledFor(level):
+            return
+        handler = self._direct
+        if handler is None:
             self.logger.log(level, message, extra={"fields": fields})
+            return
+        if self._json:
+            entry: dict[str, Any] = {
+                "time": round(time.time(), 6),
+                "level": logging.getLevelName(level).lower(),
+                "message": message,
+            }
+            entry.update(fields)
+            line = json.dumps(entry, separators=(",", ":"))
+        else:
+            line = message
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(line + "\n")
+                handler.stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr gone (closed pipe): serving goes on without a log
 
     def listening(self, endpoint: str) -> None:
         """Announce a bound endpoint: exactly the line ``listening on ENDPOINT``."""
