@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -191,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
         tls = TLSFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
     elif args.tls_key is not None or args.tls_client_ca is not None:
         raise UsageError("--tls-key and --tls-client-ca need --tls-cert FILE")
+    # This process only serves from here on: what start-up built (modules,
+    # the parser) lives until exit, so keep the collector from rescanning it
+    # whenever connections' objects trigger a collection.
+    gc.freeze()
     serve(
         service,
         endpoints,

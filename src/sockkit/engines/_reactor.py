@@ -59,20 +59,29 @@ _RETRY = (BlockingIOError, InterruptedError)
 class _Acceptor:
     """A listener as the reactor sees it: its handler accepts a batch."""
 
-    __slots__ = ("listener", "local", "reactor", "sock")
+    __slots__ = ("family", "kind", "listener", "local", "proto", "reactor", "sock")
 
     def __init__(self, reactor: _Reactor, listener: StreamListener) -> None:
         self.reactor = reactor
         self.listener = listener
         self.sock = listener.sock
         self.local = str(listener.endpoint)
+        # Read once: socket.family converts to an enum on every access.
+        self.family = int(listener.sock.family)
+        self.kind = int(listener.sock.type)
+        self.proto = listener.sock.proto
 
     def on_readable(self, mask: int) -> None:
-        accept = self.sock.accept
+        # The C-level accept: socket.accept() wraps the same call but reads the
+        # listener's family and type as enums for every connection it returns.
+        accept = self.sock._accept  # type: ignore[attr-defined]
+        family, kind, proto = self.family, self.kind, self.proto
+        make = socket.socket
         reactor = self.reactor
         for _ in range(_ACCEPT_BATCH):
             try:
-                sock, addr = accept()
+                fd, addr = accept()
+                sock = make(family, kind, proto, fd)
             except _RETRY:
                 return
             except OSError as exc:
@@ -194,7 +203,8 @@ class _Reactor:
     def admit(self, acceptor: _Acceptor, sock: socket.socket, addr: object) -> None:
         """Refuse or start serving one accepted socket.  No byte is read before ``admit``."""
         ctx = self.ctx
-        peer = format_sockaddr(sock.family, addr)
+        family = acceptor.family
+        peer = format_sockaddr(family, addr)
         reason = None
         if not ctx.access.open and isinstance(addr, tuple) and not ctx.access.admit(addr[0]):
             reason = "deny"
@@ -209,7 +219,7 @@ class _Reactor:
         self._backoff_delay = _BACKOFF_FIRST
         self._out_of_fds_logged = False
         sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
+        if family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener = acceptor.listener

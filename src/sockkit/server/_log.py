@@ -145,7 +145,10 @@ class ServerLog(ConnectionLog):
         self.logger.handle(record)
 
     def opened(self, peer: str, local: str) -> None:
-        self._count("opened")
+        with self._lock:
+            self.counts["opened"] += 1
+        if not self.enabled:
+            return  # counted; nothing to format (below --log-level info)
         self.event(
             logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
         )
@@ -153,7 +156,10 @@ class ServerLog(ConnectionLog):
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
     ) -> None:
-        self._count("closed")
+        with self._lock:
+            self.counts["closed"] += 1
+        if not self.enabled:
+            return
         text = f"closed {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s"
         if reason:
             text += f" reason={reason}"
