@@ -55,6 +55,10 @@ _REASONS = {
 }
 
 
+#: A read at least this large makes the next read a plain recv() (see _serve_replies).
+_BULK_READ = 16 * 1024
+
+
 class Aborted(Exception):
     """Raised inside a connection's loop to end it now (a fork child's SIGTERM)."""
 
@@ -356,8 +360,14 @@ class Connection:
         sock = self.sock
         if sock.gettimeout() is not None:
             sock.settimeout(None)
+        # Small reads go through the connection's buffer and are copied out
+        # (no read_size allocation per call); after a large read the next one
+        # takes recv()'s own bytes object, saving a copy of each bulk chunk.
         buffer = self._read_buffer()
         recv_into = sock.recv_into
+        recv = sock.recv
+        read_size = self.ctx.limits.read_size
+        bulk = False
         sendall = sock.sendall
         reading = True
         shut_wr = False
@@ -377,10 +387,15 @@ class Connection:
                         shut_wr = True
                 if not reading:
                     return None  # the peer is done and so is the service
-                n = recv_into(buffer)
-                if n:
-                    bytes_in += n
-                    out = service.received(buffer[:n].tobytes())
+                if bulk:
+                    data = recv(read_size)
+                else:
+                    n = recv_into(buffer)
+                    data = buffer[:n].tobytes()
+                if data:
+                    bytes_in += len(data)
+                    bulk = len(data) >= _BULK_READ
+                    out = service.received(data)
                 else:
                     if self.aborted:
                         return "server stopping"
