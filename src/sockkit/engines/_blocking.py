@@ -366,7 +366,9 @@ class Connection:
         buffer = self._read_buffer()
         recv_into = sock.recv_into
         recv = sock.recv
-        read_size = self.ctx.limits.read_size
+        # At most 64 KiB: recv() allocates the whole size it is asked for, and
+        # past glibc's mmap threshold (128 KiB) that is an mmap/munmap per call.
+        bulk_size = min(self.ctx.limits.read_size, 64 * 1024)
         bulk = False
         sendall = sock.sendall
         reading = True
@@ -388,7 +390,7 @@ class Connection:
                 if not reading:
                     return None  # the peer is done and so is the service
                 if bulk:
-                    data = recv(read_size)
+                    data = recv(bulk_size)
                 else:
                     n = recv_into(buffer)
                     data = buffer[:n].tobytes()
