@@ -56,6 +56,8 @@ class ServerSpec:
     argv: tuple[str, ...]
     #: one process per connection: idle-connection counts are capped for it
     per_connection_process: bool = False
+    #: arguments after HOST and PORT (a peer's options)
+    extra: tuple[str, ...] = ()
 
 
 def find_peers_dir() -> Path | None:
@@ -108,6 +110,16 @@ def _peer_specs(
                     stem, "peer", (sys.executable, str(script)), stem.endswith("forking_echo")
                 )
             )
+    # The minimal reactor again on select() and poll(): the baselines for the
+    # engines on those system calls (the plain one uses epoll, as
+    # selectors.DefaultSelector does on Linux).
+    script = peers_dir / "selectors_echo.py"
+    for mechanism in ("select", "poll"):
+        stem = f"selectors_{mechanism}_echo"
+        if script.exists() and (wanted is None or stem in wanted or stem[:-5] in wanted):
+            specs.append(
+                ServerSpec(stem, "peer", (sys.executable, str(script)), extra=(mechanism,))
+            )
     if wanted is None or _C_PEER in wanted or "c_epoll" in wanted:
         binary = _build_c_peer(peers_dir / f"{_C_PEER}.c", build_dir, skipped)
         if binary is not None:
@@ -153,7 +165,7 @@ class RunningServer:
         self.spec = spec
         argv = list(spec.argv)
         if spec.kind == "peer":
-            argv += ["127.0.0.1", "0"]
+            argv += ["127.0.0.1", "0", *spec.extra]
         env = dict(os.environ)
         env["PYTHONPATH"] = _SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
