@@ -118,6 +118,21 @@ def test_malformed_endpoint_on_the_command_line_exits_2_with_one_line(
     assert result.stdout == b""
 
 
+@pytest.mark.parametrize(("text", "why"), BAD, ids=[repr(t) for t, _ in BAD])
+def test_every_malformed_endpoint_fails_connect_with_exit_2_and_the_reason(
+    text: str, why: str
+) -> None:
+    # "--" so a text starting with "-" is still the endpoint, as a user would write it.
+    result = run_cli(["connect", "--", text], input=b"")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("sockkit: ")
+    assert repr(text) in lines[0]
+    assert why in lines[0]
+    assert result.stdout == b""
+
+
 hosts = st.one_of(
     st.ip_addresses(v=4).map(str),
     st.ip_addresses(v=6).map(str),
