@@ -1,6 +1,6 @@
 """Server CPU per request: sockkit's uvloop/asyncio engine against the raw Protocol peers.
 
-Usage (from the worktree root, after ``cc -O2 -o /tmp/rrload /work/shared/tools/rrload.c``)::
+Usage (from the checkout, after ``cc -O2 -o /tmp/rrload ../shared/tools/rrload.c``)::
 
     PYTHONPATH=src python benchmarks/aio_cpu.py [--rounds 5] [--duration 3] [--cases a,b,c,d]
 

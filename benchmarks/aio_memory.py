@@ -1,6 +1,6 @@
 """Memory per idle connection: sockkit's uvloop/asyncio engine against the raw peers.
 
-Usage (from the worktree root; rrload built at /tmp/rrload)::
+Usage (from the checkout; rrload built at /tmp/rrload)::
 
     ulimit -n 65536; PYTHONPATH=src python benchmarks/aio_memory.py [--conns 10000]
 

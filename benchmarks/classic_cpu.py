@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    cc -O2 -o /tmp/rrload /work/shared/tools/rrload.c
+    cc -O2 -o /tmp/rrload ../shared/tools/rrload.c
     python benchmarks/classic_cpu.py --pair thread --rounds 5 --duration 3 --conns 4
     python benchmarks/classic_cpu.py --pair fork --rounds 5 --duration 3 --conns 4
 

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    cc -O2 -o /tmp/rrload /work/shared/tools/rrload.c
+    cc -O2 -o /tmp/rrload ../shared/tools/rrload.c
     python benchmarks/reactor_cpu.py --rrload /tmp/rrload --rounds 5 --duration 3 --conns 1
 
 Each server runs pinned to CPU 0 (``taskset -c 0``), the load to CPU 1.  Each

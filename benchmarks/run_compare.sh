@@ -3,7 +3,7 @@
 # servers, and rewrite benchmarks/RESULTS.md (plus results/compare.json and
 # results/compare.png).  Takes about a quarter of an hour on 2 cores; run it on
 # an otherwise idle machine.  Extra arguments go to `sockkit bench compare`
-# (e.g. --rounds 1, --loadgen /work/shared/tools/rrload.c).
+# (e.g. --rounds 1, --loadgen ../shared/tools/rrload.c).
 set -eu
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
