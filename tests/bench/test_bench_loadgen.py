@@ -145,6 +145,13 @@ def test_nothing_listening_is_a_failure_not_a_result() -> None:
     assert json.loads(done.stdout)["conn_failures"] == 50
 
 
+def test_nothing_listening_is_one_clear_line_for_a_person() -> None:
+    done = run_cli(["bench", "127.0.0.1:1", "--duration", "0.2", "--warmup", "0"])
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert done.stderr == b"sockkit: connection refused: nothing is listening at 127.0.0.1:1\n"
+
+
 @pytest.mark.parametrize("mode", ["rr", "idle"])
 def test_a_server_closing_right_after_the_first_echo_yields_errors(
     tcp_server: Callable[[Behaviour], str], mode: str
