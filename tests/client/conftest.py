@@ -64,9 +64,27 @@ def need(tool: str) -> str:
 
 @pytest.fixture
 def socat_echo(processes: Spawn) -> int:
-    """A socat TCP echo peer on loopback (it forks per connection); returns its port."""
+    """A socat TCP echo peer on loopback (it forks per connection); returns its port.
+
+    ``-b 4096``: socat writes its blocks with blocking writes, and into its own
+    PIPE a write larger than the pipe's free page can block forever (socat is
+    also the pipe's only reader) once the client reads slower than it sends.
+    A block of one page always fits when select() says the pipe is writable.
+    ``-t 30``: after the client's half-close, wait for the echo to drain rather
+    than socat's default half a second.
+    """
     port = free_port()
-    processes([need("socat"), f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", "PIPE"])
+    processes(
+        [
+            need("socat"),
+            "-b",
+            "4096",
+            "-t",
+            "30",
+            f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+            "PIPE",
+        ]
+    )
     wait_for_tcp(port)
     return port
 

@@ -184,6 +184,7 @@ def test_connect_through_socat_tls_echo(processes: Spawn, certs: Certs) -> None:
     processes(
         [
             need("socat"),
+            *("-b", "4096", "-t", "30"),  # see socat_echo in conftest.py
             f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={certs.server},verify=0",
             "PIPE",
         ]
