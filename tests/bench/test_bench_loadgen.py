@@ -152,6 +152,12 @@ def test_nothing_listening_is_one_clear_line_for_a_person() -> None:
     assert done.stderr == b"sockkit: connection refused: nothing is listening at 127.0.0.1:1\n"
 
 
+def test_bad_options_are_usage_errors_even_when_nothing_listens() -> None:
+    done = run_cli(["bench", "127.0.0.1:1", "--conns", "0"])
+    assert done.returncode == 2
+    assert done.stderr.startswith(b"sockkit: --conns")
+
+
 @pytest.mark.parametrize("mode", ["rr", "idle"])
 def test_a_server_closing_right_after_the_first_echo_yields_errors(
     tcp_server: Callable[[Behaviour], str], mode: str

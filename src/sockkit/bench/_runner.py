@@ -17,7 +17,7 @@ import signal
 import sys
 from dataclasses import replace
 
-from sockkit._endpoint import Endpoint
+from sockkit._endpoint import Endpoint, open_connection
 from sockkit._errors import UsageError
 from sockkit.bench._loadgen import (
     MODES,
@@ -81,6 +81,7 @@ def run_bench(
     pending: int = 256,
     on_phase: PhaseCallback | None = None,
     on_progress: ProgressCallback | None = None,
+    require_listener: bool = False,
 ) -> BenchResult:
     """Load ``endpoint`` and return the verified measurements.
 
@@ -88,7 +89,10 @@ def run_bench(
     is neither loopback nor Unix.  Server failures (refused, reset, corrupted
     echoes) are never raised: they are counted in ``errors``/``conn_failures``.
     ``on_phase`` hears "ready" (idle), "measure" and "done"; ``on_progress`` is
-    called about once a second (first process only).
+    called about once a second (first process only).  With ``require_listener``
+    a stream target is connected to once before the load, and a failure raises
+    the :class:`~sockkit.ConnectError` that says why (nothing listening, ...)
+    instead of a result with every connection failed.
     """
     target = resolve_target(endpoint)
     if mode != "rr" or target.is_datagram:
@@ -97,6 +101,8 @@ def run_bench(
         target, mode, conns, depth, size, duration, warmup, src_ips, connect_timeout, pending
     )
     _check(spec, processes)
+    if require_listener and not target.is_datagram:
+        open_connection(endpoint, timeout=min(connect_timeout, 5.0)).close()
     raise_fd_limit(conns // processes + conns % processes + _FD_SLACK)
     if processes == 1:
         tally = generate(spec, on_phase, on_progress)

@@ -9,10 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
-from sockkit._endpoint import open_connection, parse_endpoint
+from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
 from sockkit.bench import MODES, BenchResult, run_bench
-from sockkit.bench._target import resolve_target
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "run"]
 
@@ -80,12 +79,6 @@ def run(args: argparse.Namespace) -> int:
         flag = "--" + used[0].replace("_", "-")
         raise UsageError(f"{flag} belongs to 'sockkit bench compare'")
     endpoint = parse_endpoint(args.endpoint)
-    if not args.json and endpoint.is_stream:
-        # One connection first, so a server that is not there (or refuses)
-        # gets one clear line instead of a report of N failed connections.
-        # (resolve_target refuses anything but loopback and Unix first.)
-        resolve_target(endpoint)
-        open_connection(endpoint, timeout=min(args.connect_timeout, 5.0)).close()
     size = args.size if args.size is not None else (65536 if args.mode == "stream" else 64)
     conns = args.conns if args.conns is not None else (4 if args.mode == "stream" else 50)
     progress = _Progress(args.duration) if sys.stderr.isatty() and not args.json else None
@@ -102,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         pending=args.pending,
         on_progress=progress,
+        # a person gets one clear line when nothing listens; --json gets the result
+        require_listener=not args.json,
     )
     if progress is not None:
         progress.clear()
