@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
-from sockkit.cli._parser import CommandParser
+from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
 
 DESCRIPTION = """\
 Serve SERVICE (echo, discard, chargen, daytime, time, chat, or module:Class) on
@@ -33,26 +33,6 @@ examples:
   sockkit serve mypkg.services:Upper 7100       your own Service subclass"""
 
 DEFAULT_ENDPOINT = "7007"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
 
 
 def _octal_mode(text: str) -> int:
@@ -81,33 +61,36 @@ def add_arguments(parser: CommandParser) -> None:
     )
     eng.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="processes sharing the endpoints",
     )
     eng.add_argument(
-        "--threads", type=_positive_int, metavar="N", help="worker threads of the pool engine"
+        "--threads", type=positive_int, metavar="N", help="worker threads of the pool engine"
     )
     eng.add_argument(
-        "--backlog", type=_positive_int, metavar="N", help="listen() backlog (default SOMAXCONN)"
+        "--backlog", type=positive_int, metavar="N", help="listen() backlog (default SOMAXCONN)"
     )
     lim = parser.add_argument_group("limits")
     lim.add_argument(
         "--max-conns",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="refuse clients past N open connections",
     )
     lim.add_argument(
-        "--idle-timeout", type=_seconds, metavar="SECONDS", help="close a silent connection"
+        "--idle-timeout", type=positive_seconds, metavar="SECONDS", help="close a silent connection"
     )
     lim.add_argument(
-        "--send-timeout", type=_seconds, metavar="SECONDS", help="close a peer that stops reading"
+        "--send-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="close a peer that stops reading",
     )
     lim.add_argument(
         "--drain-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="on SIGINT/SIGTERM, how long open connections may finish (default 10)",

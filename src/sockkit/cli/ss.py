@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 
+from sockkit.cli._parser import positive_int, positive_seconds
 from sockkit.inspect import SOURCES, SocketQuery, SocketTable, select_query
 from sockkit.inspect._format import format_table, record_to_dict
 
@@ -49,22 +50,6 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected a port number 0-65535 or a service name, got {text!r}"
         ) from None
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,16 +96,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     watch.add_argument(
         "--watch",
         nargs="?",
-        type=_positive,
+        type=positive_seconds,
         const=0.2,
         metavar="INTERVAL",
         help="list again every INTERVAL seconds (default 0.2) and print each change",
     )
     watch.add_argument(
-        "--count", type=_count, metavar="N", help="with --watch: stop after N changes"
+        "--count", type=positive_int, metavar="N", help="with --watch: stop after N changes"
     )
     watch.add_argument(
-        "--duration", type=_positive, metavar="SECONDS", help="with --watch: stop after SECONDS"
+        "--duration",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="with --watch: stop after SECONDS",
     )
 
 
