@@ -126,6 +126,20 @@ def test_mutual_tls_needs_the_client_certificate(sockkit_listen: StartListen, ce
     assert b"TLS" in err
 
 
+def test_api_sender_refused_for_no_certificate_hears_why(
+    sockkit_listen: StartListen, certs: Certs
+) -> None:
+    # TLS 1.3: our handshake is done before the server checks for a certificate,
+    # so the refusal meets us while sending; it must say why, not "reset".
+    args = ("tls://127.0.0.1:0", "--tls-cert", str(certs.server), "--tls-ca", str(certs.ca))
+    listening = sockkit_listen(*args, stdin=subprocess.DEVNULL)
+    conn = sockkit.connect(listening.endpoint, timeout=10, tls=sockkit.TLSConfig(ca=str(certs.ca)))
+    with conn, pytest.raises(sockkit.TLSError, match="certificate required"):
+        for _ in range(200):  # 12.5 MiB: far more than the socket buffers hold
+            conn.send(b"x" * 65536)
+        conn.recv_all()
+
+
 def test_missing_certificate_file_is_a_usage_error(certs: Certs) -> None:
     result = run_cli(["connect", "--tls-ca", "/nonexistent/ca.pem", "tls://127.0.0.1:1"], input=b"")
     assert result.returncode == 2

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -224,14 +223,14 @@ class StreamPump:
         except BlockingIOError:
             return
         except OSError as exc:
-            raise _send_failure(peer, exc) from exc
+            raise tls_error(exc, peer.name) from exc
         if self._stdin_ended and not peer.write_shut and self._options.shutdown_on_eof:
             peer.write_shut = True
             try:
                 peer.stream.half_close()
             except OSError as exc:
                 if exc.errno != errno.ENOTCONN:
-                    raise _send_failure(peer, exc) from exc
+                    raise tls_error(exc, peer.name) from exc
                 # Already reset by the peer: the next read says so, with the real reason.
             self._on_event(f"half-closed to {peer.name} after {peer.sent} bytes (end of stdin)")
 
@@ -263,26 +262,6 @@ class StreamPump:
             self._want(fd, 0)
             del self._peers[fd]
         peer.stream.close()
-
-
-def _send_failure(peer: Peer, exc: OSError) -> SockkitError | BaseException:
-    """The error for a failed send: under TLS, the alert the peer sent before closing says why.
-
-    With TLS 1.3 a server checks the client's certificate after the client's
-    handshake is done, so the client may be writing when the server's alert
-    (say, "certificate required") and its close arrive.  The alert is still in
-    the receive queue; read it rather than report a bare reset.
-    """
-    if not isinstance(peer.stream, PlainStream):
-        try:
-            for _ in range(64):
-                if not peer.stream.recv(_CHUNK):
-                    break
-        except ssl.SSLError as alert:
-            return tls_error(alert, peer.name)
-        except OSError:
-            pass
-    return tls_error(exc, peer.name)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -124,11 +124,42 @@ class TLSStream:
         return bool(self._ciphertext) or self._outgoing.pending > 0
 
     def flush(self) -> None:
-        """Write encrypted output to the socket; ``BlockingIOError`` if some must wait."""
+        """Write encrypted output to the socket; ``BlockingIOError`` if some must wait.
+
+        When the peer has gone, the alert it sent first (if any) is raised as
+        :class:`ssl.SSLError` rather than the bare reset: with TLS 1.3 a server
+        checks a client certificate after the client's handshake is done, so the
+        client may be writing when "certificate required" and the close arrive.
+        """
         self._ciphertext += self._outgoing.read()
-        while self._ciphertext:
-            n = self.sock.send(self._ciphertext)
-            del self._ciphertext[:n]
+        try:
+            while self._ciphertext:
+                n = self.sock.send(self._ciphertext)
+                del self._ciphertext[:n]
+        except BlockingIOError:
+            raise
+        except OSError:
+            self._raise_parting_alert()
+            raise
+
+    def _raise_parting_alert(self) -> None:
+        """Read what a departed peer sent; raise its alert if there is one.
+
+        Application data found on the way is kept for :meth:`recv`.
+        """
+        try:
+            while chunk := self.sock.recv(_CIPHERTEXT_READ):
+                self._incoming.write(chunk)
+        except OSError:
+            pass  # reset: the bytes that arrived before it were read above
+        while True:
+            try:
+                data = self.tls.read(_CIPHERTEXT_READ)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return
+            if not data:
+                return
+            self._plaintext += data
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Encrypt up to 64 KiB of ``data``; returns how much was taken."""
@@ -167,10 +198,10 @@ class TLSStream:
             if self.wants_write():
                 try:
                     self.flush()  # a handshake message (key update) may need to go out
-                except BlockingIOError:
+                except (BlockingIOError, ssl.SSLError):
                     raise
                 except OSError:
-                    pass  # the peer has gone; what it sent before going (an alert) is still to read
+                    pass  # the peer has gone; the read below says how
             chunk = self.sock.recv(_CIPHERTEXT_READ)  # BlockingIOError: nothing yet
             self._starved = False
             if chunk:
