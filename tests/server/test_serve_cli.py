@@ -126,6 +126,21 @@ def test_json_log_format_writes_objects(tmp_path: Path) -> None:
         first = json.loads(proc.stderr.readline())
         assert first["message"].startswith("listening on tcp://127.0.0.1:")
         assert first["endpoint"] == first["message"].removeprefix("listening on ")
+        port = int(first["endpoint"].rsplit(":", 1)[1])
+        before = time.time()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"hello")
+            assert sock.recv(5) == b"hello"
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1) == b""
+        opened = json.loads(proc.stderr.readline())
+        closed = json.loads(proc.stderr.readline())
+        assert opened["event"] == "opened" and opened["level"] == "info"
+        assert opened["message"] == f"opened {opened['peer']} -> {first['endpoint']}"
+        assert closed["event"] == "closed" and closed["peer"] == opened["peer"]
+        assert (closed["bytes_in"], closed["bytes_out"], closed["reason"]) == (5, 5, None)
+        assert closed["message"].startswith(f"closed {opened['peer']} in=5 out=5 duration=")
+        assert before - 1 <= opened["time"] <= closed["time"] <= time.time()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0

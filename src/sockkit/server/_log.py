@@ -40,17 +40,17 @@ class _TextFormatter(logging.Formatter):
         return record.getMessage()
 
 
+def _json_line(created: float, level: str, message: str, fields: object) -> str:
+    entry: dict[str, Any] = {"time": round(created, 6), "level": level.lower(), "message": message}
+    if isinstance(fields, dict):
+        entry.update(fields)
+    return json.dumps(entry, separators=(",", ":"))
+
+
 class _JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "message": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        return json.dumps(entry, separators=(",", ":"))
+        return _json_line(record.created, record.levelname, record.getMessage(), fields)
 
 
 def make_logger(
@@ -113,13 +113,7 @@ class ServerLog(ConnectionLog):
             self.logger.log(level, message, extra={"fields": fields})
             return
         if self._json:
-            entry: dict[str, Any] = {
-                "time": round(time.time(), 6),
-                "level": logging.getLevelName(level).lower(),
-                "message": message,
-            }
-            entry.update(fields)
-            line = json.dumps(entry, separators=(",", ":"))
+            line = _json_line(time.time(), logging.getLevelName(level), message, fields)
         else:
             line = message
         with handler.lock or contextlib.nullcontext():
@@ -145,8 +139,7 @@ class ServerLog(ConnectionLog):
         self.logger.handle(record)
 
     def opened(self, peer: str, local: str) -> None:
-        with self._lock:
-            self.counts["opened"] += 1
+        self._count("opened")
         if not self.enabled:
             return  # counted; nothing to format (below --log-level info)
         self.event(
@@ -156,8 +149,7 @@ class ServerLog(ConnectionLog):
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
     ) -> None:
-        with self._lock:
-            self.counts["closed"] += 1
+        self._count("closed")
         if not self.enabled:
             return
         text = f"closed {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s"
