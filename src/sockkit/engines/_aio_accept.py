@@ -28,24 +28,15 @@ starts reading right after ``connection_made`` even if it paused reading.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 from collections.abc import Callable
 
+from sockkit._accept import Acceptor as SharedAcceptor
 from sockkit._endpoint import format_sockaddr
 from sockkit.engines._aio_protocol import Door
 
-__all__ = ["ACCEPT_BATCH", "EMFILE_BACKOFF", "Acceptor"]
-
-#: Connections taken per readiness event.
-ACCEPT_BATCH = 64
-#: Seconds to wait before accepting again once the process is out of descriptors.
-EMFILE_BACKOFF = 0.5
-
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: The client went away between the kernel's accept queue and us: just go on.
-_CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT})
+__all__ = ["Acceptor"]
 
 _logger = logging.getLogger("sockkit.engines")
 
@@ -71,7 +62,7 @@ class Acceptor:
         self._factory = protocol_factory
         self._where = where
         self._retry: asyncio.TimerHandle | None = None
-        self._exhausted = False
+        self._acceptor = SharedAcceptor(sock, where, _logger.warning)
         self._closed = False
         self._adopting: set[asyncio.Task[None]] = set()
         # Only TLS peers are admitted here; plain ones in connection_made.
@@ -99,21 +90,13 @@ class Acceptor:
             await asyncio.gather(*self._adopting, return_exceptions=True)
 
     def _accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, addr = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in _CLIENT_GONE:
-                    continue
-                if exc.errno in _EXHAUSTED:
-                    self._back_off(exc)
-                    return
-                raise  # the loop logs it and keeps serving
-            if self._exhausted:
-                self._exhausted = False
-                _logger.warning("accepting on %s again", self._where)
+        for got in self._acceptor.batch():
+            if isinstance(got, float):
+                # Out of descriptors (logged once by the acceptor): look again later.
+                self._loop.remove_reader(self._fd)
+                self._retry = self._loop.call_later(got, self.start)
+                return
+            conn, addr = got
             if self._admits_here:
                 reason = self._door.refusal(addr, len(self._adopting))
                 if reason is not None:
@@ -123,18 +106,6 @@ class Acceptor:
             task = self._loop.create_task(self._adopt(conn, addr))
             self._adopting.add(task)
             task.add_done_callback(self._adopting.discard)
-
-    def _back_off(self, exc: OSError) -> None:
-        if not self._exhausted:
-            self._exhausted = True
-            _logger.warning(
-                "cannot accept on %s: %s; retrying every %.1fs",
-                self._where,
-                exc.strerror,
-                EMFILE_BACKOFF,
-            )
-        self._loop.remove_reader(self._fd)
-        self._retry = self._loop.call_later(EMFILE_BACKOFF, self.start)
 
     async def _adopt(self, conn: socket.socket, addr: object) -> None:
         door = self._door

@@ -35,7 +35,13 @@ import threading
 import time
 
 from sockkit._endpoint import format_sockaddr
-from sockkit.server._context import REFUSED_TLS, ServeContext, StreamListener
+from sockkit.engines._contract import (
+    REFUSED_TLS,
+    CloseReason,
+    ServeContext,
+    StreamListener,
+    service_error,
+)
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Aborted", "Connection"]
@@ -130,7 +136,7 @@ class Connection:
         try:
             if self.aborted:
                 self._close()
-                log.refused(peer, "server stopping")
+                log.refused(peer, CloseReason.SERVER_STOPPING)
                 return
             if isinstance(self.addr, tuple):  # TCP: answers must not wait for Nagle
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -154,12 +160,12 @@ class Connection:
         try:
             reason = self._serve(service, peer)
         except Aborted:
-            reason = "server stopping"
+            reason = CloseReason.SERVER_STOPPING
         except OSError as exc:
-            reason = "server stopping" if self.aborted else _describe(exc)
+            reason = CloseReason.SERVER_STOPPING if self.aborted else _describe(exc)
         except Exception as exc:
             _logger.exception("service %s failed for %s", type(service).__name__, peer)
-            reason = f"service error: {type(exc).__name__}"
+            reason = service_error(exc)
         finally:
             try:
                 service.closed()
@@ -188,7 +194,7 @@ class Connection:
             tls.do_handshake()
         except (OSError, ValueError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            reason = "server stopping" if self.aborted else f"{REFUSED_TLS}: {why}"
+            reason = CloseReason.SERVER_STOPPING if self.aborted else f"{REFUSED_TLS}: {why}"
             self.ctx.log.refused(peer, reason)
             self._close()
             return False
@@ -241,6 +247,7 @@ class Connection:
         tls = sock if isinstance(sock, ssl.SSLSocket) else None
         pending = bytearray()  # output the kernel has not taken yet
         reading = True  # until the peer's EOF (or the service's CLOSE)
+        done_sending = False  # HALF_CLOSE or CLOSE answered: later output is dropped
         shut_wr = False
         mask = 0
         bytes_in = bytes_out = 0
@@ -250,12 +257,12 @@ class Connection:
             out = service.connected(peer)
             while True:
                 if out:
-                    if shut_wr:
-                        pass  # the service spoke after its own half-close: nowhere to send it
+                    if done_sending:
+                        pass  # returned after HALF_CLOSE: dropped, as on every engine
                     elif pending:
                         pending += out
                         if len(pending) > cap:
-                            return "output cap exceeded"
+                            return CloseReason.OUTPUT_CAP
                     else:
                         try:
                             sent = send(out)
@@ -265,13 +272,14 @@ class Connection:
                         if sent < len(out):
                             pending += memoryview(out)[sent:]
                             if len(pending) > cap:
-                                return "output cap exceeded"
+                                return CloseReason.OUTPUT_CAP
                         if timed:
                             last_io = last_sent = time.monotonic()
                     out = b""
                 state = service.state
                 if state:
                     reading = reading and state == HALF_CLOSE
+                    done_sending = True
                     if not pending:
                         if state == CLOSE:
                             return service.close_reason
@@ -280,7 +288,7 @@ class Connection:
                             shut_wr = True
                         if not reading:
                             return service.close_reason  # both directions are done
-                if service.producing and state != CLOSE and not shut_wr and len(pending) < low:
+                if service.producing and not done_sending and len(pending) < low:
                     out = service.produce(high - len(pending))
                     if out:
                         continue
@@ -303,7 +311,7 @@ class Connection:
                         with contextlib.suppress(BlockingIOError):
                             os.eventfd_read(efd)
                         if self.aborted:
-                            return "server stopping"
+                            return CloseReason.SERVER_STOPPING
                         continue
                     if pending and ev & (_POLLOUT | _POLLGONE):
                         try:
@@ -328,12 +336,12 @@ class Connection:
                         else:
                             reading = False
                             if self.aborted:
-                                return "server stopping"
+                                return CloseReason.SERVER_STOPPING
                             out = service.eof_received()
                     elif ev & _POLLGONE and not pending:
                         # Not reading and nothing to send, yet the socket reports
                         # hang-up: the peer is gone.  Polling on would spin.
-                        return "server stopping" if self.aborted else "peer closed"
+                        return CloseReason.SERVER_STOPPING if self.aborted else "peer closed"
         finally:
             self.bytes_in = bytes_in
             self.bytes_out = bytes_out
@@ -371,6 +379,7 @@ class Connection:
         bulk_size = min(self.ctx.limits.read_size, 64 * 1024)
         bulk = False
         sendall = sock.sendall
+        cap = self.ctx.limits.output_cap
         reading = True
         shut_wr = False
         bytes_in = bytes_out = 0
@@ -378,6 +387,14 @@ class Connection:
             out = service.connected(peer)
             while True:
                 if out and not shut_wr:
+                    if len(out) > cap:
+                        # What the kernel does not take at once is the output
+                        # buffer, as on every engine: past the cap, disconnect.
+                        sent = _send_now(sock, out)
+                        bytes_out += sent
+                        if len(out) - sent > cap:
+                            return CloseReason.OUTPUT_CAP
+                        out = out[sent:]
                     sendall(out)
                     bytes_out += len(out)
                 state = service.state
@@ -400,12 +417,23 @@ class Connection:
                     out = service.received(data)
                 else:
                     if self.aborted:
-                        return "server stopping"
+                        return CloseReason.SERVER_STOPPING
                     reading = False
                     out = service.eof_received()
         finally:
             self.bytes_in = bytes_in
             self.bytes_out = bytes_out
+
+
+def _send_now(sock: socket.socket, data: bytes) -> int:
+    """Send what the kernel takes without waiting; the socket stays blocking."""
+    sock.setblocking(False)
+    try:
+        return sock.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError):
+        return 0
+    finally:
+        sock.setblocking(True)
 
 
 def _timeout_ms(
@@ -437,8 +465,8 @@ def _expired(
     """Which deadline passed, as a close reason."""
     now = time.monotonic()
     if send_timeout is not None and pending and now >= last_sent + send_timeout:
-        return "send timeout"
-    return "idle timeout"
+        return CloseReason.SEND_TIMEOUT
+    return CloseReason.IDLE_TIMEOUT
 
 
 def _peer_text(addr: object) -> str:

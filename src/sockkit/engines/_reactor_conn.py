@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sockkit._errors import translate_os_error
+from sockkit.engines._contract import CloseReason, ServeContext, service_error
 from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
-from sockkit.server._context import ServeContext
 from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, Service
 
 __all__ = ["Connection", "ConnectionHost", "TlsConnection"]
@@ -81,6 +81,7 @@ class Connection:
         "closing",
         "events",
         "fd",
+        "half",
         "host",
         "io_mark",
         "io_since",
@@ -120,6 +121,8 @@ class Connection:
         self.closing = False
         self.closed = False
         self.shut_wr = False
+        #: The service answered HALF_CLOSE: bytes it returns later are dropped.
+        self.half = False
         self.serving = False
         self.opened_at = time.monotonic()
         # Marks for the reactor's coarse sweep: it compares byte counters with
@@ -164,7 +167,7 @@ class Connection:
             service = self.service
             out = service.received(data)
             if out:
-                if self.out:
+                if self.out or self.half:
                     self.write(out)
                 else:  # write()'s fast path, inlined: this is the per-message cost
                     try:
@@ -184,6 +187,8 @@ class Connection:
 
     def write(self, data: bytes) -> None:
         """Send ``data`` now, buffering what the socket does not take."""
+        if self.half:
+            return  # returned after HALF_CLOSE: dropped, as on every engine
         if self.out:
             self.out += data  # keep order behind what is already waiting
             self._buffered()
@@ -230,7 +235,7 @@ class Connection:
         if self.paused and len(out) <= self._low:
             self.paused = False
         service = self.service
-        if service.producing and not self.closing and len(out) < self._low:
+        if service.producing and not (self.closing or self.half) and len(out) < self._low:
             produced = service.produce(self._high - len(out))
             if produced:
                 self.write(produced)
@@ -258,7 +263,11 @@ class Connection:
                 if not self.out:
                     self.close(self.service.close_reason)
                     return
-            elif state == HALF_CLOSE and not self.shut_wr and not self.out:
+            elif state == HALF_CLOSE and not self.shut_wr:
+                self.half = True
+                if self.out:
+                    self.sync()
+                    return
                 self.shut_wr = True
                 try:
                     self.sock.shutdown(socket.SHUT_WR)
@@ -272,7 +281,7 @@ class Connection:
         pending = len(self.out)
         if pending > self._high:
             if pending > self.host.ctx.limits.output_cap:
-                self.close("output cap exceeded: the peer is not reading")
+                self.close(CloseReason.OUTPUT_CAP)
                 return
             self.paused = True
         if not self.events & WRITE:
@@ -283,7 +292,7 @@ class Connection:
         events = 0
         if self.reading and not self.paused:
             events = READ
-        if self.out or (self.service.producing and not self.closing):
+        if self.out or (self.service.producing and not (self.closing or self.half)):
             events |= WRITE
         return events
 
@@ -325,7 +334,7 @@ class Connection:
     def fail(self, exc: BaseException) -> None:
         """The service raised: log the traceback, close this connection only."""
         _log.error("service error on %s", self.peer, exc_info=exc)
-        self.close(f"service error: {type(exc).__name__}: {exc}")
+        self.close(service_error(exc))
 
     def close(self, reason: str | None) -> None:
         """Unregister, close the socket, call ``closed()`` and log.  Idempotent."""
