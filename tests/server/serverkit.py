@@ -324,7 +324,7 @@ def _pss_kib(pid: int) -> int:
             for line in f:
                 if line.startswith("Pss:"):
                     return int(line.split()[1])
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return 0  # exited meanwhile
     raise AssertionError(f"no Pss for {pid}")
 

@@ -14,11 +14,12 @@ two rooms' members wake each other while holding their own locks); a poll on
 one more fd costs about a tenth of a request's CPU and keeps every service
 call on one thread.
 
-Output follows the engine contract: send at once, keep what the kernel did
-not take in ``pending``; at ``high_water`` stop reading (and producing) until
-the peer drains it below ``low_water``; past ``output_cap``, or with no send
-progress for ``send_timeout``, disconnect.  ``idle_timeout`` counts from the
-last byte moved either way.
+The rules (output buffer, water marks, cap, deadlines, half-close order,
+close reasons) are :class:`~sockkit.engines._core.ConnectionCore`'s;
+:meth:`Connection._pump` only moves bytes and waits.  A service that only
+answers what it is sent (echo), with no timeouts, takes a blocking fast path
+(:meth:`Connection._serve_replies`), where the kernel's socket buffer is the
+output buffer.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from sockkit.engines._contract import (
     StreamListener,
     service_error,
 )
-from sockkit.services._base import CLOSE, HALF_CLOSE, Service
+from sockkit.engines._core import ConnectionCore, EndOfStream, tick_interval
+from sockkit.services._base import CLOSE, Service
 
 __all__ = ["Aborted", "Connection"]
 
@@ -211,11 +213,11 @@ class Connection:
             self.sock.close()
 
     def _serve(self, service: Service, peer: str) -> str | None:
-        """The loop proper; returns the close reason (``None``: a normal end).
+        """Serve to the end; returns the close reason (``None``: a normal end).
 
-        Socket errors propagate (the caller turns them into a reason).  Locals
-        stand in for attributes on the per-message path; ``bytes_in``/``out``
-        are written back however the loop ends.
+        Socket errors propagate (the caller turns them into a reason).  A
+        service that only answers what it is sent, without timeouts, takes
+        the blocking fast path; every other one is pumped around the core.
         """
         limits = self.ctx.limits
         if (
@@ -224,11 +226,19 @@ class Connection:
             and limits.send_timeout is None
         ):
             return self._serve_replies(service, peer)
+        core = ConnectionCore(service, limits)
+        try:
+            return self._pump(core, peer)
+        finally:
+            self.bytes_in, self.bytes_out = core.bytes_in, core.bytes_out
+
+    def _pump(self, core: ConnectionCore, peer: str) -> str | None:
+        """The I/O pump around :class:`ConnectionCore`: sockets and waiting here, rules there."""
         sock = self.sock
         efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         with self._lock:
             self._efd = efd
-        service.wakeup = self._wake
+        core.service.wakeup = self._wake
         sock.setblocking(False)
         poller = select.poll()
         poller.register(efd, _POLLIN)
@@ -240,111 +250,75 @@ class Connection:
         # threshold (128 KiB) that is an mmap/munmap pair per message.
         buffer = self._read_buffer()
         recv_into = sock.recv_into
-        send = sock.send
-        high, low, cap = limits.high_water, limits.low_water, limits.output_cap
-        idle, send_timeout = limits.idle_timeout, limits.send_timeout
-        timed = idle is not None or send_timeout is not None
         tls = sock if isinstance(sock, ssl.SSLSocket) else None
-        pending = bytearray()  # output the kernel has not taken yet
-        reading = True  # until the peer's EOF (or the service's CLOSE)
-        done_sending = False  # HALF_CLOSE or CLOSE answered: later output is dropped
-        shut_wr = False
+        interval = tick_interval(self.ctx.limits)
+        timeout_ms = -1 if interval is None else int(interval * 1000) + 1
+        next_tick = 0.0 if interval is None else time.monotonic() + interval
         mask = 0
-        bytes_in = bytes_out = 0
-        last_io = last_sent = time.monotonic()
-        timeout_ms = -1
-        try:
-            out = service.connected(peer)
-            while True:
-                if out:
-                    if done_sending:
-                        pass  # returned after HALF_CLOSE: dropped, as on every engine
-                    elif pending:
-                        pending += out
-                        if len(pending) > cap:
-                            return CloseReason.OUTPUT_CAP
+        core.start(peer)
+        while True:
+            self._send_all_possible(core)
+            if core.should_close:
+                return core.close_reason
+            if tls is not None and core.wants_read and tls.pending():
+                events = [(sock_fd, _POLLIN)]  # decrypted bytes already wait in the TLS layer
+            else:
+                want = (_POLLIN if core.wants_read else 0) | (_POLLOUT if core.wants_write else 0)
+                if want != mask:
+                    poller.modify(sock_fd, want)
+                    mask = want
+                events = poll(timeout_ms)
+            if interval is not None:
+                now = time.monotonic()
+                if now >= next_tick:
+                    core.tick(now)
+                    next_tick = now + interval
+            for fd, ev in events:
+                if fd == efd:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(efd)
+                    if self.aborted:
+                        return CloseReason.SERVER_STOPPING
+                    continue
+                if core.wants_read and ev & (_POLLIN | _POLLGONE):
+                    try:
+                        n = recv_into(buffer)
+                    except _WOULD_BLOCK:
+                        continue
+                    if n:
+                        core.receive(buffer[:n].tobytes())
+                    elif self.aborted:
+                        return CloseReason.SERVER_STOPPING
                     else:
-                        try:
-                            sent = send(out)
-                        except _WOULD_BLOCK:
-                            sent = 0
-                        bytes_out += sent
-                        if sent < len(out):
-                            pending += memoryview(out)[sent:]
-                            if len(pending) > cap:
-                                return CloseReason.OUTPUT_CAP
-                        if timed:
-                            last_io = last_sent = time.monotonic()
-                    out = b""
-                state = service.state
-                if state:
-                    reading = reading and state == HALF_CLOSE
-                    done_sending = True
-                    if not pending:
-                        if state == CLOSE:
-                            return service.close_reason
-                        if not shut_wr:
-                            sock.shutdown(socket.SHUT_WR)
-                            shut_wr = True
-                        if not reading:
-                            return service.close_reason  # both directions are done
-                if service.producing and not done_sending and len(pending) < low:
-                    out = service.produce(high - len(pending))
-                    if out:
-                        continue
-                if tls is not None and reading and tls.pending():
-                    events = [(sock_fd, _POLLIN)]  # decrypted bytes already wait in the TLS layer
-                else:
-                    want = (_POLLIN if reading and len(pending) < high else 0) | (
-                        _POLLOUT if pending else 0
-                    )
-                    if want != mask:
-                        poller.modify(sock_fd, want)
-                        mask = want
-                    if timed:
-                        timeout_ms = _timeout_ms(idle, send_timeout, last_io, last_sent, pending)
-                        if timeout_ms == 0:
-                            return _expired(idle, send_timeout, last_io, last_sent, pending)
-                    events = poll(timeout_ms)
-                for fd, ev in events:
-                    if fd == efd:
-                        with contextlib.suppress(BlockingIOError):
-                            os.eventfd_read(efd)
-                        if self.aborted:
-                            return CloseReason.SERVER_STOPPING
-                        continue
-                    if pending and ev & (_POLLOUT | _POLLGONE):
-                        try:
-                            sent = send(pending)
-                        except _WOULD_BLOCK:
-                            sent = 0
-                        if sent:
-                            del pending[:sent]
-                            bytes_out += sent
-                            if timed:
-                                last_io = last_sent = time.monotonic()
-                    if reading and ev & (_POLLIN | _POLLGONE):
-                        try:
-                            n = recv_into(buffer)
-                        except _WOULD_BLOCK:
-                            continue
-                        if timed:
-                            last_io = time.monotonic()
-                        if n:
-                            bytes_in += n
-                            out = service.received(buffer[:n].tobytes())
-                        else:
-                            reading = False
-                            if self.aborted:
-                                return CloseReason.SERVER_STOPPING
-                            out = service.eof_received()
-                    elif ev & _POLLGONE and not pending:
-                        # Not reading and nothing to send, yet the socket reports
-                        # hang-up: the peer is gone.  Polling on would spin.
-                        return CloseReason.SERVER_STOPPING if self.aborted else "peer closed"
-        finally:
-            self.bytes_in = bytes_in
-            self.bytes_out = bytes_out
+                        core.receive_eof()
+                elif ev & _POLLGONE and not core.out:
+                    # Not reading and nothing to send, yet the socket reports
+                    # hang-up: the peer is gone.  Polling on would spin.
+                    return CloseReason.SERVER_STOPPING if self.aborted else "peer closed"
+
+    def _send_all_possible(self, core: ConnectionCore) -> None:
+        """Send what the core holds until the socket is full; let a producer fill the room."""
+        send = self.sock.send
+        while not core.should_close:
+            data = core.data_to_send()
+            if isinstance(data, EndOfStream):
+                self.sock.shutdown(socket.SHUT_WR)
+                core.fin_sent()
+                continue
+            if data:
+                size = len(data)
+                try:
+                    sent = send(data)
+                except _WOULD_BLOCK:
+                    sent = 0
+                core.sent(sent)
+                if sent < size:
+                    return  # the socket is full: wait for POLLOUT
+                continue
+            before = core.bytes_out + len(core.out)
+            core.writable()
+            if core.bytes_out + len(core.out) == before and not core.fin_due:
+                return  # the service has nothing more for now
 
     def _read_buffer(self) -> memoryview:
         if self.buffer is None or len(self.buffer) != self.ctx.limits.read_size:
@@ -434,39 +408,6 @@ def _send_now(sock: socket.socket, data: bytes) -> int:
         return 0
     finally:
         sock.setblocking(True)
-
-
-def _timeout_ms(
-    idle: float | None,
-    send_timeout: float | None,
-    last_io: float,
-    last_sent: float,
-    pending: bytearray,
-) -> int:
-    """Milliseconds until the nearest of the idle and send deadlines (-1: none applies)."""
-    deadline = None
-    if idle is not None:
-        deadline = last_io + idle
-    if send_timeout is not None and pending:
-        sent_by = last_sent + send_timeout
-        deadline = sent_by if deadline is None else min(deadline, sent_by)
-    if deadline is None:
-        return -1
-    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-
-
-def _expired(
-    idle: float | None,
-    send_timeout: float | None,
-    last_io: float,
-    last_sent: float,
-    pending: bytearray,
-) -> str:
-    """Which deadline passed, as a close reason."""
-    now = time.monotonic()
-    if send_timeout is not None and pending and now >= last_sent + send_timeout:
-        return CloseReason.SEND_TIMEOUT
-    return CloseReason.IDLE_TIMEOUT
 
 
 def _peer_text(addr: object) -> str:
