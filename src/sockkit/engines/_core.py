@@ -37,6 +37,7 @@ Rules (each with its reason, one wording: :class:`CloseReason`):
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Final
 
@@ -57,6 +58,8 @@ class EndOfStream:
 
 #: What :meth:`ConnectionCore.data_to_send` returns when the FIN is due: shutdown(SHUT_WR).
 END_OF_STREAM: Final = EndOfStream()
+
+_log = logging.getLogger("sockkit.engines")
 
 #: The coarsest tick: deadlines fire at most this late (plus half the timeout).
 _MAX_TICK = 1.0
@@ -151,12 +154,12 @@ class ConnectionCore:
             self.bytes_out += count
         if self._paused and len(self.out) <= self._low:
             self._paused = False
-        self._settle()
+        self.settle()
 
     def fin_sent(self) -> None:
         """The pump did ``shutdown(SHUT_WR)`` after :data:`END_OF_STREAM`."""
         self._fin_sent = True
-        self._settle()
+        self.settle()
 
     def tick(self, now: float) -> None:
         """Check the idle and send deadlines against the byte counters."""
@@ -222,26 +225,42 @@ class ConnectionCore:
 
     # -- the rules ------------------------------------------------------------
 
+    def output(self, data: bytes | memoryview) -> None:
+        """Output the service returned that no send took yet (a pump's inlined call).
+
+        Dropped after HALF_CLOSE or CLOSE; buffered otherwise, with the water
+        marks and the cap applied.  Call :meth:`settle` after the service call.
+        """
+        if self._done_sending or self.should_close:
+            return
+        out = self.out
+        out += data
+        size = len(out)
+        if size > self._high:
+            if size > self._cap:
+                self.abort(CloseReason.OUTPUT_CAP)
+                return
+            self._paused = True
+
+    def failed(self, exc: BaseException) -> None:
+        """The service raised ``exc`` (in a call the pump made itself)."""
+        _log.error("service %s failed", type(self.service).__name__, exc_info=exc)
+        self.abort(service_error(exc))
+
     def _call(self, method: object, *args: object) -> None:
         if self.should_close:
             return
         try:
             out = method(*args)  # type: ignore[operator]
         except Exception as exc:
-            self.abort(service_error(exc))
+            self.failed(exc)
             return
-        if out and not self._done_sending:
-            self.out += out
-            size = len(self.out)
-            if size > self._high:
-                if size > self._cap:
-                    self.abort(CloseReason.OUTPUT_CAP)
-                    return
-                self._paused = True
-        self._settle()
+        if out:
+            self.output(out)
+        self.settle()
 
-    def _settle(self) -> None:
-        """Read the service's state: the order of half-close and close lives here."""
+    def settle(self) -> None:
+        """Read the service's state after a call: the order of half-close and close lives here."""
         if self.should_close:
             return
         state = self.service.state

@@ -10,8 +10,8 @@ chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`
   once.  Out of descriptors, the listeners are not watched until a connection
   closes or the back-off passes: never a busy loop.
 - Timeouts (idle, send, TLS handshake, EMFILE back-off, drain) are served by
-  one coarse sweep every ``min(timeout / 2, 1 s)`` that compares each
-  connection's byte counters with the marks it left last time, so no
+  one coarse sweep every ``min(timeout / 2, 1 s)``; idle and send deadlines
+  are each connection core's ``tick``, read from byte counters, so no
   per-message timestamps.  With none of them configured, ``wait`` blocks
   without a timeout and no clock is read.
 - ``ctx.stop.fd`` is watched: on stop the listeners are unregistered and
@@ -40,7 +40,7 @@ from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener, service_error
 from sockkit.engines._lifecycle import Drain
 from sockkit.engines._reactor_conn import Connection, TlsConnection
-from sockkit.engines._reactor_poll import READ, WRITE, EpollPoller, Poller, PollPoller, SelectPoller
+from sockkit.engines._reactor_poll import READ, EpollPoller, Poller, PollPoller, SelectPoller
 
 __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
 
@@ -223,7 +223,7 @@ class _Reactor:
             conn.close(service_error(exc))
             return
         try:
-            conn.start(service)
+            conn.begin_serving(service)
         except Exception as exc:
             conn.fail(exc)
 
@@ -315,34 +315,16 @@ class _Reactor:
         self._schedule()
 
     def _sweep(self, now: float) -> None:
-        """Close connections past a timeout.  Progress is read from byte counters."""
-        limits = self.ctx.limits
-        idle = limits.idle_timeout
-        send = limits.send_timeout
-        handshake = limits.handshake_timeout
+        """Let every connection's core check its deadlines; close the ones past one."""
+        handshake = self.ctx.limits.handshake_timeout
         for conn in list(self.conns.values()):
             if not conn.serving:
                 if now - conn.opened_at >= handshake:
                     conn.close(CloseReason.TLS_HANDSHAKE_TIMEOUT)
                 continue
-            if idle is not None:
-                total = conn.bytes_in + conn.bytes_out
-                if total != conn.io_mark:
-                    conn.io_mark = total
-                    conn.io_since = now
-                elif now - conn.io_since >= idle:
-                    conn.close(CloseReason.IDLE_TIMEOUT)
-                    continue
-            if send is not None:
-                # Waiting to write (output buffered, or a producer waiting
-                # for room) with no byte sent since the last sweep: stalled.
-                if not conn.events & WRITE:
-                    conn.out_mark = -1
-                elif conn.bytes_out != conn.out_mark:
-                    conn.out_mark = conn.bytes_out
-                    conn.out_since = now
-                elif now - conn.out_since >= send:
-                    conn.close(CloseReason.SEND_TIMEOUT)
+            conn.tick(now)
+            if conn.should_close:
+                conn.close(conn.close_reason)
 
 
 class _ReactorEngine(Engine):
