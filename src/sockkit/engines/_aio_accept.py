@@ -32,7 +32,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-from sockkit._accept import Acceptor as SharedAcceptor
+from sockkit._accept import AsyncAcceptor, SockAddr
 from sockkit._endpoint import format_sockaddr
 from sockkit.engines._aio_protocol import Door
 
@@ -44,8 +44,11 @@ _logger = logging.getLogger("sockkit.engines")
 class Acceptor:
     """Accepts on one listening socket and hands each connection to the loop.
 
-    ``start()`` begins (and after a back-off resumes) accepting; ``close()``
-    stops at once; ``wait_closed()`` waits for connections still being set up.
+    The accepting itself (batches, the back-off) is :class:`AsyncAcceptor`'s;
+    this adds what the engine needs: admission before a TLS handshake, and
+    adopting each socket into a transport.  ``start()`` begins accepting;
+    ``close()`` stops at once; ``wait_closed()`` waits for connections still
+    being set up.
     """
 
     def __init__(
@@ -57,30 +60,19 @@ class Acceptor:
     ) -> None:
         self._door = door
         self._loop = door.hub.loop
-        self._sock = sock
-        self._fd = sock.fileno()
         self._factory = protocol_factory
-        self._where = where
-        self._retry: asyncio.TimerHandle | None = None
-        self._acceptor = SharedAcceptor(sock, where, _logger.warning)
-        self._closed = False
+        self._accepting = AsyncAcceptor(
+            sock, self._accepted, where=where, warn=_logger.warning, loop=self._loop
+        )
         self._adopting: set[asyncio.Task[None]] = set()
         # Only TLS peers are admitted here; plain ones in connection_made.
         self._admits_here = door.tls is not None
 
     def start(self) -> None:
-        self._retry = None
-        if not self._closed:
-            self._sock.setblocking(False)
-            self._loop.add_reader(self._fd, self._accept)
+        self._accepting.start()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._loop.remove_reader(self._fd)
-        if self._retry is not None:
-            self._retry.cancel()
+        self._accepting.close()
 
     async def wait_closed(self) -> None:
         """Cancel connections still in their TLS handshake (the drain is over) and wait."""
@@ -89,23 +81,16 @@ class Acceptor:
         if self._adopting:
             await asyncio.gather(*self._adopting, return_exceptions=True)
 
-    def _accept(self) -> None:
-        for got in self._acceptor.batch():
-            if isinstance(got, float):
-                # Out of descriptors (logged once by the acceptor): look again later.
-                self._loop.remove_reader(self._fd)
-                self._retry = self._loop.call_later(got, self.start)
+    def _accepted(self, conn: socket.socket, addr: SockAddr) -> None:
+        if self._admits_here:
+            reason = self._door.refusal(addr, len(self._adopting))
+            if reason is not None:
+                conn.close()
+                self._refused(addr, reason)
                 return
-            conn, addr = got
-            if self._admits_here:
-                reason = self._door.refusal(addr, len(self._adopting))
-                if reason is not None:
-                    conn.close()
-                    self._refused(addr, reason)
-                    continue
-            task = self._loop.create_task(self._adopt(conn, addr))
-            self._adopting.add(task)
-            task.add_done_callback(self._adopting.discard)
+        task = self._loop.create_task(self._adopt(conn, addr))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
 
     async def _adopt(self, conn: socket.socket, addr: object) -> None:
         door = self._door

@@ -25,6 +25,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -113,6 +114,14 @@ class Drain:
         if self._ctx.stop.hurried():
             return 0.0
         return max(self.deadline - time.monotonic(), 0.0)
+
+    def wait(self, ended: threading.Condition, busy: Callable[[], object]) -> None:
+        """With ``ended``'s lock held: wait for it while ``busy()`` and the drain allows."""
+        while busy():
+            step = self.step()
+            if step <= 0:
+                return
+            ended.wait(step)
 
     def step(self) -> float:
         """How long a blocking engine may wait before looking again (0: close now)."""

@@ -71,11 +71,7 @@ class PoolEngine(AcceptingEngine):
 
     def drain(self, drain: Drain) -> None:
         with self._lock:
-            while self._live:
-                step = drain.step()
-                if step <= 0:
-                    break
-                self._ended.wait(step)
+            drain.wait(self._ended, lambda: self._live)
             live = list(self._live)
         # Queued connections are ended too: run() sees the abort and refuses them.
         for conn in live:

@@ -56,11 +56,7 @@ class ThreadEngine(AcceptingEngine):
 
     def drain(self, drain: Drain) -> None:
         with self._lock:
-            while self._live:
-                step = drain.step()
-                if step <= 0:
-                    break
-                self._ended.wait(step)
+            drain.wait(self._ended, lambda: self._live)
             live = list(self._live.items())
         for conn, _ in live:
             conn.abort()
