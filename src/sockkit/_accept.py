@@ -117,6 +117,11 @@ class Admission:
     #: Most connections served at once (``None``: no limit).
     max_conns: int | None = None
 
+    @property
+    def refuses_any(self) -> bool:
+        """False when every peer is admitted: callers may skip :meth:`admit`."""
+        return not self.access.open or self.max_conns is not None
+
     def admit(self, address: SockAddr, open_now: int = 0) -> Refusal | None:
         """``None`` to serve the peer at ``address`` (``open_now`` already open), else why not."""
         if not self.access.open and not self.access.admit(address):

@@ -121,7 +121,10 @@ class AcceptingEngine(Engine):
 
     def _hand_off(self, sock: socket.socket, addr: SockAddr, listener: StreamListener) -> None:
         ctx = self.ctx
-        reason: str | None = ctx.admission.admit(addr, self.open_count())
+        admission = ctx.admission
+        reason: str | None = None
+        if admission.refuses_any:
+            reason = admission.admit(addr, self.open_count())
         if reason is None:
             reason = self.dispatch(Connection(sock, addr, listener, ctx))
         if reason is not None:

@@ -91,6 +91,8 @@ class _Reactor:
         self.stopping = False
         self.done = False
         self.backing_off = False
+        # None when nobody can be refused: the admission call is skipped.
+        self._admission = ctx.admission if ctx.admission.refuses_any else None
         self._resume_at = 0.0
         self._drain = Drain(ctx)
         self._thread_id = threading.get_ident()
@@ -186,7 +188,8 @@ class _Reactor:
         ctx = self.ctx
         family = acceptor.family
         peer = format_sockaddr(family, addr)
-        reason: str | None = ctx.admission.admit(addr, len(self.conns))
+        admission = self._admission
+        reason: str | None = None if admission is None else admission.admit(addr, len(self.conns))
         if reason is None and self.fd_limit is not None and sock.fileno() >= self.fd_limit:
             reason = f"fd {sock.fileno()} is past what select() can watch; use poll or epoll"
         if reason is not None:
