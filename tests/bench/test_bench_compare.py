@@ -100,6 +100,12 @@ def test_compare_tiny_runs_end_to_end(tmp_path: Path) -> None:
         assert rows["a"]["ops_per_s"] > 0 and rows["a"]["server_cpu_us_per_op"] > 0
         assert rows["e"]["established"] == 50
     assert "(a) rr 64 B x100 d1" in done.stdout.decode()
+    # 50 idle connections cannot show memory per connection: said, never judged
+    out = done.stdout.decode()
+    assert "not measured (50 connections are too few to measure memory" in out
+    pss_line = next(line for line in out.splitlines() if "PSS per idle connection" in line)
+    assert pss_line.strip().startswith("[not measured]"), pss_line
+    assert all(rows["e"]["pss_per_conn"] is None for rows in report["results"].values())
     markdown = (tmp_path / "RESULTS.md").read_text()
     assert "| target | measured | limit | met |" in markdown
     # the poll engine is held to the minimal reactor on poll(), and was measured

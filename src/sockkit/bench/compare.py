@@ -111,10 +111,12 @@ class Target:
     value: float | None
     limit: float
     at_most: bool
+    #: why it could not be judged (a side not measured, or not trustworthy)
+    reason: str | None = None
 
     @property
     def met(self) -> bool | None:
-        if self.value is None:
+        if self.value is None or self.reason is not None:
             return None
         return self.value <= self.limit if self.at_most else self.value >= self.limit
 
@@ -150,10 +152,14 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def _summarise(runs: list[Measurement]) -> Measurement:
-    fields = {}
+    fields: dict[str, Any] = {}
+    problems = [m.problem for m in runs if m.problem is not None]
     for name in Measurement.__dataclass_fields__:
         values = [getattr(m, name) for m in runs]
-        if name in ("errors",):
+        if name == "problem":
+            # one untrusted round makes the median untrusted too
+            fields[name] = "; ".join(dict.fromkeys(problems)) or None
+        elif name in ("errors",):
             fields[name] = sum(values)
         elif name == "established":
             fields[name] = min(values)
@@ -322,24 +328,50 @@ def _one_line(m: Measurement) -> str:
     return text
 
 
-def _cpu(results: dict[str, dict[str, Measurement]], server: str, key: str) -> float | None:
-    m = results.get(server, {}).get(key)
-    return None if m is None else m.server_cpu_us_per_op
+Results = dict[str, dict[str, Measurement]]
 
 
-def _worst_ratio(
-    results: dict[str, dict[str, Measurement]], server: str, base: str
-) -> float | None:
+def _pair(
+    results: Results, mine: str, theirs: str, key: str
+) -> tuple[Measurement | None, Measurement | None, str | None]:
+    """Both sides of a comparison on workload ``key``, and why it cannot be judged, if so."""
+    a, b = results.get(mine, {}).get(key), results.get(theirs, {}).get(key)
+    for name, m in ((mine, a), (theirs, b)):
+        if m is None:
+            return a, b, f"{name} ({key}) not measured"
+        if m.problem is not None:
+            return a, b, f"{name} ({key}): {m.problem}"
+    return a, b, None
+
+
+def _worst_ratio(results: Results, server: str, base: str) -> tuple[float | None, str | None]:
     ratios = []
     for key in "abcd":
-        mine, theirs = _cpu(results, server, key), _cpu(results, base, key)
-        if mine is not None and theirs:
-            ratios.append(mine / theirs)
-    return max(ratios) if ratios else None
+        mine, theirs, reason = _pair(results, server, base, key)
+        if reason is not None:
+            return None, reason
+        assert mine is not None and theirs is not None
+        if mine.server_cpu_us_per_op is None or not theirs.server_cpu_us_per_op:
+            return None, f"server CPU not sampled for ({key})"
+        ratios.append(mine.server_cpu_us_per_op / theirs.server_cpu_us_per_op)
+    return max(ratios), None
 
 
-def _targets(results: dict[str, dict[str, Measurement]]) -> list[Target]:
-    """The goals in RESULTS.md, evaluated where both sides were measured."""
+def _ratio_of(
+    results: Results, mine: str, theirs: str, key: str, field_name: str
+) -> tuple[float | None, str | None]:
+    a, b, reason = _pair(results, mine, theirs, key)
+    if reason is not None:
+        return None, reason
+    assert a is not None and b is not None
+    base = getattr(b, field_name)
+    if not base:
+        return None, f"{theirs} ({key}) measured no {field_name}"
+    return getattr(a, field_name) / base, None
+
+
+def _targets(results: Results) -> list[Target]:
+    """The goals in RESULTS.md, judged only where both sides were measured and trusted."""
     from sockkit.engines import default_engine
 
     try:
@@ -347,7 +379,7 @@ def _targets(results: dict[str, dict[str, Measurement]]) -> list[Target]:
     except SockkitError:
         default = "uvloop"
     targets = [
-        Target(
+        _target(
             f"{default} (default) server CPU/op <= 1.00x raw uvloop Protocol, worst of (a)-(d)",
             _worst_ratio(results, default, BASELINE),
             1.0,
@@ -355,8 +387,15 @@ def _targets(results: dict[str, dict[str, Measurement]]) -> list[Target]:
         )
     ]
     idle = results.get(default, {}).get("e")
-    pss = None if idle is None or idle.pss_per_conn is None else idle.pss_per_conn / 1024
-    targets.append(Target(f"{default} (default) PSS per idle connection, KiB", pss, 0.5, True))
+    if idle is None:
+        pss, why = None, f"{default} (e) not measured"
+    elif idle.problem is not None or idle.pss_per_conn is None:
+        pss, why = None, f"{default} (e): {idle.problem or 'memory was not sampled'}"
+    else:
+        pss, why = idle.pss_per_conn / 1024, None
+    targets.append(
+        _target(f"{default} (default) PSS per idle connection, KiB", (pss, why), 0.5, True)
+    )
     for engine, baseline in (
         ("select", "selectors_select_echo"),
         ("poll", "selectors_poll_echo"),
@@ -366,7 +405,7 @@ def _targets(results: dict[str, dict[str, Measurement]]) -> list[Target]:
             baseline = "selectors_echo"
         mechanism = "epoll" if baseline == "selectors_echo" else engine
         targets.append(
-            Target(
+            _target(
                 f"{engine} server CPU/op <= 1.0x minimal selectors reactor ({mechanism}),"
                 " worst of (a)-(d)",
                 _worst_ratio(results, engine, baseline),
@@ -375,20 +414,34 @@ def _targets(results: dict[str, dict[str, Measurement]]) -> list[Target]:
             )
         )
     targets.append(
-        Target(
+        _target(
             "thread server CPU/op <= 0.9x socketserver ThreadingTCPServer, worst of (a)-(d)",
             _worst_ratio(results, "thread", "socketserver_threading_echo"),
             0.9,
             True,
         )
     )
-    fork, forking = (
-        results.get("fork", {}).get("d"),
-        results.get("socketserver_forking_echo", {}).get("d"),
+    targets.append(
+        _target(
+            "fork connection rate >= 2x ForkingTCPServer (d)",
+            _ratio_of(results, "fork", "socketserver_forking_echo", "d", "ops_per_s"),
+            2.0,
+            False,
+        )
     )
-    ratio = fork.ops_per_s / forking.ops_per_s if fork and forking and forking.ops_per_s else None
-    targets.append(Target("fork connection rate >= 2x ForkingTCPServer (d)", ratio, 2.0, False))
-    mine, c = results.get(default, {}).get("c"), results.get("c_epoll_echo", {}).get("c")
-    ratio = mine.mb_per_s / c.mb_per_s if mine and c and c.mb_per_s else None
-    targets.append(Target(f"{default} bulk (c) MB/s >= 0.95x C epoll echo", ratio, 0.95, False))
+    targets.append(
+        _target(
+            f"{default} bulk (c) MB/s >= 0.95x C epoll echo",
+            _ratio_of(results, default, "c_epoll_echo", "c", "mb_per_s"),
+            0.95,
+            False,
+        )
+    )
     return targets
+
+
+def _target(
+    text: str, found: tuple[float | None, str | None], limit: float, at_most: bool
+) -> Target:
+    value, reason = found
+    return Target(text, value, limit, at_most, reason)
