@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
-from sockkit.bench import MODES, BenchResult, run_bench
+from sockkit.bench import MODES, BenchResult, Interval, run_bench
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "run"]
 
@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=float, default=10.0, help="seconds to connect all"
     )
     parser.add_argument("--pending", type=int, default=256, help="handshakes in flight at once")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="one line per S seconds of the measured phase (throughput, p99), as iperf3 -i",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object (BenchResult)")
     group = parser.add_argument_group("compare options")
     group.add_argument("--rounds", type=int, default=None, help="rounds to alternate servers over")
@@ -81,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
     endpoint = parse_endpoint(args.endpoint)
     size = args.size if args.size is not None else (65536 if args.mode == "stream" else 64)
     conns = args.conns if args.conns is not None else (4 if args.mode == "stream" else 50)
-    progress = _Progress(args.duration) if sys.stderr.isatty() and not args.json else None
+    progress = (
+        _Progress(args.warmup, args.duration) if sys.stderr.isatty() and not args.json else None
+    )
+    interval_line = None if args.json else _IntervalLines(progress)
     result = run_bench(
         endpoint,
         mode=args.mode,
@@ -97,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         on_progress=progress,
         # a person gets one clear line when nothing listens; --json gets the result
         require_listener=not args.json,
+        interval=args.interval,
+        on_interval=interval_line,
     )
     if progress is not None:
         progress.clear()
@@ -106,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(format_result(result, color=_color(sys.stdout)))
     for warning in result.warnings:
         sys.stderr.write(f"sockkit: warning: {warning}\n")
+    if result.interrupted:
+        return 130  # as any command stopped by Ctrl-C, after the partial report (as iperf3)
     return 0 if result.ok else 1
 
 
@@ -115,20 +129,46 @@ def _color(stream: object) -> bool:
 
 
 class _Progress:
-    """A one-line progress display on stderr (terminals only)."""
+    """A one-line progress display on stderr (terminals only): the warm-up, then the measure."""
 
-    def __init__(self, duration: float) -> None:
-        self.duration = duration
+    def __init__(self, warmup: float, duration: float) -> None:
+        self.total = {"warmup": warmup, "measure": duration}
 
     def __call__(self, phase: str, elapsed: float, requests: int, errors: int) -> None:
-        rate = requests / elapsed if phase == "measure" and elapsed > 0 else 0.0
-        line = f"  {phase} {elapsed:5.1f}s/{self.duration:g}s  {rate:12,.0f} req/s  errors {errors}"
-        sys.stderr.write("\r" + line)
+        total = self.total.get(phase, 0.0)
+        line = f"  {phase} {min(elapsed, total):4.1f}s/{total:g}s"
+        if phase == "measure":
+            rate = requests / elapsed if elapsed > 0 else 0.0
+            line += f"  {rate:12,.0f} req/s  errors {errors}"
+        sys.stderr.write("\r\x1b[K" + line)
         sys.stderr.flush()
 
     def clear(self) -> None:
         sys.stderr.write("\r\x1b[K")
         sys.stderr.flush()
+
+
+class _IntervalLines:
+    """``--interval`` lines on stdout as they come, as iperf3 prints them (header first)."""
+
+    def __init__(self, progress: _Progress | None) -> None:
+        self.progress = progress
+        self.header_done = False
+
+    def __call__(self, part: Interval) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+        if not self.header_done:
+            sys.stdout.write(
+                f"  {'interval':>15}  {'msg/s':>12}  {'MB/s':>9}  {'p99':>10}  errors\n"
+            )
+            self.header_done = True
+        span = f"{part.start_s:.2f}-{part.end_s:.2f} s"
+        sys.stdout.write(
+            f"  {span:>15}  {part.msgs_per_s:12,.0f}  {part.mb_per_s:9,.2f}"
+            f"  {_fmt_us(part.p99_us):>10}  {part.errors:,}\n"
+        )
+        sys.stdout.flush()
 
 
 def _fmt_us(value: float | None) -> str:
@@ -145,7 +185,15 @@ def format_result(r: BenchResult, color: bool = False) -> str:
         f"{r.target}  {r.mode}  {r.conns} conns x depth {r.depth} x {r.size} B"
         f"  {r.duration_s:g} s measured, {r.processes} process{plural}"
     ]
-    if r.mode == "idle":
+    if r.interrupted:
+        lines.append(
+            f"  interrupted: partial results of the {r.duration_s:g} s measured"
+            if r.duration_s > 0
+            else "  interrupted before the measured phase: nothing was measured"
+        )
+    if r.interrupted and r.duration_s <= 0:
+        pass  # nothing measured: no figures to show
+    elif r.mode == "idle":
         lines.append(
             f"  connections  {r.established:,} open and verified in {r.connect_s:.2f} s,"
             f" {r.requests:,} still open after the hold"
