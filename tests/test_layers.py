@@ -67,10 +67,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("sockkit.engines._reactor_conn", "sockkit.server._context"): "engine contract in server",
 }
 
-KNOWN_UPWARD[("sockkit.bench._servers", "sockkit")] = (
-    "bench finds benchmarks/peers beside the installed package; the harness moves out"
-)
-
 #: Import cycles that exist today, and why.  A cycle found is allowed when all
 #: its modules are in one entry, so breaking part of a cycle never fails here.
 KNOWN_CYCLES: dict[frozenset[str], str] = {
@@ -89,8 +85,6 @@ KNOWN_PRIVATE_FROM_CLI: dict[tuple[str, str], str] = {
     ("sockkit.cli.ss", "sockkit.inspect._record"): "inspect's public API lacks the formatter",
     ("sockkit.cli.ss", "sockkit.inspect._services"): "inspect's public API lacks the formatter",
     ("sockkit.cli.ss", "sockkit.inspect._watch"): "inspect's public API lacks the formatter",
-    ("sockkit.cli.bench", "sockkit.bench._plot"): "bench's plot and report are not public yet",
-    ("sockkit.cli.bench", "sockkit.bench._report"): "bench's plot and report are not public yet",
 }
 
 
@@ -237,7 +231,7 @@ def test_no_import_goes_up_a_layer() -> None:
 
 
 def private_imports_from_cli() -> set[tuple[str, str]]:
-    """CLI imports of a library package's private module (``sockkit.bench._plot``)."""
+    """CLI imports of a library package's private module (``sockkit.inspect._format``)."""
     found = set()
     for importer, imported, _typing_only in imports():
         parts = imported.split(".")

@@ -1,12 +1,18 @@
-"""``bench compare``: sockkit's engines against raw peer servers, side by side.
+"""``bench compare``: sockkit's engines against baseline servers, side by side.
 
 For each round, each server (in an order rotated per round, so no server always
 runs first or last) is started fresh, pinned to one CPU while the load runs on
 another, primed with a short unmeasured run (a fresh Python server is often
 several times slower on its first run), then given the workloads (a)-(e).  The
 report holds, per server and workload, the median over rounds of throughput,
-latency, server CPU per operation and memory per idle connection, plus the
-ratios and targets named in ``benchmarks/RESULTS.md``.
+latency, server CPU per operation and memory per idle connection, and each
+server's ratio to the raw uvloop ``Protocol`` baseline.
+
+The servers are sockkit's engines and :mod:`~sockkit.bench.baselines`, plus any
+a caller brings (``extra``); goals to judge the figures by are the caller's too
+(``targets``), built with :func:`worst_cpu_ratio` and :func:`ratio_of`, which
+never judge a figure that could not be trusted.  sockkit's own goals and peer
+servers live with its benchmarks, not here.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,17 +32,22 @@ from typing import Any
 from sockkit._errors import SockkitError, UsageError
 from sockkit.bench._measure import Measurement, Workload, measure
 from sockkit.bench._runner import raise_fd_limit
-from sockkit.bench._servers import RunningServer, ServerSpec, discover_servers
+from sockkit.bench._servers import RunningServer, ServerSpec, builtin_servers
 
 __all__ = [
     "BASELINE",
     "SCALES",
     "CompareConfig",
     "CompareReport",
+    "Results",
     "Scale",
+    "ServerSpec",
     "Target",
+    "judged",
+    "ratio_of",
     "run_compare",
     "workloads_for",
+    "worst_cpu_ratio",
 ]
 
 #: The server every ratio is taken against.
@@ -93,13 +104,13 @@ def workloads_for(idle_conns: int) -> list[Workload]:
 
 @dataclass(frozen=True, slots=True)
 class CompareConfig:
-    """What to compare.  ``engines``/``peers``: names to keep, ``None`` for all."""
+    """What to compare.  ``engines``/``baselines``: names to keep, ``None`` for all."""
 
     scale: str = "full"
     rounds: int | None = None
     idle_conns: int | None = None
     engines: list[str] | None = None
-    peers: list[str] | None = None
+    baselines: list[str] | None = None
     loadgen: str | None = None
 
 
@@ -144,6 +155,8 @@ class CompareReport:
 
 
 Log = Callable[[str], None]
+#: ``results[server][workload key]``: the medians a report holds
+Results = dict[str, dict[str, Measurement]]
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -204,9 +217,16 @@ def _resolve_loadgen(loadgen: str | None, build_dir: Path) -> str | None:
     return found
 
 
-def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
-    """Start, prime, load and stop every server; return the medians and targets.
+def run_compare(
+    config: CompareConfig,
+    log: Log | None = None,
+    *,
+    extra: Sequence[ServerSpec] = (),
+    targets: Callable[[Results], list[Target]] | None = None,
+) -> CompareReport:
+    """Start, prime, load and stop every server; return the medians (and ``targets``' verdicts).
 
+    The servers are the engines and baselines ``config`` names, then ``extra``.
     Raises :class:`UsageError` for a bad configuration and :class:`SockkitError`
     when no server could be found at all.  Servers that fail to start are
     recorded in ``skipped``; every started process is stopped before returning.
@@ -225,7 +245,8 @@ def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sockkit-compare-") as tmp:
         loadgen = _resolve_loadgen(config.loadgen, Path(tmp))
-        specs, skipped = discover_servers(config.engines, config.peers, Path(tmp))
+        specs, skipped = builtin_servers(config.engines, config.baselines)
+        specs += extra
         if not specs:
             raise SockkitError(
                 "no server to compare: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
@@ -267,7 +288,7 @@ def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
         skipped=skipped,
         results=results,
         rounds={n: per_round[n] for n in names},
-        targets=_targets(results),
+        targets=targets(results) if targets is not None else [],
         started=started,
         seconds=round(time.monotonic() - t0, 1),
     )
@@ -328,9 +349,6 @@ def _one_line(m: Measurement) -> str:
     return text
 
 
-Results = dict[str, dict[str, Measurement]]
-
-
 def _pair(
     results: Results, mine: str, theirs: str, key: str
 ) -> tuple[Measurement | None, Measurement | None, str | None]:
@@ -344,7 +362,11 @@ def _pair(
     return a, b, None
 
 
-def _worst_ratio(results: Results, server: str, base: str) -> tuple[float | None, str | None]:
+def worst_cpu_ratio(results: Results, server: str, base: str) -> tuple[float | None, str | None]:
+    """``(worst server-CPU-per-op ratio over (a)-(d), None)``, or ``(None, why not)``.
+
+    Not judged when either side of any workload is missing or untrusted.
+    """
     ratios = []
     for key in "abcd":
         mine, theirs, reason = _pair(results, server, base, key)
@@ -357,9 +379,10 @@ def _worst_ratio(results: Results, server: str, base: str) -> tuple[float | None
     return max(ratios), None
 
 
-def _ratio_of(
+def ratio_of(
     results: Results, mine: str, theirs: str, key: str, field_name: str
 ) -> tuple[float | None, str | None]:
+    """``(mine / theirs for one field of workload key, None)``, or ``(None, why not)``."""
     a, b, reason = _pair(results, mine, theirs, key)
     if reason is not None:
         return None, reason
@@ -370,78 +393,9 @@ def _ratio_of(
     return getattr(a, field_name) / base, None
 
 
-def _targets(results: Results) -> list[Target]:
-    """The goals in RESULTS.md, judged only where both sides were measured and trusted."""
-    from sockkit.engines import default_engine
-
-    try:
-        default = default_engine()
-    except SockkitError:
-        default = "uvloop"
-    targets = [
-        _target(
-            f"{default} (default) server CPU/op <= 1.00x raw uvloop Protocol, worst of (a)-(d)",
-            _worst_ratio(results, default, BASELINE),
-            1.0,
-            True,
-        )
-    ]
-    idle = results.get(default, {}).get("e")
-    if idle is None:
-        pss, why = None, f"{default} (e) not measured"
-    elif idle.problem is not None or idle.pss_per_conn is None:
-        pss, why = None, f"{default} (e): {idle.problem or 'memory was not sampled'}"
-    else:
-        pss, why = idle.pss_per_conn / 1024, None
-    targets.append(
-        _target(f"{default} (default) PSS per idle connection, KiB", (pss, why), 0.5, True)
-    )
-    for engine, baseline in (
-        ("select", "selectors_select_echo"),
-        ("poll", "selectors_poll_echo"),
-        ("epoll", "selectors_echo"),
-    ):
-        if baseline not in results:
-            baseline = "selectors_echo"
-        mechanism = "epoll" if baseline == "selectors_echo" else engine
-        targets.append(
-            _target(
-                f"{engine} server CPU/op <= 1.0x minimal selectors reactor ({mechanism}),"
-                " worst of (a)-(d)",
-                _worst_ratio(results, engine, baseline),
-                1.0,
-                True,
-            )
-        )
-    targets.append(
-        _target(
-            "thread server CPU/op <= 0.9x socketserver ThreadingTCPServer, worst of (a)-(d)",
-            _worst_ratio(results, "thread", "socketserver_threading_echo"),
-            0.9,
-            True,
-        )
-    )
-    targets.append(
-        _target(
-            "fork connection rate >= 2x ForkingTCPServer (d)",
-            _ratio_of(results, "fork", "socketserver_forking_echo", "d", "ops_per_s"),
-            2.0,
-            False,
-        )
-    )
-    targets.append(
-        _target(
-            f"{default} bulk (c) MB/s >= 0.95x C epoll echo",
-            _ratio_of(results, default, "c_epoll_echo", "c", "mb_per_s"),
-            0.95,
-            False,
-        )
-    )
-    return targets
-
-
-def _target(
+def judged(
     text: str, found: tuple[float | None, str | None], limit: float, at_most: bool
 ) -> Target:
+    """A :class:`Target` from a ``(value, reason)`` pair as the two functions above give."""
     value, reason = found
     return Target(text, value, limit, at_most, reason)

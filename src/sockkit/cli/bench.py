@@ -21,9 +21,10 @@ byte.  Reports messages/s, MB/s, latency percentiles, errors and the load
 generator's own CPU use.  Exit status 1 when any request failed verification or
 a connection failed.
 
-'sockkit bench compare' starts every available sockkit engine (and the raw peer
-servers in benchmarks/peers) in turn and measures them side by side: throughput,
-latency, server CPU per operation and memory per idle connection."""
+'sockkit bench compare' starts every available sockkit engine and the baseline
+servers it ships (raw asyncio and uvloop Protocols, minimal selectors reactors)
+in turn and measures them side by side: throughput, latency, server CPU per
+operation and memory per idle connection."""
 
 EXAMPLES = """\
 examples:
@@ -33,10 +34,13 @@ examples:
   sockkit bench 7007 --mode idle --conns 10000    hold 10k verified connections
   sockkit bench unix:/tmp/echo.sock --mode stream --size 65536
   sockkit bench udp://127.0.0.1:7007 --json       datagrams; losses counted
+  sockkit bench 7007 --duration 10 --interval 1   one line per second, as iperf3 -i 1
   sockkit bench compare --scale tiny --out /tmp/cmp
 """
 
-_COMPARE_ONLY = ("rounds", "scale", "loadgen", "out", "idle_conns", "engines", "peers", "markdown")
+_COMPARE_ONLY = (
+    "rounds", "scale", "loadgen", "out", "idle_conns", "engines", "baselines", "markdown",
+)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--out", default=None, help="directory for compare.json / compare.png")
     group.add_argument("--idle-conns", type=int, default=None, help="idle connections (workload e)")
     group.add_argument("--engines", default=None, help="comma-separated engines (default: all)")
-    group.add_argument("--peers", default=None, help="comma-separated peers, or 'none'")
+    group.add_argument(
+        "--baselines",
+        "--peers",
+        dest="baselines",
+        default=None,
+        help="comma-separated baselines (uvloop_protocol, asyncio_protocol, selectors,"
+        " selectors_poll, selectors_select), or 'none'",
+    )
     group.add_argument("--markdown", default=None, help="also write the table as Markdown here")
 
 
@@ -223,7 +234,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _compare_command(args: argparse.Namespace) -> str:
     parts = ["python -m sockkit bench compare", f"--scale {args.scale or 'full'}"]
-    for name in ("rounds", "idle_conns", "engines", "peers", "loadgen", "out", "markdown"):
+    for name in ("rounds", "idle_conns", "engines", "baselines", "loadgen", "out", "markdown"):
         value = getattr(args, name)
         if value is not None:
             parts.append(f"--{name.replace('_', '-')} {value}")
@@ -235,20 +246,17 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from sockkit.bench._plot import plot_available, write_plot
-    from sockkit.bench._report import format_markdown, format_table
     from sockkit.bench.compare import CompareConfig, run_compare
+    from sockkit.bench.report import format_table, write_files
 
     config = CompareConfig(
         scale=args.scale or "full",
         rounds=args.rounds,
         idle_conns=args.idle_conns,
         engines=_names(args.engines),
-        peers=_names(args.peers),
+        baselines=_names(args.baselines),
         loadgen=args.loadgen,
     )
-    out = Path(args.out or ".")
-    out.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
         if not args.json:
@@ -259,24 +267,17 @@ def _compare(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     report = run_compare(config, log)
-    data = report.to_json()
-    (out / "compare.json").write_text(json.dumps(data, indent=1) + "\n")
+    markdown = Path(args.markdown) if args.markdown else None
+    written, plot_skipped = write_files(
+        report, Path(args.out or "."), markdown, _compare_command(args)
+    )
     if args.json:
-        print(json.dumps(data))
+        print(json.dumps(report.to_json()))
     else:
         sys.stdout.write(format_table(report))
-        print(f"wrote {out / 'compare.json'}")
-    if plot_available():
-        write_plot(report, out / "compare.png")
-        if not args.json:
-            print(f"wrote {out / 'compare.png'}")
-    else:
-        sys.stderr.write(
-            "sockkit: plot skipped: matplotlib is not installed (pip install matplotlib)\n"
-        )
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(report, _compare_command(args)))
-        if not args.json:
-            print(f"wrote {args.markdown}")
+        for path in written:
+            print(f"wrote {path}")
+    if plot_skipped:
+        sys.stderr.write(f"sockkit: plot skipped: {plot_skipped}\n")
     errors = sum(m.errors for per in report.results.values() for m in per.values())
     return 0 if errors == 0 else 1

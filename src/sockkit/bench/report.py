@@ -1,11 +1,14 @@
-"""The comparison as text: a terminal table and the Markdown of ``benchmarks/RESULTS.md``."""
+"""The comparison as text (a terminal table, Markdown) and as the files ``bench compare`` writes."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from sockkit.bench._measure import Measurement
 from sockkit.bench.compare import BASELINE, CompareReport, Target
 
-__all__ = ["format_markdown", "format_table"]
+__all__ = ["format_markdown", "format_table", "write_files"]
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -101,17 +104,18 @@ def format_table(report: CompareReport) -> str:
             ]
             out.append(("  " + "  ".join([*cells, row[-1]])).rstrip())
         out.append("")
-    out.append("targets:")
-    for t in report.targets:
-        state, value = _target_line(t, {True: "met", False: "NOT met", None: "not measured"})
-        out.append(f"  [{state}] {t.text}: {value} (limit {t.limit:g})")
+    if report.targets:
+        out.append("targets:")
+        for t in report.targets:
+            state, value = _target_line(t, {True: "met", False: "NOT met", None: "not measured"})
+            out.append(f"  [{state}] {t.text}: {value} (limit {t.limit:g})")
     if report.skipped:
         out.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in report.skipped.items()))
     return "\n".join(out) + "\n"
 
 
 def format_markdown(report: CompareReport, command: str) -> str:
-    """``benchmarks/RESULTS.md``: how it was run, the tables, the targets."""
+    """A Markdown page: how it was run (``command``), the tables, the targets if any."""
     m = report.machine
     lines = [
         "# sockkit benchmark results",
@@ -149,11 +153,36 @@ def format_markdown(report: CompareReport, command: str) -> str:
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 2) + ["---"]) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
-    lines += ["## Targets", ""]
-    lines += ["| target | measured | limit | met |", "|---|---:|---:|---|"]
-    for t in report.targets:
-        state, value = _target_line(t, {True: "yes", False: "**no**", None: "not measured"})
-        lines.append(f"| {t.text} | {value} | {t.limit:g} | {state} |")
+    if report.targets:
+        lines += ["## Targets", ""]
+        lines += ["| target | measured | limit | met |", "|---|---:|---:|---|"]
+        for t in report.targets:
+            state, value = _target_line(t, {True: "yes", False: "**no**", None: "not measured"})
+            lines.append(f"| {t.text} | {value} | {t.limit:g} | {state} |")
     if report.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in report.skipped.items())]
     return "\n".join(lines) + "\n"
+
+
+def write_files(
+    report: CompareReport, out: Path, markdown: Path | None = None, command: str = ""
+) -> tuple[list[Path], str | None]:
+    """Write ``compare.json``, ``compare.png`` (with matplotlib) and optionally Markdown.
+
+    Returns the paths written and, when the plot was skipped, why.
+    """
+    from sockkit.bench.plot import plot_available, write_plot
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "compare.json"]
+    written[0].write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    skipped = None
+    if plot_available():
+        write_plot(report, out / "compare.png")
+        written.append(out / "compare.png")
+    else:
+        skipped = "matplotlib is not installed (pip install matplotlib)"
+    if markdown is not None:
+        markdown.write_text(format_markdown(report, command))
+        written.append(markdown)
+    return written, skipped
