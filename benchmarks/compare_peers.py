@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path}")
     if plot_skipped:
         print(f"plot skipped: {plot_skipped}", file=sys.stderr)
+    if report.interrupted:
+        return 130
     errors = sum(m.errors for per in report.results.values() for m in per.values())
     return 0 if errors == 0 else 1
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from bench_servers import RRLOAD_SOURCE
-from tests.conftest import SRC, cli_env, run_cli
+from tests.conftest import SRC, cli_env, run_cli, sockkit_argv
 
 from sockkit.bench._procstat import tree_cpu, tree_memory, tree_pids
 
@@ -199,3 +200,39 @@ def test_compare_with_rrload_as_the_load_generator(tmp_path: Path) -> None:
     rows = report["results"]["selectors_echo"]
     assert rows["a"]["ops_per_s"] > 0 and rows["a"]["server_cpu_us_per_op"] > 0
     assert rows["e"]["established"] == 30
+
+
+def test_ctrl_c_on_compare_reports_the_servers_measured_and_exits_130(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            *sockkit_argv("bench", "compare", "--scale", "tiny", "--idle-conns", "20"),
+            *("--engines", "epoll,poll", "--baselines", "none", "--out", str(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+    )
+    assert proc.stderr is not None
+    seen = []
+    for raw in proc.stderr:  # the progress log: interrupt once the second server starts
+        seen.append(raw.decode())
+        if raw.startswith(b"round 1/1: poll"):
+            time.sleep(0.5)
+            started = [pid for pid in tree_pids(proc.pid) if pid != proc.pid]
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(seen) + err.decode()
+    assert out.decode().startswith("interrupted: partial results")
+    report = json.loads((tmp_path / "compare.json").read_text())
+    assert report["interrupted"] is True
+    assert report["servers"] == ["epoll"]
+    assert set(report["results"]["epoll"]) == {"a", "b", "c", "d", "e"}
+    assert "Traceback" not in err.decode()
+    # nothing left running: the poll server (and load process) it had started are gone
+    assert started
+    for pid in started:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or b"zombie" in Path(f"/proc/{pid}/status").read_bytes()
+        )

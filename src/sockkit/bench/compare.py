@@ -33,6 +33,7 @@ from sockkit._errors import SockkitError, UsageError
 from sockkit.bench._measure import Measurement, Workload, measure
 from sockkit.bench._runner import raise_fd_limit
 from sockkit.bench._servers import RunningServer, ServerSpec, builtin_servers
+from sockkit.bench.targets import Results, Target, judged, ratio_of, worst_cpu_ratio
 
 __all__ = [
     "BASELINE",
@@ -115,24 +116,6 @@ class CompareConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """One recorded goal: ``value`` compared with ``limit`` (``<=`` or ``>=``)."""
-
-    text: str
-    value: float | None
-    limit: float
-    at_most: bool
-    #: why it could not be judged (a side not measured, or not trustworthy)
-    reason: str | None = None
-
-    @property
-    def met(self) -> bool | None:
-        if self.value is None or self.reason is not None:
-            return None
-        return self.value <= self.limit if self.at_most else self.value >= self.limit
-
-
-@dataclass(frozen=True, slots=True)
 class CompareReport:
     """Medians per ``results[server][workload_key]``, with every round in ``rounds``."""
 
@@ -147,6 +130,8 @@ class CompareReport:
     targets: list[Target]
     started: str
     seconds: float
+    #: stopped early (Ctrl-C): the figures cover the servers measured so far
+    interrupted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -155,8 +140,6 @@ class CompareReport:
 
 
 Log = Callable[[str], None]
-#: ``results[server][workload key]``: the medians a report holds
-Results = dict[str, dict[str, Measurement]]
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -252,19 +235,25 @@ def run_compare(
                 "no server to compare: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             )
         per_round: dict[str, dict[str, list[Measurement]]] = {s.name: {} for s in specs}
-        for r in range(rounds):
-            order = specs[r % len(specs) :] + specs[: r % len(specs)]
-            for spec in order:
-                say(f"round {r + 1}/{rounds}: {spec.name}")
-                t_server = time.monotonic()
-                try:
-                    _run_server(
-                        spec, workloads, scale, server_cpu, load_cpu, loadgen, per_round, say
-                    )
-                except SockkitError as exc:
-                    skipped[spec.name] = str(exc)
-                    say(f"  {spec.name} skipped: {exc}")
-                say(f"  ({time.monotonic() - t_server:.1f} s)")
+        interrupted = False
+        try:
+            for r in range(rounds):
+                order = specs[r % len(specs) :] + specs[: r % len(specs)]
+                for spec in order:
+                    say(f"round {r + 1}/{rounds}: {spec.name}")
+                    t_server = time.monotonic()
+                    try:
+                        _run_server(
+                            spec, workloads, scale, server_cpu, load_cpu, loadgen, per_round, say
+                        )
+                    except SockkitError as exc:
+                        skipped[spec.name] = str(exc)
+                        say(f"  {spec.name} skipped: {exc}")
+                    say(f"  ({time.monotonic() - t_server:.1f} s)")
+        except KeyboardInterrupt:
+            # Every started server was stopped on the way out: report what was measured.
+            interrupted = True
+            say("interrupted: reporting what was measured so far")
     names = [s.name for s in specs if per_round[s.name]]
     results = {
         name: {key: _summarise(runs) for key, runs in per_round[name].items()} for name in names
@@ -291,6 +280,7 @@ def run_compare(
         targets=targets(results) if targets is not None else [],
         started=started,
         seconds=round(time.monotonic() - t0, 1),
+        interrupted=interrupted,
     )
 
 
@@ -347,55 +337,3 @@ def _one_line(m: Measurement) -> str:
     if m.errors:
         text += f", {m.errors} ERRORS"
     return text
-
-
-def _pair(
-    results: Results, mine: str, theirs: str, key: str
-) -> tuple[Measurement | None, Measurement | None, str | None]:
-    """Both sides of a comparison on workload ``key``, and why it cannot be judged, if so."""
-    a, b = results.get(mine, {}).get(key), results.get(theirs, {}).get(key)
-    for name, m in ((mine, a), (theirs, b)):
-        if m is None:
-            return a, b, f"{name} ({key}) not measured"
-        if m.problem is not None:
-            return a, b, f"{name} ({key}): {m.problem}"
-    return a, b, None
-
-
-def worst_cpu_ratio(results: Results, server: str, base: str) -> tuple[float | None, str | None]:
-    """``(worst server-CPU-per-op ratio over (a)-(d), None)``, or ``(None, why not)``.
-
-    Not judged when either side of any workload is missing or untrusted.
-    """
-    ratios = []
-    for key in "abcd":
-        mine, theirs, reason = _pair(results, server, base, key)
-        if reason is not None:
-            return None, reason
-        assert mine is not None and theirs is not None
-        if mine.server_cpu_us_per_op is None or not theirs.server_cpu_us_per_op:
-            return None, f"server CPU not sampled for ({key})"
-        ratios.append(mine.server_cpu_us_per_op / theirs.server_cpu_us_per_op)
-    return max(ratios), None
-
-
-def ratio_of(
-    results: Results, mine: str, theirs: str, key: str, field_name: str
-) -> tuple[float | None, str | None]:
-    """``(mine / theirs for one field of workload key, None)``, or ``(None, why not)``."""
-    a, b, reason = _pair(results, mine, theirs, key)
-    if reason is not None:
-        return None, reason
-    assert a is not None and b is not None
-    base = getattr(b, field_name)
-    if not base:
-        return None, f"{theirs} ({key}) measured no {field_name}"
-    return getattr(a, field_name) / base, None
-
-
-def judged(
-    text: str, found: tuple[float | None, str | None], limit: float, at_most: bool
-) -> Target:
-    """A :class:`Target` from a ``(value, reason)`` pair as the two functions above give."""
-    value, reason = found
-    return Target(text, value, limit, at_most, reason)

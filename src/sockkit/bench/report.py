@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from sockkit.bench._measure import Measurement
-from sockkit.bench.compare import BASELINE, CompareReport, Target
+from sockkit.bench.compare import BASELINE, CompareReport
+from sockkit.bench.targets import Target
 
 __all__ = ["format_markdown", "format_table", "write_files"]
 
@@ -91,6 +92,8 @@ def _target_line(t: Target, states: dict[bool | None, str]) -> tuple[str, str]:
 def format_table(report: CompareReport) -> str:
     """Aligned plain-text tables, one per workload, then the targets."""
     out: list[str] = []
+    if report.interrupted:
+        out += ["interrupted: partial results, only the runs that finished", ""]
     for w in report.workloads:
         rows = _rows(report, w.key)
         if not rows:

@@ -279,5 +279,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     if plot_skipped:
         sys.stderr.write(f"sockkit: plot skipped: {plot_skipped}\n")
+    if report.interrupted:
+        return 130
     errors = sum(m.errors for per in report.results.values() for m in per.values())
     return 0 if errors == 0 else 1
