@@ -68,7 +68,7 @@ def test_every_command_refuses_an_unknown_service_name_with_exit_2(command: list
     lines = result.stderr.decode().splitlines()
     assert lines == [
         "sockkit: bad endpoint 'localhost:nosuchservice': unknown service name"
-        " 'nosuchservice'; expected a port number 0-65535"
+        " 'nosuchservice'; expected a port number 0-65535 (a host needs HOST:PORT)"
     ]
 
 

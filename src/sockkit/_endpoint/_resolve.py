@@ -64,7 +64,8 @@ def resolve_service(endpoint: Endpoint) -> Endpoint:
     except OSError:
         raise EndpointError(
             endpoint.address,
-            f"unknown service name {endpoint.port!r}; expected a port number 0-65535",
+            f"unknown service name {endpoint.port!r}; expected a port number 0-65535"
+            " (a host needs HOST:PORT)",
         ) from None
     return endpoint.with_port(number)
 
