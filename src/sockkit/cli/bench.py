@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     progress = (
         _Progress(args.warmup, args.duration) if sys.stderr.isatty() and not args.json else None
     )
-    interval_line = None if args.json else _IntervalLines(progress)
+    interval_line = None if args.json else _IntervalLines(progress, args.mode)
     result = run_bench(
         endpoint,
         mode=args.mode,
@@ -162,8 +162,9 @@ class _Progress:
 class _IntervalLines:
     """``--interval`` lines on stdout as they come, as iperf3 prints them (header first)."""
 
-    def __init__(self, progress: _Progress | None) -> None:
+    def __init__(self, progress: _Progress | None, mode: str) -> None:
         self.progress = progress
+        self.unit = "conn/s" if mode == "connect" else "msg/s"
         self.header_done = False
 
     def __call__(self, part: Interval) -> None:
@@ -171,7 +172,7 @@ class _IntervalLines:
             self.progress.clear()
         if not self.header_done:
             sys.stdout.write(
-                f"  {'interval':>15}  {'msg/s':>12}  {'MB/s':>9}  {'p99':>10}  errors\n"
+                f"  {'interval':>15}  {self.unit:>12}  {'MB/s':>9}  {'p99':>10}  errors\n"
             )
             self.header_done = True
         span = f"{part.start_s:.2f}-{part.end_s:.2f} s"
