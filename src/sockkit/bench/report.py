@@ -110,6 +110,9 @@ def format_table(report: CompareReport) -> str:
     if report.targets:
         out.append("targets:")
         for t in report.targets:
+            if t.reason is not None:
+                out.append(f"  [not measured] {t.text} (limit {t.limit:g}): {t.reason}")
+                continue
             state, value = _target_line(t, {True: "met", False: "NOT met", None: "not measured"})
             out.append(f"  [{state}] {t.text}: {value} (limit {t.limit:g})")
     if report.skipped:
