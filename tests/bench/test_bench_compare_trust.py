@@ -89,6 +89,9 @@ def test_judge_names_each_reason_a_figure_cannot_be_trusted() -> None:
     assert "did not grow" in (judge("idle", 0, 0, 5000, -810.0) or "")
     assert "did not grow" in (judge("idle", 0, 0, 5000, 0.0) or "")
     assert judge("idle", 0, 0, 5000, 410.0) is None
+    # a process per connection: 300 connections of 90 KiB each are plenty to see
+    assert judge("idle", 0, 0, 300, 90 * 1024.0) is None
+    assert "too few" in (judge("idle", 0, 0, 300, 900.0) or "")
     assert judge("rr", 1000.0, 3, 100, None) == "3 errors"
     assert judge("rr", 0.0, 0, 100, None) == "no operation completed"
     assert judge("rr", 1000.0, 0, 100, None) is None
@@ -157,7 +160,7 @@ def test_plot_marks_untrusted_bars_and_keeps_the_memory_panel_linear(
     results = {
         "uvloop": _rows(_idle(5000, -0.64 * 1024)),
         BASELINE: _rows(_idle(5000, 420.0)),
-        "fork": _rows(_idle(300, 90_000.0)),
+        "fork": _rows(_idle(300, 900.0)),
         "pool": _rows(_idle(5000, 900.0), pool_errors=552),
     }
     figures = []

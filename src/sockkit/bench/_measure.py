@@ -25,13 +25,22 @@ from sockkit.bench._loadgen import Mode
 from sockkit.bench._procstat import tree_cpu, tree_memory
 from sockkit.bench._runner import run_bench
 
-__all__ = ["MIN_IDLE_CONNS_FOR_MEMORY", "Measurement", "Workload", "judge", "measure"]
+__all__ = [
+    "MIN_GROWTH_FOR_MEMORY",
+    "MIN_IDLE_CONNS_FOR_MEMORY",
+    "Measurement",
+    "Workload",
+    "judge",
+    "measure",
+]
 
-#: Fewer idle connections than this cannot show memory per connection: the
-#: server's resident memory moves in 4 KiB pages and allocator arenas of 128 KiB
-#: and more, so a few hundred connections of ~0.5 KiB each drown in that noise
-#: (and the growth can even come out negative).
+#: Memory per idle connection is trusted only from this many connections, or
+#: from ``MIN_GROWTH_FOR_MEMORY`` bytes of growth in all: the server's resident
+#: memory moves in 4 KiB pages and allocator arenas of up to 1 MiB, so a few
+#: hundred connections of ~0.5 KiB each drown in that noise (and the growth can
+#: even come out negative).  A process per connection (300 x ~100 KiB) is plenty.
 MIN_IDLE_CONNS_FOR_MEMORY = 1000
+MIN_GROWTH_FOR_MEMORY = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +83,12 @@ def judge(
     if errors:
         problems.append(f"{errors:,} errors")
     if mode == "idle":
-        if established < MIN_IDLE_CONNS_FOR_MEMORY:
+        growth = (pss_per_conn or 0.0) * established
+        if established < MIN_IDLE_CONNS_FOR_MEMORY and growth < MIN_GROWTH_FOR_MEMORY:
             problems.append(
                 f"{established:,} connections are too few to measure memory"
-                f" (at least {MIN_IDLE_CONNS_FOR_MEMORY:,})"
+                f" (at least {MIN_IDLE_CONNS_FOR_MEMORY:,},"
+                f" or {MIN_GROWTH_FOR_MEMORY >> 20} MiB of growth)"
             )
         elif pss_per_conn is None:
             problems.append("memory was not sampled")
