@@ -66,7 +66,12 @@ def _jeq(value: int, yes: str | None, no: str | None = None) -> Instruction:
 
 def _ports(port: int, first: int, *, indexed: bool) -> list[Instruction]:
     load = _ldi if indexed else _ld
-    return [load(_H, first), _jeq(port, "accept"), load(_H, first + 2), _jeq(port, "accept", "drop")]
+    return [
+        load(_H, first),
+        _jeq(port, "accept"),
+        load(_H, first + 2),
+        _jeq(port, "accept", "drop"),
+    ]
 
 
 def flow_filter(port: int) -> list[tuple[str | None, Instruction]]:

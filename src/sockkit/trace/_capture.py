@@ -154,6 +154,8 @@ def _attach_filter(sock: socket.socket, code: bytes) -> None:
 def _timestamp(ancdata: list[tuple[int, int, bytes]]) -> float:
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds: int
+            nanoseconds: int
             seconds, nanoseconds = struct.unpack("qq", data[:16])
             return seconds + nanoseconds / 1e9
     return time.time()

@@ -38,7 +38,9 @@ _FILLERS = 4
 
 
 def _tc(*args: str) -> None:
-    tc = shutil.which("tc", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin")))
+    tc = shutil.which(
+        "tc", path=os.pathsep.join((os.environ.get("PATH", ""), "/usr/sbin", "/sbin"))
+    )
     if tc is None:
         raise ScenarioError(
             "simultaneous-close needs the 'tc' command (iproute2) to hold the first FIN"

@@ -18,7 +18,7 @@ from sockkit.trace._kernel import Address, KernelSnapshot
 from sockkit.trace._packet import ACK, RST, SYN, Packet
 from sockkit.trace._states import EndModel, TcpState
 
-__all__ = ["EndState", "Trace", "TraceEvent", "build_trace"]
+__all__ = ["EndState", "Trace", "TraceEvent", "build_trace", "flow_ends"]
 
 _MOD = 1 << 32
 
@@ -73,7 +73,7 @@ class Trace:
     left_out: int = 0
 
 
-def _flow_ends(packets: Sequence[Packet]) -> tuple[Address, Address]:
+def flow_ends(packets: Sequence[Packet]) -> tuple[Address, Address]:
     for packet in packets:
         if packet.protocol == "tcp" and packet.flags & SYN and not packet.flags & ACK:
             return (packet.src, packet.sport), (packet.dst, packet.dport)
@@ -100,7 +100,7 @@ def build_trace(
     """
     if not packets:
         return Trace(title, ends or (("", 0), ("", 0)), labels, None, (), stats, tuple(notes))
-    ends = ends or _flow_ends(packets)
+    ends = ends or flow_ends(packets)
     flow = [p for p in packets if {(p.src, p.sport), (p.dst, p.dport)} == set(ends)]
     left_out = len(packets) - len(flow)
     notes = list(notes)
@@ -146,14 +146,21 @@ def build_trace(
             event_notes.append("no answer: the receiver dropped it")
         events.append(
             TraceEvent(
-                index, packet.time - start, packet, rightward,
-                *numbers.relative(packet, rightward), states, tuple(event_notes),
-            )  # fmt: skip
+                index,
+                packet.time - start,
+                packet,
+                rightward,
+                *numbers.relative(packet, rightward),
+                states,
+                tuple(event_notes),
+            )
         )
     return Trace(title, ends, labels, initial, tuple(events), stats, tuple(notes), left_out)
 
 
-def _attach(flow: Sequence[Packet], snapshots: Sequence[KernelSnapshot]) -> dict[int, KernelSnapshot]:
+def _attach(
+    flow: Sequence[Packet], snapshots: Sequence[KernelSnapshot]
+) -> dict[int, KernelSnapshot]:
     attached: dict[int, KernelSnapshot] = {}
     for snapshot in sorted(snapshots, key=lambda s: s.time):
         last = None
@@ -219,7 +226,7 @@ def _delivery(flow: Sequence[Packet], dropped: set[int]) -> dict[int, int]:
 
 
 def _covers(reply: Packet, end: int) -> bool:
-    return bool(reply.flags & RST) or bool(reply.flags & ACK) and _not_after(end, reply.ack)
+    return bool(reply.flags & RST) or (bool(reply.flags & ACK) and _not_after(end, reply.ack))
 
 
 def _unanswered_syns(flow: Sequence[Packet]) -> set[int]:
@@ -277,7 +284,9 @@ class _Numbers:
     def notes(self, packet: Packet, rightward: bool) -> list[str]:
         """What a learner should notice about ``packet`` (and remember it for the next ones)."""
         if packet.protocol == "icmp" and packet.icmp is not None:
-            return [f"ICMP {packet.icmp.description} (about a {packet.icmp.quoted_protocol} datagram)"]
+            return [
+                f"ICMP {packet.icmp.description} (about a {packet.icmp.quoted_protocol} datagram)"
+            ]
         if packet.protocol != "tcp":
             return []
         src, dst = self.ends if rightward else self.ends[::-1]

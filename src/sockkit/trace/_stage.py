@@ -110,7 +110,9 @@ class Stage:
                     break
                 if time.monotonic() > deadline:
                     seen = ", ".join(f"{a}:{p} {s.value}" for (a, p), s in now.items())
-                    raise ScenarioError(f"{self.title}: the kernel did not reach the next states ({seen})")
+                    raise ScenarioError(
+                        f"{self.title}: the kernel did not reach the next states ({seen})"
+                    )
                 self.drain(0.005)
         self.settle()
         if self.kernel is not None:
