@@ -88,7 +88,7 @@ def render_svg(trace: Trace) -> str:
         )
         middle = (_LEFT + _RIGHT) / 2
         out.append(
-            f'<text x="{middle:.0f}" y="{y + _SLANT / 2 - 5:.0f}" text-anchor="middle" '
+            f'<text x="{middle:.0f}" y="{y + _SLANT / 2 - 10:.0f}" text-anchor="middle" '
             f'class="lbl" fill="{colour}">{escape(arrow_label(event))}</text>'
         )
         extra = list(event.notes)
