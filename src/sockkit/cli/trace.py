@@ -128,10 +128,16 @@ def _follow(args: argparse.Namespace, color: bool) -> Trace | None:
     from sockkit.trace._live import follow
     from sockkit.trace._records import event_record, summary_record
 
+    def ready() -> None:
+        sys.stderr.write(f"capturing port {args.port} on lo (Ctrl-C to stop)\n")
+        sys.stderr.flush()
+
     trace = None
     started = False
     try:
-        for trace, fresh in follow(args.port, count=args.count, duration=args.duration):
+        for trace, fresh in follow(
+            args.port, count=args.count, duration=args.duration, on_ready=ready
+        ):
             if not started and not args.json:
                 print("\n".join(header_lines(trace, color)))
             started = True

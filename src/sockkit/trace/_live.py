@@ -10,7 +10,7 @@ saw one); packets of other connections are counted, not shown.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sockkit._errors import SockkitError
 from sockkit.trace._capture import Capture, RawPacket
@@ -29,11 +29,13 @@ def follow(
     count: int | None = None,
     duration: float | None = None,
     interface: str = "lo",
+    on_ready: Callable[[], None] | None = None,
 ) -> Iterator[tuple[Trace, list[TraceEvent]]]:
     """Yield (trace so far, its new events) after each burst on PORT.
 
     Stops after ``count`` packets or ``duration`` seconds (never, without
-    either: the caller stops on Ctrl-C).  Raises
+    either: the caller stops on Ctrl-C).  ``on_ready`` is called once the
+    capture is running, so a caller can say so before any packet comes.  Raises
     :class:`~sockkit.trace.CaptureUnavailable` without the privilege to capture.
     """
     deadline = None if duration is None else time.monotonic() + duration
@@ -43,6 +45,8 @@ def follow(
     shown = 0
     with Capture(port, interface) as capture:
         kernel = KernelView()
+        if on_ready is not None:
+            on_ready()
         try:
             while count is None or len(raw) < count:
                 left = None if deadline is None else deadline - time.monotonic()
