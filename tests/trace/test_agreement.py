@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import cli_env
 from tests.trace.scenario_runs import needs_capture
 from tests.trace.tcpdump_text import same_packets, sockkit_segments, tcpdump_segments
@@ -87,7 +86,17 @@ def test_live_port_matches_tcpdump_on_a_socat_connection(tmp_path: Path) -> None
         stderr=subprocess.PIPE,
     )
     trace = subprocess.Popen(
-        [sys.executable, "-m", "sockkit", "trace", "--port", str(port), "--duration", "4", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "sockkit",
+            "trace",
+            "--port",
+            str(port),
+            "--duration",
+            "4",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=cli_env(),

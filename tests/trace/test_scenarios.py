@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sockkit.trace import TcpState, Trace
-
 from tests.trace.scenario_runs import needs_capture, played
+
+from sockkit.trace import TcpState, Trace
 
 S = TcpState
 pytestmark = needs_capture
