@@ -260,8 +260,10 @@ class _Numbers:
             if end not in self.isn:
                 other = next((p.ack for p in tcp if (p.dst, p.dport) == end and p.flags & ACK), 0)
                 self.isn[end] = other
-        agreed = len(scales) == 2 and all(value is not None for value in scales.values())
-        self.scale = {end: (scales[end] or 0) if agreed else None for end in scales}
+        # scaling is on only when both SYNs offered it; without both SYNs it is unknown
+        both = len(scales) == 2
+        agreed = both and all(value is not None for value in scales.values())
+        self.scale = {end: (scales[end] or 0) if agreed else 0 for end in scales} if both else {}
         self.ends = ends
         self.sent_end: dict[Address, int] = {}
         self.last_window: dict[Address, int] = {}
