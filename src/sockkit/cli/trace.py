@@ -104,7 +104,7 @@ def _whole(args: argparse.Namespace) -> Trace:
         from sockkit.trace._events import build_trace
         from sockkit.trace._pcap import read_pcap
 
-        return build_trace(read_pcap(args.read), title=args.read)
+        return build_trace(read_pcap(args.read), title=args.read, source="file")
     from sockkit.trace._play import play
 
     return play(args.scenario)

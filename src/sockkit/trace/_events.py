@@ -71,6 +71,7 @@ class Trace:
     stats: CaptureStats | None = None
     notes: tuple[str, ...] = ()
     left_out: int = 0
+    source: str = ""
 
 
 def flow_ends(packets: Sequence[Packet]) -> tuple[Address, Address]:
@@ -90,22 +91,26 @@ def build_trace(
     title: str = "",
     stats: CaptureStats | None = None,
     notes: Sequence[str] = (),
+    source: str = "",
 ) -> Trace:
     """The trace of one flow among ``packets`` (the first SYN's, else the first packet's).
 
     ``snapshots`` are the kernel's states read during the capture; each is
     shown beside the last packet captured before it was read (one read before
     any packet gives the starting states).  Packets of other flows are left
-    out and counted in :attr:`Trace.left_out`.
+    out and counted in :attr:`Trace.left_out`.  ``source`` says where the
+    packets come from (``lo``, a file name).
     """
     if not packets:
-        return Trace(title, ends or (("", 0), ("", 0)), labels, None, (), stats, tuple(notes))
+        return Trace(
+            title, ends or (("", 0), ("", 0)), labels, None, (), stats, tuple(notes), 0, source
+        )
     ends = ends or flow_ends(packets)
     flow = [p for p in packets if {(p.src, p.sport), (p.dst, p.dport)} == set(ends)]
     left_out = len(packets) - len(flow)
     notes = list(notes)
     if not flow:
-        return Trace(title, ends, labels, None, (), stats, tuple(notes), left_out)
+        return Trace(title, ends, labels, None, (), stats, tuple(notes), left_out, source)
     start = flow[0].time
     by_packet = _attach(flow, snapshots)
     tcp = [p for p in flow if p.protocol == "tcp"]
@@ -125,11 +130,11 @@ def build_trace(
     events = []
     for index, packet in enumerate(flow):
         rightward = (packet.src, packet.sport) == ends[0]
-        source, target = (ends[0], ends[1]) if rightward else (ends[1], ends[0])
+        sender, target = (ends[0], ends[1]) if rightward else (ends[1], ends[0])
         states = None
         if models is not None and packet.protocol == "tcp":
-            deliver(source, index)  # what the sender had received before it sent this
-            model_of[source].sent(packet)
+            deliver(sender, index)  # what the sender had received before it sent this
+            model_of[sender].sent(packet)
             if index not in dropped:
                 inbox[target].append(index)
             deliver(target, index)
@@ -155,7 +160,7 @@ def build_trace(
                 tuple(event_notes),
             )
         )
-    return Trace(title, ends, labels, initial, tuple(events), stats, tuple(notes), left_out)
+    return Trace(title, ends, labels, initial, tuple(events), stats, tuple(notes), left_out, source)
 
 
 def _attach(

@@ -158,6 +158,8 @@ def _title(trace: Trace) -> str:
     count = len(trace.events)
     what = f"{trace.title}: " if trace.title else ""
     text = f"{what}{count} packet{'s' if count != 1 else ''}"
+    if trace.source:
+        text += f" on {trace.source}"
     if trace.stats is not None:
         dropped = trace.stats.dropped
         text += ", none dropped" if not dropped else f", {dropped} DROPPED by the capture"

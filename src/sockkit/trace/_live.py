@@ -72,7 +72,7 @@ def follow(
                     pass  # no sock_diag: the table's states alone
                 trace = build_trace(
                     packets, ends=ends, snapshots=snapshots, title=f"port {port}",
-                    stats=capture.stats(),
+                    stats=capture.stats(), source=interface,
                 )  # fmt: skip
                 yield trace, list(trace.events[shown:])
                 shown = len(trace.events)

@@ -9,6 +9,7 @@ namespace's loopback down (see :mod:`._closing`).
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Callable
 
@@ -64,9 +65,10 @@ def record(name: str, *, private: bool | None = None) -> Recording:
     if not private:
         return recorder()
     try:
-        return run_in_private_network(recorder)
+        recording = run_in_private_network(recorder)
     except NamespaceUnavailable as exc:
         raise CaptureUnavailable(str(exc)) from exc
+    return dataclasses.replace(recording, source="lo of a private network namespace")
 
 
 def play(name: str, *, private: bool | None = None) -> Trace:

@@ -71,6 +71,7 @@ def summary_record(trace: Trace) -> dict[str, Any]:
     return {
         "event": "end",
         "title": trace.title,
+        "source": trace.source,
         "packets": len(trace.events),
         "dropped": trace.stats.dropped if trace.stats is not None else None,
         "left_out": trace.left_out,

@@ -46,6 +46,7 @@ class Recording:
     labels: tuple[str, str]
     stats: CaptureStats
     notes: tuple[str, ...]
+    source: str = "lo"
 
     def trace(self) -> Trace:
         return build_trace(
@@ -56,6 +57,7 @@ class Recording:
             title=self.title,
             stats=self.stats,
             notes=self.notes,
+            source=self.source,
         )
 
 
