@@ -94,6 +94,8 @@ def render_svg(trace: Trace) -> str:
         extra = list(event.notes)
         if packet.length:
             extra.insert(0, payload_text(packet.payload, packet.length))
+        if event.isn is not None:
+            extra.insert(0, packet.options.describe(with_timestamps=False))
         if extra:
             out.append(
                 f'<text x="{middle:.0f}" y="{y + _SLANT + 12:.0f}" text-anchor="middle" '
