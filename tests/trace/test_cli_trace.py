@@ -148,3 +148,40 @@ def test_public_names_match_their_private_modules() -> None:
     for name, module in sockkit.trace._EXPORTS.items():
         assert module.rsplit(".", 1)[1].startswith("_")
         assert getattr(sockkit.trace, name) is getattr(__import__(module, fromlist=[name]), name)
+
+
+@needs_capture
+def test_live_port_runs_until_ctrl_c_and_then_sums_up() -> None:
+    import signal
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        proc = subprocess.Popen(
+            sockkit_argv("trace", "--port", str(port), "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+        )
+        try:
+            assert proc.stderr is not None and b"capturing port" in proc.stderr.readline()
+            with socket.create_connection(("127.0.0.1", port)) as client:
+                conn, _ = server.accept()
+                client.sendall(b"ping")
+                assert conn.recv(4) == b"ping"
+                conn.close()
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["source"] == "lo"
+    flags = [e["flags"] for e in events[:-1]]
+    assert flags[:3] == ["SYN", "SYN+ACK", "ACK"] and "FIN+ACK" in flags
+    assert events[0]["states"]["server"]["state"] == "SYN-RECEIVED"
