@@ -13,6 +13,7 @@ import socket
 import struct
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import NamedTuple
 
 from sockkit.trace._closing import simultaneous_close
 from sockkit.trace._events import Trace
@@ -71,7 +72,15 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def _connected(stack: ExitStack, title: str) -> tuple[Stage, socket.socket, socket.socket]:
+class _Connection(NamedTuple):
+    stage: Stage
+    client_sock: socket.socket
+    conn: socket.socket
+    client: Address
+    server: Address
+
+
+def _connected(stack: ExitStack, title: str) -> _Connection:
     """A stage watching a fresh connection: handshake done and looked at."""
     listener = _listener(stack)
     server: Address = listener.getsockname()
@@ -82,18 +91,18 @@ def _connected(stack: ExitStack, title: str) -> tuple[Stage, socket.socket, sock
     client_sock.connect(server)
     conn = _accept(listener, stack)
     stage.look({client: {S.ESTABLISHED}, server: {S.ESTABLISHED}})
-    return stage, client_sock, conn
+    return _Connection(stage, client_sock, conn, client, server)
 
 
 def handshake() -> Recording:
     with ExitStack() as stack:
-        stage, _, _ = _connected(stack, "handshake")
+        stage = _connected(stack, "handshake").stage
         return stage.finish()
 
 
 def transfer() -> Recording:
     with ExitStack() as stack:
-        stage, client, conn = _connected(stack, "transfer")
+        stage, client, conn, _, _ = _connected(stack, "transfer")
         request, reply = b"GET /motd\r\n", b"Hello, sockets! Every byte has a number.\r\n"
         client.sendall(request)
         _recv_exactly(conn, len(request))
@@ -106,8 +115,7 @@ def transfer() -> Recording:
 
 def close() -> Recording:
     with ExitStack() as stack:
-        stage, client_sock, conn = _connected(stack, "close")
-        client, server = stage.ends or ((HOST, 0), (HOST, 0))
+        stage, client_sock, conn, client, server = _connected(stack, "close")
         client_sock.close()  # the active close: FIN from the client
         stage.look({client: {S.FIN_WAIT_2}, server: {S.CLOSE_WAIT}})
         conn.recv(1)  # end of stream: the server sees the client is done...
@@ -118,8 +126,7 @@ def close() -> Recording:
 
 def half_close() -> Recording:
     with ExitStack() as stack:
-        stage, client_sock, conn = _connected(stack, "half-close")
-        client, server = stage.ends or ((HOST, 0), (HOST, 0))
+        stage, client_sock, conn, client, server = _connected(stack, "half-close")
         client_sock.sendall(b"last request\n")
         client_sock.shutdown(socket.SHUT_WR)  # "I am done sending", but still reading
         stage.look({client: {S.FIN_WAIT_2}, server: {S.CLOSE_WAIT}})
@@ -155,8 +162,7 @@ def refused() -> Recording:
 
 def reset() -> Recording:
     with ExitStack() as stack:
-        stage, client_sock, conn = _connected(stack, "reset")
-        client, server = stage.ends or ((HOST, 0), (HOST, 0))
+        stage, client_sock, conn, client, server = _connected(stack, "reset")
         client_sock.sendall(b"bye\n")
         _recv_exactly(conn, 4)
         stage.settle()
@@ -249,7 +255,7 @@ def udp() -> Recording:
         server_sock.close()  # the port is closed now...
         client_sock.send(b"ping 2")  # ...and the kernel answers with ICMP port unreachable
         stage.wait_for(lambda t: any(e.packet.protocol == "icmp" for e in t.events), "ICMP error")
-        client_sock.settimeout(STEP_SECONDS)
+        client_sock.settimeout(2.0)
         try:
             client_sock.recv(2048)
         except ConnectionRefusedError:
@@ -259,9 +265,6 @@ def udp() -> Recording:
         stage.settle()
         stage.notes.append("UDP has no connection, so there are no states to show")
         return stage.finish()
-
-
-STEP_SECONDS = 2.0
 
 #: name -> the function that records it
 RECORDERS: dict[str, Callable[[], Recording]] = {
