@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from tests.trace.scenario_runs import needs_capture, played
 
+from sockkit._errors import SockkitError
 from sockkit.trace import TcpState, Trace
 
 S = TcpState
@@ -160,3 +162,17 @@ def test_udp_datagrams_then_icmp_port_unreachable() -> None:
     assert icmp.protocol == "icmp" and icmp.icmp is not None
     assert (icmp.icmp.type, icmp.icmp.code) == (3, 3) and not trace.events[3].rightward
     assert all(e.states is None for e in trace.events)
+
+
+def test_simultaneous_close_says_so_plainly_when_the_fins_do_not_cross(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sockkit.trace import _closing, record
+
+    # a fast queue and no filler: the first FIN is delivered at once, as on a plain loopback
+    monkeypatch.setattr(
+        _closing, "_QUEUE", ("tbf", "rate", "1gbit", "burst", "100k", "latency", "1s")
+    )
+    monkeypatch.setattr(_closing, "_FILLERS", 0)
+    with pytest.raises(SockkitError, match="the two FINs did not cross in 3 attempts"):
+        record("simultaneous-close")

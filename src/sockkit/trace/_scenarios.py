@@ -266,6 +266,7 @@ def udp() -> Recording:
         stage.notes.append("UDP has no connection, so there are no states to show")
         return stage.finish()
 
+
 #: name -> the function that records it
 RECORDERS: dict[str, Callable[[], Recording]] = {
     "handshake": handshake,
