@@ -3,11 +3,12 @@
 A small parser of our own rather than dpkt or scapy.  The reasons: a trace
 needs five fixed headers and one option list, about a hundred lines with
 ``struct``; the result is our own frozen, typed values rather than a
-library's mutable objects; and no third-party package has to be installed
-(or imported: measured with ``python -X importtime`` on this
-machine, busy, ``import dpkt`` (1.9.8) took 37-39 ms and ``import
-scapy.all`` 475-577 ms, when all of ``sockkit trace --help`` takes ~110 ms
-wall clock and imports none of this package).  Anything
+library's mutable objects; and no third-party package has to be installed.
+Start-up was not the deciding cost -- ``sockkit trace --help`` imports no
+parser at all -- but it was measured (``python -X importtime``, busy
+machine; benchmarks/trace_startup.md): ``import dpkt`` (1.9.8) 33-39 ms,
+``import scapy.all`` 475-577 ms, this module 25 ms with the ``socket`` and
+``dataclasses`` modules the capture loads anyway.  Anything
 else -- IP options we cannot skip, other protocols, truncated headers --
 yields ``None`` and is left out of the trace.
 """
