@@ -88,7 +88,8 @@ def test_json_is_one_event_per_line_then_a_summary() -> None:
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.decode().splitlines()]
     packets, summary = events[:-1], events[-1]
-    assert [e["event"] for e in packets] == ["packet"] * 7 and summary["event"] == "end"
+    assert [e["event"] for e in packets] == ["packet"] * 7, done.stdout.decode()
+    assert summary["event"] == "end"
     assert summary["packets"] == 7 and summary["dropped"] == 0
     assert packets[0]["flags"] == "SYN" and packets[0]["isn"] == packets[0]["seq_abs"]
     assert packets[0]["options"]["mss"] and packets[0]["options"]["sack_permitted"]

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown scenario {args.scenario!r}; expected one of: {', '.join(SCENARIOS)}"
         )
-    color = color_enabled(sys.stdout) and bool(sys.stdout.isatty()) and not args.json
+    color = color_enabled(sys.stdout) and not args.json
     if args.port is not None:
         trace = _follow(args, color)
     else:
@@ -151,7 +151,7 @@ def _follow(args: argparse.Namespace, color: bool) -> Trace | None:
     except KeyboardInterrupt:
         pass
     if trace is None:
-        fail(f"no packet to or from port {args.port} was seen", 0)
+        sys.stderr.write(f"no packet to or from port {args.port} was seen\n")
         return None
     if args.json:
         print(json.dumps(summary_record(trace)))

@@ -10,6 +10,7 @@ captured), the time in seconds since the first packet.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -166,13 +167,11 @@ def build_trace(
 def _attach(
     flow: Sequence[Packet], snapshots: Sequence[KernelSnapshot]
 ) -> dict[int, KernelSnapshot]:
+    times = [packet.time for packet in flow]  # capture order: kernel timestamps never go back
     attached: dict[int, KernelSnapshot] = {}
     for snapshot in sorted(snapshots, key=lambda s: s.time):
-        last = None
-        for index, packet in enumerate(flow):
-            if packet.time <= snapshot.time:
-                last = index
-        if last is not None:
+        last = bisect.bisect_right(times, snapshot.time) - 1
+        if last >= 0:
             attached[last] = snapshot
     return attached
 
