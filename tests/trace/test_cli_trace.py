@@ -35,7 +35,8 @@ def test_list_explains_every_scenario_in_one_line(capsys: pytest.CaptureFixture[
         ["handshake", "--port", "80"],
         ["--count", "3"],
         ["--port", "0"],
-        ["--port", "80", "--read", "x.pcap"],
+        ["handshake", "--read", "x.pcap"],
+        ["--read", "x.pcap", "--count", "3"],
     ],
 )
 def test_usage_errors_are_one_line_and_status_2(args: list[str]) -> None:
@@ -186,3 +187,20 @@ def test_live_port_runs_until_ctrl_c_and_then_sums_up() -> None:
     flags = [e["flags"] for e in events[:-1]]
     assert flags[:3] == ["SYN", "SYN+ACK", "ACK"] and "FIN+ACK" in flags
     assert events[0]["states"]["server"]["state"] == "SYN-RECEIVED"
+
+
+@needs_capture
+def test_read_with_port_picks_that_connection_among_several(tmp_path: Path) -> None:
+    from tests.trace.scenario_runs import played
+
+    from sockkit.trace import write_pcap
+
+    first, second = played("handshake"), played("refused")
+    pcap = tmp_path / "two.pcap"
+    write_pcap(pcap, [e.packet for e in (*first.events, *second.events)])
+    whole = json.loads(run_cli(["trace", "--read", str(pcap), "--json"]).stdout.splitlines()[-1])
+    assert whole["packets"] == 3 and whole["left_out"] == 2
+    port = second.ends[1][1]
+    done = run_cli(["trace", "--read", str(pcap), "--port", str(port), "--json"])
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [e["flags"] for e in events[:-1]] == ["SYN", "RST+ACK"] and events[-1]["left_out"] == 0

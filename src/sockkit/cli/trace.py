@@ -26,7 +26,9 @@ same state.
 
 Trace a built-in SCENARIO that sockkit plays with real sockets (--list
 explains each), a live --port until Ctrl-C, --count or --duration, or --read
-a pcap file (from tcpdump -w).  Capturing needs root or CAP_NET_RAW; without
+a pcap file (from tcpdump -w).  One connection is traced: the first one whose
+SYN is seen (else the first packet's); packets of others are counted at the
+end.  With --read, --port picks the connection among the file's.  Capturing needs root or CAP_NET_RAW; without
 them scenarios run in a private user and network namespace of their own."""
 
 EXAMPLES = """\
@@ -37,7 +39,9 @@ examples:
   sockkit trace zero-window --json    one JSON object per packet
   sockkit trace --port 7007 --count 20
                                       the next 20 packets to or from port 7007
-  sockkit trace --read dump.pcap      the ladder of a capture made with tcpdump -w"""
+  sockkit trace --read dump.pcap      the ladder of a capture made with tcpdump -w
+  sockkit trace --read dump.pcap --port 7007
+                                      the first connection to or from port 7007 in it"""
 
 
 def _port(text: str) -> int:
@@ -64,14 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
+    live_port = None if args.read is not None else args.port
     chosen = [name for name, given in (
-        ("SCENARIO", args.scenario), ("--port", args.port), ("--read", args.read)
+        ("SCENARIO", args.scenario), ("--port", live_port), ("--read", args.read)
     ) if given is not None]  # fmt: skip
     if len(chosen) > 1:
         raise UsageError(f"sockkit trace: give only one of {', '.join(chosen)} (see --help)")
     if not chosen and not args.list:
         raise UsageError("sockkit trace: give a SCENARIO, --port P or --read FILE (see --list)")
-    if (args.count or args.duration) and args.port is None:
+    if (args.count or args.duration) and live_port is None:
         raise UsageError("sockkit trace: --count and --duration go with --port")
 
 
@@ -89,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             f"unknown scenario {args.scenario!r}; expected one of: {', '.join(SCENARIOS)}"
         )
     color = color_enabled(sys.stdout) and not args.json
-    if args.port is not None:
+    if args.port is not None and args.read is None:
         trace = _follow(args, color)
     else:
         trace = _whole(args)
@@ -104,7 +109,10 @@ def _whole(args: argparse.Namespace) -> Trace:
         from sockkit.trace._events import build_trace
         from sockkit.trace._pcap import read_pcap
 
-        return build_trace(read_pcap(args.read), title=args.read, source="file")
+        packets = read_pcap(args.read)
+        if args.port is not None:
+            packets = [p for p in packets if args.port in (p.sport, p.dport)]
+        return build_trace(packets, title=args.read, source="file")
     from sockkit.trace._play import play
 
     return play(args.scenario)
