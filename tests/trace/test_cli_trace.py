@@ -204,3 +204,39 @@ def test_read_with_port_picks_that_connection_among_several(tmp_path: Path) -> N
     done = run_cli(["trace", "--read", str(pcap), "--port", str(port), "--json"])
     events = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert [e["flags"] for e in events[:-1]] == ["SYN", "RST+ACK"] and events[-1]["left_out"] == 0
+
+
+@needs_capture
+def test_live_port_gives_each_connection_after_the_first_its_own_ladder() -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        proc = subprocess.Popen(
+            sockkit_argv("trace", "--port", str(port), "--duration", "6"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+        )
+        try:
+            assert proc.stderr is not None and b"capturing port" in proc.stderr.readline()
+            clients = []
+            for _ in range(2):
+                with socket.create_connection(("127.0.0.1", port)) as client:
+                    clients.append(client.getsockname()[1])
+                    conn, _ = server.accept()
+                    client.close()
+                    assert conn.recv(1) == b""
+                    conn.close()
+                time.sleep(0.5)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    heads = [line for line in out.decode().splitlines() if "client 127.0.0.1:" in line]
+    assert [int(h.split("client 127.0.0.1:")[1].split()[0]) for h in heads] == clients
+    assert out.decode().count("TIME-WAIT") >= 2

@@ -26,9 +26,10 @@ same state.
 
 Trace a built-in SCENARIO that sockkit plays with real sockets (--list
 explains each), a live --port until Ctrl-C, --count or --duration, or --read
-a pcap file (from tcpdump -w).  One connection is traced: the first one whose
-SYN is seen (else the first packet's); packets of others are counted at the
-end.  With --read, --port picks the connection among the file's.  Capturing needs root or CAP_NET_RAW; without
+a pcap file (from tcpdump -w).  One connection is traced at a time: the first
+one whose SYN is seen (else the first packet's); packets of others are
+counted at the end.  Live, once it is over, the next one to the port gets a
+ladder of its own.  With --read, --port picks the connection among the file's.  Capturing needs root or CAP_NET_RAW; without
 them scenarios run in a private user and network namespace of their own."""
 
 EXAMPLES = """\
@@ -141,14 +142,14 @@ def _follow(args: argparse.Namespace, color: bool) -> Trace | None:
         sys.stderr.flush()
 
     trace = None
-    started = False
+    heading = None
     try:
         for trace, fresh in follow(
             args.port, count=args.count, duration=args.duration, on_ready=ready
         ):
-            if not started and not args.json:
-                print("\n".join(header_lines(trace, color)))
-            started = True
+            if trace.ends != heading and not args.json:
+                print("\n".join(([""] if heading else []) + header_lines(trace, color)))
+            heading = trace.ends
             for event in fresh:
                 if args.json:
                     print(json.dumps(event_record(trace, event)))
