@@ -85,6 +85,17 @@ KNOWN_PRIVATE_FROM_CLI: dict[tuple[str, str], str] = {
     ("sockkit.cli.ss", "sockkit.inspect._record"): "inspect's public API lacks the formatter",
     ("sockkit.cli.ss", "sockkit.inspect._services"): "inspect's public API lacks the formatter",
     ("sockkit.cli.ss", "sockkit.inspect._watch"): "inspect's public API lacks the formatter",
+    ("sockkit.cli.trace", "sockkit.trace._events"): "trace's package does not re-export these yet",
+    ("sockkit.cli.trace", "sockkit.trace._ladder"): "trace's package does not re-export these yet",
+    ("sockkit.cli.trace", "sockkit.trace._live"): "trace's package does not re-export these yet",
+    ("sockkit.cli.trace", "sockkit.trace._pcap"): "trace's package does not re-export these yet",
+    ("sockkit.cli.trace", "sockkit.trace._play"): "trace's package does not re-export these yet",
+    ("sockkit.cli.trace", "sockkit.trace._records"): "trace's package does not re-export these yet",
+    (
+        "sockkit.cli.trace",
+        "sockkit.trace._scenarios",
+    ): "trace's package does not re-export these yet",
+    ("sockkit.cli.trace", "sockkit.trace._svg"): "trace's package does not re-export these yet",
 }
 
 
