@@ -21,9 +21,11 @@ import os
 import resource
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
+from typing import Any
 
 from sockkit._endpoint import Endpoint, open_connection
 from sockkit._errors import UsageError
@@ -169,6 +171,9 @@ def _run_forked(
     read_fd, write_fd = os.pipe()
     pids: list[int] = []
     share, extra = divmod(spec.conns, processes)
+    # Children are born with the stop request's handler, so one asked to stop
+    # the instant it starts reports an empty tally instead of dying.
+    previous = _swap_stop_handler(_stop_early)
     try:
         for i in range(processes):
             child_spec = replace(spec, conns=share + (1 if i < extra else 0), index=i)
@@ -177,10 +182,12 @@ def _run_forked(
                 os.close(read_fd)
                 _child(child_spec, write_fd, on_progress if i == 0 else None)
             pids.append(pid)
+        _swap_stop_handler(previous)
         os.close(write_fd)
         write_fd = -1
         return _collect(read_fd, pids, on_phase, on_interval)
     finally:
+        _swap_stop_handler(previous)
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
@@ -198,7 +205,7 @@ def _child(
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-        signal.signal(signal.SIGUSR1, _stop_early)
+        signal.signal(signal.SIGUSR1, _stop_early)  # (a parent off the main thread could not)
 
         def phase(name: str) -> None:
             os.write(write_fd, json.dumps({"phase": name}).encode() + b"\n")
@@ -221,6 +228,16 @@ def _child(
 
 def _stop_early(signum: int, frame: FrameType | None) -> None:  # pragma: no cover - child
     raise KeyboardInterrupt
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _swap_stop_handler(handler: _Handler) -> _Handler:
+    """Set SIGUSR1's handler (main thread only; elsewhere a no-op); return the old one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGUSR1, handler)
 
 
 def _collect(
