@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sockkit.engines._aio_accept import Acceptor
-from sockkit.engines._aio_protocol import Door, Hub, protocol_class
+from sockkit.engines._aio_protocol import Door, Hub, protocol_factory
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
 from sockkit.engines._lifecycle import Drain
@@ -50,7 +50,6 @@ __all__ = ["AsyncioEngine", "UvloopEngine"]
 # unacked, sacked.  On a listening socket Linux reports the accept backlog
 # in tcpi_sacked.
 _TCP_INFO_BACKLOG = struct.Struct("8x5xI")
-_SWEEP_MAX = 1.0
 
 
 def _backlog(sock: socket.socket) -> int:
@@ -121,7 +120,7 @@ class UvloopEngine(AsyncioEngine):
             return _accept(hub, listener)  # admission before the handshake: see _aio_accept
         sock = listener.sock
         door = _door(hub, listener)
-        factory = protocol_class(door)
+        factory = protocol_factory(door)
         own = sock.dup()
         try:
             if sock.family == socket.AF_UNIX:
@@ -138,7 +137,7 @@ def _door(hub: Hub, listener: StreamListener) -> Door:
 
 def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
     door = _door(hub, listener)
-    acceptor = Acceptor(door, listener.sock, protocol_class(door), str(listener.endpoint))
+    acceptor = Acceptor(door, listener.sock, protocol_factory(door), str(listener.endpoint))
     acceptor.start()
     return acceptor
 
@@ -157,8 +156,7 @@ async def _serve(
         stop_seen.set()
 
     loop.add_reader(ctx.stop.fd, on_stop)
-    sweeper = _Sweeper(hub)
-    sweeper.start()
+    hub.start_ticking()
     try:
         for listener in ctx.listeners:
             servers.append(await listen(hub, listener))
@@ -170,7 +168,7 @@ async def _serve(
         drain.begin(len(hub.conns))
         await _drain(hub, drain, stop_seen)
         loop.remove_reader(ctx.stop.fd)
-        sweeper.cancel()
+        hub.stop_ticking()
         for server in servers:
             await server.wait_closed()
 
@@ -194,33 +192,3 @@ async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
         if not hub.conns:
             break
         await asyncio.sleep(0.01)
-
-
-class _Sweeper:
-    """One coarse periodic check of every connection's timeouts -- no timer per connection.
-
-    Runs every ``min(shortest timeout / 2, 1 s)``, so a timeout fires between
-    its value and its value plus one interval late.
-    """
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        limits = hub.limits
-        timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
-        self._interval = min(min(timeouts) / 2, _SWEEP_MAX) if timeouts else None
-        self._handle: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        if self._interval is not None:
-            self._handle = self._hub.loop.call_later(self._interval, self._sweep)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-    def _sweep(self) -> None:
-        hub = self._hub
-        now = hub.loop.time()
-        for conn in list(hub.conns):
-            conn.check(now, hub.limits)
-        self.start()

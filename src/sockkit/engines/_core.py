@@ -150,7 +150,12 @@ class ConnectionCore:
     def sent(self, count: int) -> None:
         """The socket took the first ``count`` bytes of :meth:`data_to_send`."""
         if count:
-            del self.out[:count]
+            if count == len(self.out):
+                # A new buffer rather than an emptied one: a pump may hand the
+                # old one on (an asyncio transport keeps what it is given).
+                self.out = bytearray()
+            else:
+                del self.out[:count]
             self.bytes_out += count
         if self._paused and len(self.out) <= self._low:
             self._paused = False
@@ -182,6 +187,16 @@ class ConnectionCore:
 
     def abort(self, reason: str | None) -> None:
         """End now (a deadline, a stop, a socket error): unsent output is dropped."""
+        if not self.should_close:
+            self.should_close = True
+            self.close_reason = reason
+
+    def finish(self, reason: str | None) -> None:
+        """End normally: everything is handed on (the core decides this in :meth:`settle`).
+
+        Unlike :meth:`abort` nothing is dropped, so a pump whose lower layer
+        still holds bytes (an asyncio transport) lets it flush them first.
+        """
         if not self.should_close:
             self.should_close = True
             self.close_reason = reason
@@ -268,7 +283,7 @@ class ConnectionCore:
             self._done_sending = True
             if state == CLOSE:
                 if not self.out:
-                    self.abort(self.service.close_reason)
+                    self.finish(self.service.close_reason)
                 return
             if self._fin_sent and self._peer_done:
-                self.abort(self.service.close_reason)  # both directions are done
+                self.finish(self.service.close_reason)  # both directions are done
