@@ -165,7 +165,7 @@ async def _serve(
         for server in servers:
             server.close()
         drain = Drain(ctx)
-        drain.begin(len(hub.conns))
+        drain.begin(hub.count)
         await _drain(hub, drain, stop_seen)
         loop.remove_reader(ctx.stop.fd)
         hub.stop_ticking()
@@ -176,7 +176,7 @@ async def _serve(
 async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
     """Let open connections end while ``drain`` allows, then abort the rest and wait for them."""
     hub.stopping = True
-    while hub.conns:
+    while hub.count:
         left = drain.remaining()
         if left <= 0:
             break
@@ -185,10 +185,10 @@ async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
         again = asyncio.ensure_future(stop_seen.wait())
         await asyncio.wait({drained, again}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
         again.cancel()
-    for conn in list(hub.conns):
+    for conn in hub.conns():
         conn.abort(CloseReason.SERVER_STOPPING)
     # Aborted transports report connection_lost on a later loop turn.
     for _ in range(100):
-        if not hub.conns:
+        if not hub.count:
             break
         await asyncio.sleep(0.01)
