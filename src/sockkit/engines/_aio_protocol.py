@@ -1,32 +1,31 @@
 """The asyncio/uvloop pump: one Protocol per connection, pumped around its connection core.
 
-A :class:`Conn` is a core (:class:`~sockkit.engines._core.ConnectionRules`,
-with the limits on its per-listener class) and an ``asyncio.Protocol``: one
-object per connection, no task, timer or dict; only a connection with
-deadlines (:class:`CountedConn`) carries their marks.  The rules -- output buffer, water marks, cap, deadlines, half-close
-order, close reasons -- are the core's; this module maps asyncio's callbacks
-onto the core's calls::
+A :class:`Conn` is both a core (:class:`~sockkit.engines._core.ConnectionRules`,
+its limits on the per-listener class) and an ``asyncio.Protocol``: one object
+per connection, no task, timer or dict.  The rules -- output buffer, water
+marks, cap, deadlines, half-close order, close reasons -- are the core's;
+this module maps asyncio's callbacks onto the core's calls::
 
     connection_made          -->  start(peer)          (when the service greets)
     data_received(data)      -->  receive(data)        (echo inlined: see below)
     eof_received()           -->  receive_eof()
     resume_writing()         -->  writable: what data_to_send() gives is written
     pause_writing()          -->  not writable: output stays in the core
-    the hub's sweep          -->  tick(now)
+    one loop timer (Hub)     -->  tick(now) for every connection
     the core ends            -->  transport.close() (finish) / transport.abort() (abort)
 
 The transport plays the socket: it takes every write, and its own buffer
-(asyncio's default water marks, 64 KiB / 16 KiB) is what the kernel's socket
-buffer is to the reactor.  Once it says ``pause_writing`` nothing more is
-written to it; output waits in the core, where the high-water pause, the
-output cap and the send deadline apply.  A reply longer than ``high_water``
-always goes through the core, so the cap sees it.
+(64 KiB before it says ``pause_writing``) is what the kernel's socket buffer
+is to the reactor.  Once paused nothing more is written to it; output waits
+in the core, where the high-water pause, the output cap and the send
+deadline apply.  A reply longer than 64 KiB always goes through the core,
+so the cap sees it.
 
 The hot path, :meth:`Conn.data_received`, is the echo case inlined: when the
 core holds nothing and the transport takes writes, the reply is written at
-once; anything else (a remainder, a state change, a producing service) goes
-to the core.  :class:`CountedConn` adds the byte counts and the log; the
-engine picks it per listener when the log is on or a deadline needs them.
+once; anything else (waiting output, a state change, a producing service)
+goes to the core.  :class:`TrackedConn` adds the log record and the deadline
+marks; the engine picks it per listener when the log or a deadline is on.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from sockkit.engines._contract import AccessList, Admission, ConnectionLog, Limi
 from sockkit.engines._core import ConnectionRules, EndOfStream, tick_interval
 from sockkit.services._base import Service
 
-__all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_factory"]
+__all__ = ["Conn", "Door", "Hub", "TrackedConn", "protocol_factory"]
 
 _log = logging.getLogger("sockkit.engines")
 
@@ -58,7 +57,12 @@ _BASE_CLOSED = Service.closed
 #: The service of a refused connection, and of one whose ``closed`` was called.
 _NO_SERVICE = Service()
 
-# Conn._writing: how output reaches the transport.
+#: The longest reply the hot path writes itself: what the transport takes
+#: before it says pause_writing (its default high-water mark).  A longer one
+#: goes through the core, so the output cap sees it.
+_TRANSPORT_TAKES = 64 * 1024
+
+# Conn._writing: how output reaches the transport (0 is the hot path's "write it yourself").
 #: The core holds nothing and the transport takes writes: the hot path writes a reply itself.
 _DIRECT = 0
 #: The core holds output (or the service has finished sending): replies go to the core.
@@ -108,13 +112,6 @@ class Hub:
         #: Set by the drain once stopping: resolved when the last connection goes.
         self.drained: asyncio.Future[None] | None = None
         self.sweep: asyncio.TimerHandle | None = None
-
-    def add(self, conn: Conn) -> None:
-        ring = self.ring
-        last = ring._prev
-        conn._prev, conn._next = last, ring
-        last._next = ring._prev = conn
-        self.count += 1
 
     def forget(self, conn: Conn) -> None:
         before, after = conn._prev, conn._next
@@ -213,9 +210,7 @@ class Conn(ConnectionRules, asyncio.Protocol):
     _door: ClassVar[Door]
     _prev: Conn
     _next: Conn
-    #: The longest reply the hot path writes itself (``high_water``): longer ones go through the core.
-    _fast_max: ClassVar[int]
-    #: Whether the core's deadlines are on (only :class:`CountedConn` has their slots).
+    #: Whether the core's deadlines are on (only :class:`TrackedConn` has their slots).
     _timed: ClassVar[bool]
     _transport: asyncio.Transport
 
@@ -234,7 +229,12 @@ class Conn(ConnectionRules, asyncio.Protocol):
             self.start_clock(door.hub.loop.time())
         self._writing = _DIRECT
         service.wakeup = self
-        door.hub.add(self)
+        hub = door.hub
+        ring = hub.ring  # join the ring (Hub.forget leaves it)
+        last = self._prev = ring._prev
+        self._next = ring
+        last._next = ring._prev = self
+        hub.count += 1
         if door.logs:
             self._opened(door.peer(transport))
         if type(service).connected is not _BASE_CONNECTED:
@@ -246,6 +246,7 @@ class Conn(ConnectionRules, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """The echo case inlined; anything else is the core's (see the module docstring)."""
+        self.bytes_in += len(data)
         service = self.service
         try:
             out = service.received(data)
@@ -253,11 +254,14 @@ class Conn(ConnectionRules, asyncio.Protocol):
             self.failed(exc)
             return
         if out:
-            if self._writing == _DIRECT and len(out) <= self._fast_max:
-                self._transport.write(out)
-            else:
-                self.output(out)
-        if self.out or service.state or service.producing:
+            if self._writing or len(out) > _TRANSPORT_TAKES:  # not _DIRECT, or long
+                self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
+                self.settle()
+                self._pump()
+                return
+            self._transport.write(out)
+            self.bytes_out += len(out)
+        if service.state or service.producing:
             self.settle()
             self._pump()
 
@@ -327,7 +331,7 @@ class Conn(ConnectionRules, asyncio.Protocol):
         pump yields to other connections and goes on at the loop's next turn.
         """
         transport = self._transport
-        budget = self._fast_max
+        budget = self._limits.high_water
         while not self.should_close:
             data = self.data_to_send()
             if data is None:
@@ -356,7 +360,11 @@ class Conn(ConnectionRules, asyncio.Protocol):
         if self.should_close:
             transport.close()  # flushes what the transport holds; after abort() a no-op
             return
-        if self._paused == transport.is_reading() and not self._peer_done:
+        if (
+            self._paused == transport.is_reading()
+            and not self._peer_done
+            and not transport.is_closing()
+        ):
             if self._paused:
                 transport.pause_reading()
             else:
@@ -370,34 +378,16 @@ class Conn(ConnectionRules, asyncio.Protocol):
         self._transport.abort()
 
     def _opened(self, peer: str) -> None:
-        """Only :class:`CountedConn` logs; :func:`protocol_factory` picks it when the log is on."""
+        """Only :class:`TrackedConn` logs; :func:`protocol_factory` picks it when the log is on."""
 
     def _logged_close(self, exc: Exception | None) -> None:
         """See :meth:`_opened`."""
 
 
-class CountedConn(Conn):
-    """A :class:`Conn` that counts bytes on the hot path, for the log and the deadlines."""
+class TrackedConn(Conn):
+    """A :class:`Conn` with a log record and the deadline marks."""
 
     __slots__ = ("_io_mark", "_io_since", "_opened_at", "_out_mark", "_out_since", "_peer")
-
-    def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        service = self.service
-        try:
-            out = service.received(data)
-        except Exception as exc:
-            self.failed(exc)
-            return
-        if out:
-            if self._writing == _DIRECT and len(out) <= self._fast_max:
-                self._transport.write(out)
-                self.bytes_out += len(out)
-            else:
-                self.output(out)
-        if self.out or service.state or service.producing:
-            self.settle()
-            self._pump()
 
     def _opened(self, peer: str) -> None:
         self._peer = peer
@@ -421,18 +411,16 @@ class CountedConn(Conn):
 def protocol_factory(door: Door) -> Callable[[], Conn]:
     """The protocol factory for ``door``'s listener: :class:`Conn` objects bound to it.
 
-    :class:`CountedConn` when the log is on or a deadline needs the byte
-    counts; otherwise the plain :class:`Conn`, whose hot path counts nothing.
+    :class:`TrackedConn` when the log or a deadline is on, else the plain
+    :class:`Conn`; either way made without ``__init__`` (see :class:`Conn`).
     """
     limits = door.limits
-    counted = door.logs or tick_interval(limits) is not None
-    base = CountedConn if counted else Conn
     timed = tick_interval(limits) is not None
+    base = TrackedConn if door.logs or timed else Conn
     attributes = {
         "__slots__": (),
         "_door": door,
         "_limits": limits,
-        "_fast_max": limits.high_water,
         "_timed": timed,
     }
     cls = type(base.__name__, (base,), attributes)
