@@ -1,5 +1,8 @@
 """The asyncio/uvloop pump: one Protocol per connection, pumped around its connection core.
 
+(Over 400 lines: the protocol, the hub's ring and timer and the listener's
+admission read one another's slots, so they are kept in one module.)
+
 A :class:`Conn` is both a core (:class:`~sockkit.engines._core.ConnectionRules`,
 its limits on the per-listener class) and an ``asyncio.Protocol``: one object
 per connection, no task, timer or dict.  The rules -- output buffer, water
@@ -24,8 +27,9 @@ so the cap sees it.
 The hot path, :meth:`Conn.data_received`, is the echo case inlined: when the
 core holds nothing and the transport takes writes, the reply is written at
 once; anything else (waiting output, a state change, a producing service)
-goes to the core.  :class:`TrackedConn` adds the log record and the deadline
-marks; the engine picks it per listener when the log or a deadline is on.
+goes to the core.  :class:`TrackedConn` adds the byte counts on that path,
+the log record and the deadline marks; the engine picks it per listener when
+the log or a deadline is on.
 """
 
 from __future__ import annotations
@@ -197,6 +201,38 @@ class Door:
         return False
 
 
+def _hot_path(counts: bool) -> Callable[[Conn, bytes], None]:
+    """``data_received``, written once: with the byte counts (the log, the deadlines) or without.
+
+    When the core holds nothing and the transport takes writes, a reply of
+    up to 64 KiB is written at once; anything else goes to the core.
+    """
+
+    def data_received(self: Conn, data: bytes) -> None:
+        if counts:
+            self.bytes_in += len(data)
+        service = self.service
+        try:
+            out = service.received(data)
+        except Exception as exc:
+            self.failed(exc)
+            return
+        if out:
+            if self._writing or len(out) > _TRANSPORT_TAKES:  # not _DIRECT, or long
+                self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
+                self.settle()
+                self._pump()
+                return
+            self._transport.write(out)
+            if counts:
+                self.bytes_out += len(out)
+        if service.state or service.producing:
+            self.settle()
+            self._pump()
+
+    return data_received
+
+
 class Conn(ConnectionRules, asyncio.Protocol):
     """One connection: the asyncio pump around its core.
 
@@ -244,26 +280,9 @@ class Conn(ConnectionRules, asyncio.Protocol):
             self.settle()
             self._pump()
 
-    def data_received(self, data: bytes) -> None:
-        """The echo case inlined; anything else is the core's (see the module docstring)."""
-        self.bytes_in += len(data)
-        service = self.service
-        try:
-            out = service.received(data)
-        except Exception as exc:
-            self.failed(exc)
-            return
-        if out:
-            if self._writing or len(out) > _TRANSPORT_TAKES:  # not _DIRECT, or long
-                self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
-                self.settle()
-                self._pump()
-                return
-            self._transport.write(out)
-            self.bytes_out += len(out)
-        if service.state or service.producing:
-            self.settle()
-            self._pump()
+    #: The echo case inlined; anything else is the core's (see the module docstring).
+    #: (A function made by _hot_path: mypy reads it as an attribute, not a method.)
+    data_received = _hot_path(counts=False)  # type: ignore[assignment]
 
     def eof_received(self) -> bool:
         service = self.service
@@ -388,6 +407,8 @@ class TrackedConn(Conn):
     """A :class:`Conn` with a log record and the deadline marks."""
 
     __slots__ = ("_io_mark", "_io_since", "_opened_at", "_out_mark", "_out_since", "_peer")
+
+    data_received = _hot_path(counts=True)
 
     def _opened(self, peer: str) -> None:
         self._peer = peer
