@@ -42,6 +42,7 @@ from sockkit.engines._aio_accept import Acceptor
 from sockkit.engines._aio_protocol import Door, Hub, protocol_class
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
+from sockkit.engines._core import line_tick
 from sockkit.engines._lifecycle import Drain
 
 __all__ = ["AsyncioEngine", "UvloopEngine"]
@@ -207,7 +208,11 @@ class _Sweeper:
         self._hub = hub
         limits = hub.limits
         timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
-        self._interval = min(min(timeouts) / 2, _SWEEP_MAX) if timeouts else None
+        periods = [min(t / 2, _SWEEP_MAX) for t in timeouts]
+        line = line_tick(limits)
+        if line is not None:
+            periods.append(line)
+        self._interval = min(periods) if periods else None
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
