@@ -428,7 +428,7 @@ class CountedConn(Conn):
         self._nout = 0
         now = door.hub.loop.time()
         self._started = now
-        self._idle_mark = -1
+        self._idle_mark = 0  # a peer silent from the start is timed from its start
         self._idle_since = now
         self._send_mark: tuple[int, int] = (-1, -1)
         self._send_since = now

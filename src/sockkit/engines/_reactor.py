@@ -10,7 +10,7 @@ chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`
   once.  Out of descriptors, the listeners are not watched until a connection
   closes or the back-off passes: never a busy loop.
 - Timeouts (idle, send, TLS handshake, EMFILE back-off, drain) are served by
-  one coarse sweep every ``min(timeout / 2, 1 s)``; idle and send deadlines
+  one coarse sweep every ``min(timeout / 4, 0.5 s)``; idle and send deadlines
   are each connection core's ``tick``, read from byte counters, so no
   per-message timestamps.  With none of them configured, ``wait`` blocks
   without a timeout and no clock is read.
@@ -47,8 +47,8 @@ __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
 
 _log = logging.getLogger("sockkit.engines.reactor")
 
-#: Coarsest sweep period: timeouts fire at most this late (plus half the timeout).
-_MAX_TICK = 1.0
+#: Coarsest sweep period: a timeout fires at most this late.
+_MAX_TICK = 0.5
 
 
 class _Acceptor:
@@ -107,10 +107,10 @@ class _Reactor:
         periods = [_MAX_TICK]
         for timeout in (limits.idle_timeout, limits.send_timeout):
             if timeout is not None:
-                periods.append(timeout / 2)
+                periods.append(timeout / 4)
         self._tls = any(listener.tls is not None for listener in ctx.listeners)
         if self._tls:
-            periods.append(limits.handshake_timeout / 2)
+            periods.append(limits.handshake_timeout / 4)
         #: Sweep period, or None when no per-connection timeout is configured.
         line = line_tick(limits)
         if line is not None:
