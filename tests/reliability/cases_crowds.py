@@ -104,7 +104,7 @@ def idle_flood(engine: str, scale: Scale) -> Verdict:
             sock.close()
         fds = wait_fds(pid, base_fds, 2, 3.0)
         p99 = percentile(rtts, 99) * 1000
-        v.check(p99 < 50, f"probe p99 {p99:.1f} ms")
+        v.check(p99 < 50, f"probe p99 {p99:.1f} ms", timing=True)
         v.check(grown < budget, f"RSS +{grown:.1f} MB (< {budget})")
         worst = max(lateness, default=float("inf"))
         v.check(
@@ -119,14 +119,17 @@ def max_conns(engine: str, scale: Scale) -> Verdict:
     """2. ``--max-conns N`` with N + extra clients: N served, the extra closed at once and counted."""
     v = Verdict()
     limit = scale.max_conns
-    with Served(["echo", "0", "--engine", engine, "--max-conns", str(limit)]) as server:
+    args = ["echo", "0", "--engine", engine, "--max-conns", str(limit)]
+    if engine == "pool":
+        args += ["--threads", str(limit)]  # the pool serves --threads at once; room for all
+    with Served(args) as server:
         held = []
         served = 0
         for _ in range(limit):
             sock = server.connect()
             held.append(sock)
             sock.sendall(b"x")
-            served += sock.recv(1) == b"x"
+            served += _echoed(sock, b"x")
         late = []
         refused = 0
         for _ in range(scale.extra_conns):
@@ -141,7 +144,7 @@ def max_conns(engine: str, scale: Scale) -> Verdict:
             sock.setblocking(True)
             sock.settimeout(5)
             sock.sendall(b"y")
-            still += sock.recv(1) == b"y"
+            still += _echoed(sock, b"y")
             sock.close()
         counted = len(server.wait_for_lines("max-conns", scale.extra_conns, 2.0))
         v.check(served == limit and still == limit, f"{served} served ({still} still echoing)")
@@ -152,6 +155,14 @@ def max_conns(engine: str, scale: Scale) -> Verdict:
         )
         v.check(counted == scale.extra_conns, f"{counted} refusals logged")
     return v
+
+
+def _echoed(sock: socket.socket, sent: bytes) -> bool:
+    """Whether ``sent`` came back (False on a timeout or a closed connection)."""
+    try:
+        return sock.recv(len(sent)) == sent
+    except OSError:
+        return False
 
 
 def max_conns_per_ip(engine: str, scale: Scale) -> Verdict:
@@ -168,13 +179,13 @@ def max_conns_per_ip(engine: str, scale: Scale) -> Verdict:
             sock = server.connect(source="127.0.0.2")
             held.append(sock)
             sock.sendall(b"x")
-            served += sock.recv(1) == b"x"
+            served += _echoed(sock, b"x")
         eleventh = server.connect(source="127.0.0.2")
         closed, got = wait_closed(eleventh, 1.0)
         eleventh.close()
         other = server.connect(source="127.0.0.3")
         other.sendall(b"z")
-        other_ok = other.recv(1) == b"z"
+        other_ok = _echoed(other, b"z")
         other.close()
         for sock in held:
             sock.close()
@@ -191,6 +202,7 @@ def emfile(engine: str, scale: Scale) -> Verdict:
         pid, address = server.pid, server.address
         warm(address, 2)
         lines_before = len(server.lines)
+        began = time.monotonic()
         held = [socket.create_connection(address, timeout=5) for _ in range(scale.emfile_clients)]
         waiter = socket.create_connection(address, timeout=5)
         waiter.sendall(b"w")
@@ -198,8 +210,6 @@ def emfile(engine: str, scale: Scale) -> Verdict:
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(scale.emfile_seconds)
         cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-        log_lines = len(server.lines) - lines_before
-        window = time.monotonic() - t0 + 0.5
         for sock in held:
             sock.close()
         freed = time.monotonic()
@@ -211,14 +221,18 @@ def emfile(engine: str, scale: Scale) -> Verdict:
         served_after = time.monotonic() - freed
         waiter.close()
         alive = server.alive() and echo_probe(address) < 5
+        time.sleep(max(0.0, freed + 1.0 - time.monotonic()))
         v.check(cpu < 0.10, f"CPU {cpu * 100:.1f}% of a core")
         v.check(alive, "listener open, serving after" if alive else "server down")
         v.check(answer == b"w" and served_after < 2, f"waiter served {served_after:.2f} s after")
-        # Opened/closed lines are per connection; count only warnings about accepting.
+        # Over the whole episode -- exhaustion, then recovery and one second
+        # after -- at most one line a second about accepting (opened/closed
+        # lines are per connection and not counted).
+        window = time.monotonic() - began
         accept_lines = [ln for _, ln in server.lines[lines_before:] if "accept" in ln]
         v.check(
             len(accept_lines) <= window + 1,
-            f"{len(accept_lines)} accept log lines in {window:.1f} s ({log_lines} lines in all)",
+            f"{len(accept_lines)} accept log lines in {window:.1f} s",
         )
     return v
 
@@ -243,7 +257,7 @@ def accept_storm(engine: str, scale: Scale) -> Verdict:
         pinger.close()
         durations = [float(d) for d in result["durations"]]  # type: ignore[attr-defined]
         p99 = percentile(rtts, 99) * 1000
-        v.check(p99 < 50, f"ping p99 {p99:.1f} ms over {len(rtts)}")
+        v.check(p99 < 50, f"ping p99 {p99:.1f} ms over {len(rtts)}", timing=True)
         worst = max(durations, default=0.0)
         v.check(worst <= 5.0, f"slowest client {worst:.2f} s")
         v.note(f"{len(durations)} done, {result['failed']} failed in {result['elapsed']:.1f} s")
@@ -323,7 +337,12 @@ def soak(engine: str, scale: Scale) -> Verdict:
             servers.append(chat)
             chat_port = chat.address[1]
         crowd = run_crowd(
-            "soak", echo.address, seconds=scale.soak_seconds, count=50, chat=chat_port
+            "soak",
+            echo.address,
+            seconds=scale.soak_seconds,
+            count=50,
+            chat=chat_port,
+            pace=scale.soak_pace,
         )
         pinger = echo.connect()
         pinger.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -357,7 +376,7 @@ def soak(engine: str, scale: Scale) -> Verdict:
         v.check(max(fds) - min(fds) <= 5, f"fds {min(fds)}-{max(fds)}")
         v.check(left == 0, f"{left} zombies")
         p99 = percentile(rtts, 99) * 1000
-        v.check(p99 < 20, f"echo p99 {p99:.1f} ms")
+        v.check(p99 < 20, f"echo p99 {p99:.1f} ms", timing=True)
         v.check(
             result["errors"] == 0,
             f"{result['exchanges']} rr, {result['churned']} churn, {result['errors']} errors",

@@ -115,10 +115,10 @@ _CONNECT_AS = """
 import os, socket, sys
 os.setgid(65534); os.setuid(65534)
 s = socket.socket(socket.AF_UNIX); s.settimeout(3); s.connect(sys.argv[1])
-s.sendall(b"x")
 try:
+    s.sendall(b"x")
     data = s.recv(1)
-except OSError:
+except OSError:  # refused: closed before or while we sent
     data = b""
 print(len(data))
 """

@@ -11,7 +11,8 @@
 ``slowloris``  ``--count N --gap G --limit L``: N clients each send one byte (no
                newline) every G seconds; reports when each was closed, relative
                to its connect (for at most L seconds).
-``soak``       ``--seconds S --count IDLE [--chat PORT]``: mixed load for S seconds --
+``soak``       ``--seconds S --count IDLE [--chat PORT] [--pace P]``: mixed load for S seconds, P
+               seconds' pause per round (0.005: about 400 round trips a second) --
                paced round trips, connect churn, IDLE idle holders and, with a
                chat server's port, five chatting members.  Reports the counts.
 """
@@ -211,7 +212,7 @@ def _soak(args: argparse.Namespace) -> dict[str, object]:
                         pass
         except OSError:
             errors += 1
-        time.sleep(0.005)
+        time.sleep(args.pace)
     for sock in idle + rr + chat:
         sock.close()
     return {"exchanges": exchanges, "churned": churned, "lines": lines, "errors": errors}
@@ -229,6 +230,7 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=30.0)
     parser.add_argument("--hold", type=float, default=0.0)
     parser.add_argument("--chat", type=int, default=0)
+    parser.add_argument("--pace", type=float, default=0.005)
     args = parser.parse_args()
     if args.mode == "slowloris":
         result = _slowloris(args)

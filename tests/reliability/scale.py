@@ -58,6 +58,8 @@ class Scale:
     #: 17. soak length and the warm-up excluded from its slopes.
     soak_seconds: float
     soak_warmup: float
+    #: Pause between the soak load's rounds (0.005 s is about 400 round trips a second).
+    soak_pace: float
     #: Security: server start-ups watched for a wider socket file mode.
     umask_startups: int
 
@@ -90,6 +92,7 @@ FULL = Scale(
     fuzz_examples=1_000_000,
     soak_seconds=600.0,
     soak_warmup=120.0,
+    soak_pace=0.005,
     umask_startups=200,
 )
 
@@ -121,5 +124,6 @@ CI = Scale(
     fuzz_examples=150,
     soak_seconds=20.0,
     soak_warmup=6.0,
-    umask_startups=15,
+    soak_pace=0.02,
+    umask_startups=8,
 )

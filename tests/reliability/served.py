@@ -8,6 +8,7 @@ see when a connection was closed without the pipe ever filling.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -28,6 +29,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 #: Runs sockkit's own main() with a SIGALRM handler and an interval timer (the EINTR case).
 ALARMED = Path(__file__).resolve().parent / "alarmed_sockkit.py"
 _LISTENING = re.compile(r"listening on (\S+)")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
 
 
 def sockkit_env(**extra: str) -> dict[str, str]:
@@ -83,6 +86,8 @@ class Served:
             env = sockkit_env(SOCKKIT_ALARM_INTERVAL=str(alarm_interval))
 
         def limit() -> None:
+            # The server dies with whoever started it, even if that is killed.
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
             if umask is not None:
@@ -94,7 +99,7 @@ class Served:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
-            preexec_fn=limit if nofile is not None or umask is not None else None,
+            preexec_fn=limit,
         )
         self._listened = threading.Event()
         self._wanted = endpoints

@@ -26,16 +26,28 @@ class Verdict:
     misses: list[str] = field(default_factory=list)
     #: Set when the case does not apply to this engine (and why).
     skipped: str | None = None
+    #: The misses that are latencies or rates, which another tenant's burst can cause.
+    timing_misses: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         self.figures.append(text)
 
-    def check(self, ok: bool, text: str) -> bool:
-        """Record ``text`` as a figure, and as a miss unless ``ok``."""
+    def check(self, ok: bool, text: str, timing: bool = False) -> bool:
+        """Record ``text`` as a figure, and as a miss unless ``ok``.
+
+        ``timing`` marks a latency or throughput target (see :attr:`only_timing`).
+        """
         self.figures.append(text if ok else f"{text} (MISS)")
         if not ok:
             self.misses.append(text)
+            if timing:
+                self.timing_misses.append(text)
         return ok
+
+    @property
+    def only_timing(self) -> bool:
+        """True when every miss is a latency or rate: worth one more run on a shared machine."""
+        return bool(self.misses) and len(self.timing_misses) == len(self.misses)
 
     @property
     def passed(self) -> bool:
