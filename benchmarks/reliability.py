@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import os
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -50,7 +51,12 @@ def _cell(verdict: Verdict) -> str:
     return f"{mark} " + "; ".join(verdict.figures).replace("|", "/")
 
 
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so every case stops its servers
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", help="comma-separated case keys (default: all)")
     parser.add_argument("--engines", help="comma-separated engines (default: all available)")
