@@ -1,5 +1,8 @@
 """The asyncio Protocol that joins one transport to one :class:`~sockkit.services.Service`.
 
+(Over 400 lines: the unlogged hot-path protocol and its counting variant are
+kept side by side so the per-message differences stay visible.)
+
 Callback order (asyncio's, see ``asyncio.protocols``)::
 
     connection_made → data_received* → [eof_received] → connection_lost

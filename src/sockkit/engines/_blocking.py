@@ -1,5 +1,8 @@
 """One connection, served in the calling thread: the loop the fork, thread and pool engines share.
 
+(Over 400 lines: the TLS handshake, the pump around the core and the blocking
+echo fast path are one connection's three phases and share its fds and lock.)
+
 :meth:`Connection.run` joins one accepted socket to one
 :class:`~sockkit.services.Service` and returns when the connection is over.  The
 three classic engines differ only in *where* it runs (a child process, a new
