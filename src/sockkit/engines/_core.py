@@ -208,6 +208,11 @@ class ConnectionCore:
         if count:
             del self.out[:count]
             self.bytes_out += count
+            if self.out and self._send_timeout is not None:
+                # The socket took part: the last progress is now, not at the
+                # next tick, so a stalled peer is closed send_timeout after it
+                # stalled (one clock read per partial send, only with the option).
+                self._out_mark, self._out_since = self.bytes_out, time.monotonic()
         if self._paused and len(self.out) <= self._low:
             self._paused = False
         self.settle()
