@@ -120,7 +120,7 @@ def main() -> int:
         + ".  The machine was shared and busy while this ran.",
         "",
         "Each case is a function in `tests/reliability/` that the test suite runs at CI"
-        " scale; targets and rules are in each case's docstring and the issue's list.",
+        " scale; the targets and pass rules are in each case's docstring and code.",
         "",
     ]
     for title, cells in rows:

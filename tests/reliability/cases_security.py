@@ -215,8 +215,11 @@ def _handshake(port: int, context: ssl.SSLContext) -> str:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.recv(64)
-                return f"accepted {tls.version()}"
+                version = tls.version()
+                # Served means the greeting arrived; a close with no bytes is a refusal.
+                if not tls.recv(64):
+                    return "refused (closed without a byte)"
+                return f"accepted {version}"
     except (ssl.SSLError, OSError) as exc:
         return f"refused ({type(exc).__name__})"
 
