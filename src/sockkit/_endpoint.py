@@ -7,6 +7,8 @@ Grammar (see DESIGN.md)::
     HOST:PORT         same as tcp://HOST:PORT
     :PORT             every interface (dual-stack where the host has IPv6)
     PORT              loopback only, 127.0.0.1 -- the safe default
+    fd:N              an already-open socket on descriptor N (inherited)
+    systemd:[NAME]    the socket systemd socket activation passed (LISTEN_FDS)
 
 HOST is a name, an IPv4 address or a bracketed IPv6 address (``[::1]``).  PORT is
 0-65535 or a service name looked up with getservbyname.  The same wildcard and
@@ -37,6 +39,7 @@ from sockkit._errors import (
     translate_os_error,
     translating,
 )
+from sockkit._inherit import INHERITED_PREFIXES, adopt, inspect_inherited
 
 __all__ = [
     "AddressInfo",
@@ -69,13 +72,17 @@ class Endpoint:
     brackets), or ``None`` for every interface; ``port`` is 0-65535.  For
     ``unix``/``unixgram``: ``path`` is a file path, or ``@name`` for the abstract
     namespace.  ``str(endpoint)`` gives the canonical text, which parses back to
-    an equal value.
+    an equal value.  ``fd`` is set for an inherited socket (``fd:N``,
+    ``systemd:``; see :mod:`sockkit._inherit`): the other fields then describe
+    the socket on that descriptor, which is adopted rather than bound, and
+    whose socket file is never removed.
     """
 
     transport: Transport
     host: str | None = None
     port: int = 0
     path: str | None = None
+    fd: int | None = None
 
     @property
     def is_unix(self) -> bool:
@@ -115,6 +122,8 @@ class Endpoint:
         return Endpoint(self.transport, self.host, port, self.path)
 
     def __str__(self) -> str:
+        if self.fd is not None:
+            return f"fd:{self.fd}"
         if self.is_unix:
             return f"{self.transport}:{self.path}"
         return f"{self.transport}://{self.address}"
@@ -128,10 +137,14 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
     """
     if not text or text != text.strip():
         raise EndpointError(
-            text, "expected HOST:PORT, PORT, tcp://, udp://, tls://, unix: or unixgram:"
+            text,
+            "expected HOST:PORT, PORT, tcp://, udp://, tls://, unix:, unixgram:, fd: or systemd:",
         )
     if "\x00" in text:
         raise EndpointError(text, "NUL characters are not allowed")
+    if text.startswith(INHERITED_PREFIXES):
+        found = inspect_inherited(text)
+        return Endpoint(found.transport, found.host, found.port, found.path, found.fd)
     for scheme in ("unixgram", "unix"):
         if text.startswith(scheme + ":"):
             return _parse_unix(text, scheme, text[len(scheme) + 1 :])
@@ -139,7 +152,8 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
     if sep:
         if scheme not in _INET_SCHEMES:
             raise EndpointError(
-                text, "unknown scheme; expected tcp://, udp://, tls://, unix: or unixgram:"
+                text,
+                "unknown scheme; expected tcp://, udp://, tls://, unix:, unixgram:, fd: or systemd:",
             )
         return _parse_inet(text, scheme, rest)
     return _parse_inet(text, default_transport, text)
@@ -371,6 +385,8 @@ def open_listener(
     Raises :class:`AddressInUseError`, :class:`ResolveError` or another
     :class:`SockkitError` with a message naming the endpoint.
     """
+    if endpoint.fd is not None:
+        return adopt(endpoint.fd)  # bound and listening already; backlog and mode are its owner's
     if backlog is None:
         backlog = socket.SOMAXCONN
     try:
@@ -480,6 +496,8 @@ def open_connection(
 
     Raises :class:`ConnectError`, :class:`TimeoutError`, :class:`ResolveError`.
     """
+    if endpoint.fd is not None:
+        raise EndpointError(str(endpoint), "an inherited socket is for listening, not connecting")
     if endpoint.is_unix:
         return _connect_unix(endpoint, timeout)
     infos = resolve(endpoint)

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+
+SRC = str(Path(__file__).resolve().parent.parent.parent / "src")
+LISTENING = re.compile(rb"listening on (\S+)")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``python -m sockkit`` child: this checkout's sources first."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("NO_COLOR", None)
+    env.update(extra)
+    return env
+
+
+def sockkit_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sockkit", *args]
+
+
+def run_cli(
+    args: Sequence[str], timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``sockkit ARGS`` as a real process and wait for it."""
+    return subprocess.run(
+        sockkit_argv(*args), capture_output=True, timeout=timeout, env=env or cli_env()
+    )
 
 
 def free_port() -> int:

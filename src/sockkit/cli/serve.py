@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
+from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
 
 DESCRIPTION = """\
@@ -30,7 +31,9 @@ examples:
   sockkit serve echo tls://127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem
   sockkit serve --engine thread --max-conns 100 --idle-timeout 30
   sockkit serve --workers 4 :8000               four processes on one port
-  sockkit serve mypkg.services:Upper 7100       your own Service subclass"""
+  sockkit serve mypkg.services:Upper 7100       your own Service subclass
+  sockkit serve chat systemd:                   every socket systemd passed (LISTEN_FDS)
+  sockkit serve echo fd:3                       the listening socket on descriptor 3"""
 
 DEFAULT_ENDPOINT = "7007"
 
@@ -150,6 +153,8 @@ def _is_service_name(word: str) -> bool:
 
 
 def _is_endpoint(word: str) -> bool:
+    if word.startswith(INHERITED_PREFIXES):
+        return True  # fd:abc is then a bad endpoint, not an unknown service
     try:
         parse_endpoint(word)
     except UsageError:
@@ -161,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     from sockkit.server import Limits, TLSFiles, serve
 
     service, endpoints = split_targets(args.targets)
+    endpoints = [text for given in endpoints for text in expand_inherited(given)]
     limits = replace(
         Limits(),
         max_conns=args.max_conns,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from sockkit._endpoint import Endpoint, open_listener, parse_endpoint, sockaddr_endpoint
 from sockkit._errors import UsageError
+from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.server._context import AccessList, Limits, ServeContext, StopSignal, StreamListener
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
@@ -157,14 +158,19 @@ class Server:
         """Log ``listening on ENDPOINT`` once for each bound endpoint."""
         for ep in self.endpoints:
             self.log.listening(str(ep))
+        notify_ready()  # a service manager waiting on Type=notify may go on
 
     def _open_one(self, ep: Endpoint) -> None:
         # With workers, every inet socket joins a SO_REUSEPORT group so each
         # worker can bind its own; Unix sockets are shared by inheritance.
+        inherited = ep.fd is not None  # never rebound, never unlinked: its owner's
         sock = open_listener(
-            ep, backlog=self.backlog, reuse_port=self.workers > 1 and not ep.is_unix, mode=self.mode
+            ep,
+            backlog=self.backlog,
+            reuse_port=self.workers > 1 and not ep.is_unix and not inherited,
+            mode=self.mode,
         )
-        if ep.is_unix:
+        if ep.is_unix and not inherited:
             real = ep  # getsockname() of a file socket names its temporary bind path
             if not ep.is_abstract and ep.path:
                 st = os.stat(ep.path)
@@ -182,7 +188,15 @@ class Server:
             tls = self.tls_context if ep.is_tls else None
             listener = StreamListener(sock, real, self.spec.stream, tls)
             self.listeners.append(listener)
-        self._rebind[id(listener)] = ep if ep.is_unix else ep.with_port(real.port)
+        self._rebind[id(listener)] = ep if ep.is_unix or inherited else ep.with_port(real.port)
+
+    def shared_by_inheritance(self, listener: StreamListener | DatagramListener) -> bool:
+        """Whether workers share this listener itself (Unix and inherited sockets).
+
+        Other listeners are bound again by each worker with SO_REUSEPORT.
+        """
+        asked = self._rebind[id(listener)]
+        return asked.is_unix or asked.fd is not None
 
     def reopen_shared_port(self) -> None:
         """Replace each inet socket with a fresh one on the same port (a worker's own socket).
@@ -191,7 +205,7 @@ class Server:
         kernel spreads connections over every worker's socket.
         """
         for lst in self.all_listeners():
-            if lst.endpoint.is_unix:
+            if self.shared_by_inheritance(lst):
                 continue
             fresh = open_listener(self._rebind[id(lst)], backlog=self.backlog, reuse_port=True)
             lst.sock.close()
@@ -294,6 +308,8 @@ def _stop_on_signals(
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            notify_stopping()
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}

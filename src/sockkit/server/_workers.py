@@ -82,7 +82,7 @@ class Supervisor:
                 raise SockkitError("a worker process failed to start (see the message above)")
         # Every worker holds its own SO_REUSEPORT socket now: leave the group.
         for lst in self.server.all_listeners():
-            if not lst.endpoint.is_unix:
+            if not self.server.shared_by_inheritance(lst):
                 lst.sock.close()
         self.server.announce()
 
