@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
 from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
+
+if TYPE_CHECKING:
+    from sockkit.server import ServerLog
+    from sockkit.services import ServiceSpec
 
 DESCRIPTION = """\
 Serve SERVICE (echo, discard, chargen, daytime, time, chat, or module:Class) on
@@ -33,7 +39,8 @@ examples:
   sockkit serve --workers 4 :8000               four processes on one port
   sockkit serve mypkg.services:Upper 7100       your own Service subclass
   sockkit serve chat systemd:                   every socket systemd passed (LISTEN_FDS)
-  sockkit serve echo fd:3                       the listening socket on descriptor 3"""
+  sockkit serve echo fd:3                       the listening socket on descriptor 3
+  sockkit serve chat --workers 4 --backplane redis://127.0.0.1:6379   one room, 4 processes"""
 
 DEFAULT_ENDPOINT = "7007"
 
@@ -126,6 +133,12 @@ def add_arguments(parser: CommandParser) -> None:
     tls.add_argument(
         "--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA"
     )
+    chat = parser.add_argument_group("chat")
+    chat.add_argument(
+        "--backplane",
+        metavar="redis://HOST:PORT[/DB]",
+        help="share chat rooms through Redis pub/sub: across --workers, --engine fork and hosts",
+    )
     log = parser.add_argument_group("logging")
     log.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     log.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -163,7 +176,7 @@ def _is_endpoint(word: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sockkit.server import Limits, TLSFiles, serve
+    from sockkit.server import Limits, ServerLog, TLSFiles, make_logger, serve
 
     service, endpoints = split_targets(args.targets)
     endpoints = [text for given in endpoints for text in expand_inherited(given)]
@@ -181,12 +194,16 @@ def run(args: argparse.Namespace) -> int:
         tls = TLSFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
     elif args.tls_key is not None or args.tls_client_ca is not None:
         raise UsageError("--tls-key and --tls-client-ca need --tls-cert FILE")
+    service_source: str | ServiceSpec = service
+    log = ServerLog(make_logger(args.log_level, args.log_format))
+    if args.backplane is not None:
+        service_source = _chat_with_backplane(service, args.backplane, log)
     # This process only serves from here on: what start-up built (modules,
     # the parser) lives until exit, so keep the collector from rescanning it
     # whenever connections' objects trigger a collection.
     gc.freeze()
     serve(
-        service,
+        service_source,
         endpoints,
         engine=args.engine,
         limits=limits,
@@ -196,7 +213,20 @@ def run(args: argparse.Namespace) -> int:
         backlog=args.backlog,
         mode=args.mode,
         workers=args.workers,
-        log_level=args.log_level,
-        log_format=args.log_format,
+        log=log,
     )
     return 0
+
+
+def _chat_with_backplane(service: str, url: str, log: ServerLog) -> ServiceSpec:
+    """The chat service with its room carried through Redis; Redis must answer now (else exit 1)."""
+    from sockkit.backplane import RedisBackplane, parse_redis_url
+    from sockkit.services import chat_spec
+
+    if service != "chat":
+        raise UsageError(f"--backplane is for the chat service, not {service!r}")
+    backplane = RedisBackplane(
+        parse_redis_url(url), log=lambda text: log.event(logging.WARNING, text)
+    )
+    backplane.check()
+    return chat_spec(backplane=backplane)
