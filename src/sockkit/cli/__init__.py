@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module.add_arguments(parser)
     try:
         ns = parser.parse_args(rest)
+        ns.argv = [name, *rest]  # the command line as given, for serve's reload
         status: int = module.run(ns)
         return status
     except SystemExit as exc:  # --help, --version

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -37,6 +39,7 @@ examples:
   sockkit serve echo tls://127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem
   sockkit serve --engine thread --max-conns 100 --idle-timeout 30
   sockkit serve --workers 4 :8000               four processes on one port
+  kill -HUP $PID                                reload: new generation, same sockets, old drains
   sockkit serve mypkg.services:Upper 7100       your own Service subclass
   sockkit serve chat systemd:                   every socket systemd passed (LISTEN_FDS)
   sockkit serve echo fd:3                       the listening socket on descriptor 3
@@ -75,6 +78,13 @@ def add_arguments(parser: CommandParser) -> None:
         default=1,
         metavar="N",
         help="processes sharing the endpoints",
+    )
+    eng.add_argument(
+        "--reload-signal",
+        default="HUP",
+        choices=("HUP", "USR1", "USR2", "none"),
+        help="start a new generation (same command line, same sockets), then drain this one"
+        " (default HUP)",
     )
     eng.add_argument(
         "--threads", type=positive_int, metavar="N", help="worker threads of the pool engine"
@@ -198,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
     log = ServerLog(make_logger(args.log_level, args.log_format))
     if args.backplane is not None:
         service_source = _chat_with_backplane(service, args.backplane, log)
+    reload_command = None
+    if args.reload_signal != "none" and getattr(args, "argv", None):
+        reload_command = [sys.executable, "-m", "sockkit", *args.argv]
     # This process only serves from here on: what start-up built (modules,
     # the parser) lives until exit, so keep the collector from rescanning it
     # whenever connections' objects trigger a collection.
@@ -214,6 +227,8 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         workers=args.workers,
         log=log,
+        reload_command=reload_command,
+        reload_signal=getattr(signal, f"SIG{args.reload_signal}", signal.SIGHUP),
     )
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from types import FrameType, TracebackType
@@ -29,6 +30,7 @@ from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.server._context import AccessList, Limits, ServeContext, StopSignal, StreamListener
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
+from sockkit.server._reload import handed_over, reloading
 from sockkit.server._service import ServiceSource, find_service, needs_shared_memory
 from sockkit.server._tls import TLSFiles, server_tls_context
 
@@ -102,9 +104,8 @@ class Server:
         # (path, device, inode) of each socket file we bound, removed by close().
         self._unix_files: list[tuple[str, int, int]] = []
         self._bound: list[Endpoint] = []
-        # id(listener) -> the endpoint as asked for, with the real port: what a
-        # worker binds again (``:0`` must stay the dual-stack wildcard, not ``[::]``).
-        self._rebind: dict[int, Endpoint] = {}
+        # (endpoint text as asked, listener), in order: what a reload hands over.
+        self._asked: list[tuple[str, StreamListener | DatagramListener]] = []
 
     def _check_service(self) -> None:
         name = self.spec.name
@@ -160,56 +161,38 @@ class Server:
             self.log.listening(str(ep))
         notify_ready()  # a service manager waiting on Type=notify may go on
 
-    def _open_one(self, ep: Endpoint) -> None:
-        # With workers, every inet socket joins a SO_REUSEPORT group so each
-        # worker can bind its own; Unix sockets are shared by inheritance.
-        inherited = ep.fd is not None  # never rebound, never unlinked: its owner's
-        sock = open_listener(
-            ep,
-            backlog=self.backlog,
-            reuse_port=self.workers > 1 and not ep.is_unix and not inherited,
-            mode=self.mode,
-        )
-        if ep.is_unix and not inherited:
-            real = ep  # getsockname() of a file socket names its temporary bind path
-            if not ep.is_abstract and ep.path:
-                st = os.stat(ep.path)
-                self._unix_files.append((ep.path, st.st_dev, st.st_ino))
+    def _open_one(self, asked: Endpoint) -> None:
+        # Workers share these very sockets (see _workers.py): no SO_REUSEPORT.
+        # After a reload the previous generation's socket stands in for the
+        # asked endpoint (same scheme, now ours); an fd: socket stays its owner's.
+        sock = open_listener(handed_over(asked), backlog=self.backlog, mode=self.mode)
+        if asked.is_unix and asked.fd is None:
+            real = asked  # getsockname() of a file socket names its temporary bind path
+            if not asked.is_abstract and asked.path:
+                st = os.stat(asked.path)
+                self._unix_files.append((asked.path, st.st_dev, st.st_ino))
         else:
-            real = sockaddr_endpoint(sock, ep.transport)
+            real = sockaddr_endpoint(sock, asked.transport)
         self._bound.append(real)
         listener: StreamListener | DatagramListener
-        if ep.is_datagram:
+        if asked.is_datagram:
             assert self.spec.datagram is not None
             listener = DatagramListener(sock, real, self.spec.datagram)
             self.datagram_listeners.append(listener)
         else:
             assert self.spec.stream is not None
-            tls = self.tls_context if ep.is_tls else None
+            tls = self.tls_context if asked.is_tls else None
             listener = StreamListener(sock, real, self.spec.stream, tls)
             self.listeners.append(listener)
-        self._rebind[id(listener)] = ep if ep.is_unix or inherited else ep.with_port(real.port)
+        self._asked.append((str(asked), listener))
 
-    def shared_by_inheritance(self, listener: StreamListener | DatagramListener) -> bool:
-        """Whether workers share this listener itself (Unix and inherited sockets).
+    def handover_sockets(self) -> list[tuple[str, socket.socket]]:
+        """(endpoint as asked, socket) for every listener: what a reload hands on."""
+        return [(text, lst.sock) for text, lst in self._asked]
 
-        Other listeners are bound again by each worker with SO_REUSEPORT.
-        """
-        asked = self._rebind[id(listener)]
-        return asked.is_unix or asked.fd is not None
-
-    def reopen_shared_port(self) -> None:
-        """Replace each inet socket with a fresh one on the same port (a worker's own socket).
-
-        Only for workers: the sockets were opened with SO_REUSEPORT, so the
-        kernel spreads connections over every worker's socket.
-        """
-        for lst in self.all_listeners():
-            if self.shared_by_inheritance(lst):
-                continue
-            fresh = open_listener(self._rebind[id(lst)], backlog=self.backlog, reuse_port=True)
-            lst.sock.close()
-            lst.sock = fresh
+    def keep_socket_files(self) -> None:
+        """Leave the Unix socket files in place at close: a new generation serves on them."""
+        self._unix_files.clear()
 
     # -- run --------------------------------------------------------------
 
@@ -323,16 +306,25 @@ def _stop_on_signals(
 def serve(
     service: str | ServiceSource = "echo",
     endpoints: Sequence[str | Endpoint] = (DEFAULT_ENDPOINT,),
+    *,
+    reload_command: Sequence[str] | None = None,
+    reload_signal: int = signal.SIGHUP,
     **options: object,
 ) -> None:
     """Serve ``service`` on ``endpoints`` until SIGINT or SIGTERM, then drain and return.
 
-    ``options`` are :class:`Server`'s keyword arguments.  Raises what
-    :class:`Server` and :meth:`Server.open` raise.
+    ``options`` are :class:`Server`'s keyword arguments.  With ``reload_command``
+    (a full argv), ``reload_signal`` starts that command as the next
+    generation on the same sockets (see :mod:`sockkit.server._reload`).
+    Raises what :class:`Server` and :meth:`Server.open` raise.
     """
     server = Server(service, endpoints, **options)  # type: ignore[arg-type]
     # Signals are wired before the first ``listening on`` line: a script that
     # reads it and at once sends SIGTERM must get a clean exit.
-    with server, _stop_on_signals(server.stop_signal):
+    with (
+        server,
+        _stop_on_signals(server.stop_signal),
+        reloading(server, reload_command, reload_signal),
+    ):
         server.open(announce=server.workers == 1)
         server.run()

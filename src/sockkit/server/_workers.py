@@ -1,14 +1,12 @@
 """``--workers N``: N processes serving the same endpoints, and the supervisor that keeps them.
 
-How the workers share an endpoint:
-
-- TCP/TLS/UDP: every worker binds its own socket to the same port with
-  SO_REUSEPORT and the kernel spreads connections (or datagrams) over them.
-  The supervisor's own socket only found the real port; it leaves the group
-  (closes) once every worker has bound, before ``listening on`` is logged, so
-  no connection waits in a queue nobody accepts from.
-- Unix sockets have no SO_REUSEPORT: the supervisor keeps its listener and
-  every worker inherits it and accepts from the one shared queue.
+How the workers share an endpoint: the supervisor keeps every listening
+socket open and every worker inherits it, so all accept from one kernel queue
+(or read one datagram socket).  A worker that dies -- even by SIGKILL -- takes
+only the connections it had accepted; those still queued wait for the others
+and for its replacement.  (With one SO_REUSEPORT socket per worker, the kernel
+drops a socket's queued connections when it closes.)  The price is that idle
+workers all wake for a new connection and one wins the accept().
 
 The supervisor (one thread, no engine) forks the workers, replaces a worker
 that dies (at most one per second while workers keep dying young), forwards
@@ -80,10 +78,6 @@ class Supervisor:
             assert ready is not None
             if not _wait_ready(ready):
                 raise SockkitError("a worker process failed to start (see the message above)")
-        # Every worker holds its own SO_REUSEPORT socket now: leave the group.
-        for lst in self.server.all_listeners():
-            if not self.server.shared_by_inheritance(lst):
-                lst.sock.close()
         self.server.announce()
 
     def _spawn(self, with_ready_pipe: bool = True) -> int | None:
@@ -112,7 +106,7 @@ class Supervisor:
             server.stop_signal = stop = StopSignal()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda signum, frame: stop.set())
-            server.reopen_shared_port()
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
             if ready_w >= 0:
                 os.write(ready_w, b"r")
                 os.close(ready_w)
