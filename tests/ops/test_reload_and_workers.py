@@ -60,10 +60,10 @@ class Serve:
     def cleanup(self) -> None:
         for pid in self.pids:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        self.proc.wait(10)
+        self.proc.wait(30)
 
 
 @pytest.fixture
@@ -219,3 +219,19 @@ def test_killing_workers_under_load(servers: list[Serve]) -> None:
     # A connection a worker had accepted dies with it; none that was still queued.
     assert len(loop.failures) <= kills, loop.failures
     assert loop.ok > 50
+
+
+def test_workers_leave_when_their_supervisor_is_killed(servers: list[Serve]) -> None:
+    server = Serve(["echo", "127.0.0.1:0", "--workers", "2"])
+    servers.append(server)
+    server.port()
+    workers = subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(workers) == 2
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(10)
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "orphaned workers still running"
+        time.sleep(0.05)

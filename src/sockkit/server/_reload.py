@@ -105,8 +105,9 @@ def _reload(server: Server, command: list[str], busy: threading.Lock) -> None:
     finally:
         busy.release()
     if isinstance(outcome, int):
+        # WARNING, not INFO: a reload is rare and must show with --log-level warning.
         server.log.event(
-            logging.INFO, f"reload: new generation (pid {outcome}) is serving; draining this one"
+            logging.WARNING, f"reload: new generation (pid {outcome}) is serving; draining this one"
         )
         server.keep_socket_files()
         server.stop()

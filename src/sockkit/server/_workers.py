@@ -17,6 +17,7 @@ whichever outlives the drain deadline by a margin -- and leaves no zombie.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Supervisor"]
 
+_PR_SET_PDEATHSIG = 1
 #: How long a new worker may take to bind its sockets.
 _READY_TIMEOUT = 15.0
 #: A worker that dies younger than this is replaced only after this long.
@@ -107,6 +109,7 @@ class Supervisor:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda signum, frame: stop.set())
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
+            _die_with_parent()
             if ready_w >= 0:
                 os.write(ready_w, b"r")
                 os.close(ready_w)
@@ -175,6 +178,19 @@ class Supervisor:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             del self.children[pid]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies, even by SIGKILL.
+
+    Otherwise orphaned workers would go on serving the inherited listeners with
+    nobody to stop them.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before the prctl took
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _wait_ready(fd: int) -> bool:
