@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -188,6 +189,7 @@ def _is_endpoint(word: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from sockkit.server import Limits, ServerLog, TLSFiles, make_logger, serve
 
+    _search_working_directory()
     service, endpoints = split_targets(args.targets)
     endpoints = [text for given in endpoints for text in expand_inherited(given)]
     limits = replace(
@@ -245,3 +247,14 @@ def _chat_with_backplane(service: str, url: str, log: ServerLog) -> ServiceSpec:
     )
     backplane.check()
     return chat_spec(backplane=backplane)
+
+
+def _search_working_directory() -> None:
+    """Let ``serve mymod:Upper`` find ``./mymod.py``, as ``python -m`` would.
+
+    The installed ``sockkit`` script, unlike ``python -m``, does not put the
+    working directory on ``sys.path``; the library never edits it.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)

@@ -109,7 +109,7 @@ def _reload(server: Server, command: list[str], busy: threading.Lock) -> None:
         server.log.event(
             logging.WARNING, f"reload: new generation (pid {outcome}) is serving; draining this one"
         )
-        server.keep_socket_files()
+        server.disown_socket_files()
         server.stop()
     else:
         server.log.event(logging.ERROR, f"reload failed, still serving: {outcome}")

@@ -1,0 +1,162 @@
+"""The engine contract: what a server hands its engine, and the words every engine logs.
+
+An engine needs nothing else to serve: it accepts on ``ServeContext.listeners``,
+asks ``admission.admit`` before reading or writing a byte, keeps to ``limits``,
+reports every connection to ``log`` with a :class:`CloseReason` or a
+:class:`~sockkit._accept.Refusal`, and follows the stop sequence of
+:mod:`sockkit.engines._lifecycle` when ``stop`` is set.
+
+This module sits below ``sockkit.server`` (which re-exports it for users), so
+importing an engine never loads the server.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sockkit._accept import AccessList, Admission, Refusal
+from sockkit._endpoint import Endpoint
+from sockkit.engines._lifecycle import StopSignal
+from sockkit.services._base import Service
+
+__all__ = [
+    "REFUSED_TLS",
+    "AccessList",
+    "Admission",
+    "CloseReason",
+    "ConnectionLog",
+    "Limits",
+    "Refusal",
+    "ServeContext",
+    "StopSignal",
+    "StreamListener",
+    "service_error",
+]
+
+#: Prefix of the refusal reason for a failed TLS handshake (``"tls: ..."``).
+REFUSED_TLS = "tls"
+
+
+def service_error(exc: BaseException) -> str:
+    """The close reason for a service that raised ``exc``: the same text on every engine."""
+    return f"service error: {type(exc).__name__}: {exc}"
+
+
+class CloseReason(enum.StrEnum):
+    """Why an engine closed a connection that was being served: one wording on every engine.
+
+    A normal close (the service or the peer ended it) has no reason.  A
+    service that raised is closed with ``"service error: ..."`` instead.
+    """
+
+    IDLE_TIMEOUT = "idle timeout"
+    SEND_TIMEOUT = "send timeout"
+    OUTPUT_CAP = "output cap exceeded"
+    SERVER_STOPPING = "server stopping"
+    TLS_HANDSHAKE_TIMEOUT = "tls handshake timeout"
+
+
+def _default_threads() -> int:
+    return max(8, 2 * (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits every engine honours the same way."""
+
+    #: Most connections served at once; extra clients are closed at once and counted.
+    max_conns: int | None = None
+    #: Close a connection that neither sends nor receives for this long.
+    idle_timeout: float | None = None
+    #: Close a connection whose pending output makes no progress for this long.
+    send_timeout: float | None = None
+    #: After a stop request, how long open connections may go on.
+    drain_timeout: float = 10.0
+    #: A TLS handshake must finish within this.
+    handshake_timeout: float = 10.0
+    #: Output buffered above this pauses the service (stop producing, stop reading).
+    high_water: int = 64 * 1024
+    #: Output drained below this resumes it.
+    low_water: int = 16 * 1024
+    #: Output buffered past this disconnects the peer: it is not reading.
+    output_cap: int = 1024 * 1024
+    #: Bytes asked of each recv().
+    read_size: int = 256 * 1024
+    #: Worker threads of the pool engine.
+    threads: int = field(default_factory=_default_threads)
+
+
+@dataclass(slots=True)
+class StreamListener:
+    """A bound, listening stream socket and what serves its connections."""
+
+    sock: socket.socket
+    #: The real bound endpoint (port 0 already replaced).
+    endpoint: Endpoint
+    #: Makes one :class:`Service` per accepted connection.
+    factory: Callable[[], Service]
+    #: Server-side TLS context for ``tls://`` endpoints, else ``None``.
+    tls: ssl.SSLContext | None = None
+
+
+class ConnectionLog:
+    """Receives one event per connection opened, closed or refused.
+
+    The server supplies the real one (text or JSON lines on stderr); this base
+    records nothing, which is what engines get in unit tests.
+    """
+
+    #: False when nothing would be written, so engines can skip building records.
+    enabled: bool = False
+
+    def opened(self, peer: str, local: str) -> None:
+        """A connection from ``peer`` to ``local`` was accepted and admitted."""
+
+    def closed(
+        self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
+    ) -> None:
+        """A connection ended; ``reason`` is ``None`` for a normal close."""
+
+    def refused(self, peer: str, reason: str) -> None:
+        """A connection was closed without being served.
+
+        ``reason`` is a :class:`Refusal` (``"deny"``, ``"max-conns"``), or for a
+        failed handshake a text starting with :data:`REFUSED_TLS` (``"tls: ..."``);
+        other refusals say why in a few words.  Logs and counters are keyed on
+        these, so engines use them as they are.
+        """
+
+    def draining(self, count: int, timeout: float) -> None:
+        """The server stopped accepting; ``count`` connections may go on for ``timeout`` s."""
+
+
+@dataclass(slots=True)
+class ServeContext:
+    """Everything an engine needs; see the module docstring."""
+
+    listeners: list[StreamListener]
+    limits: Limits = field(default_factory=Limits)
+    access: AccessList = field(default_factory=AccessList)
+    log: ConnectionLog = field(default_factory=ConnectionLog)
+    stop: StopSignal = field(default_factory=StopSignal)
+    #: Closes every listener (and removes Unix socket files) the moment a stop
+    #: begins, so new clients are refused; the default closes the sockets only.
+    close_listeners: Callable[[], None] | None = None
+    #: The access list and ``limits.max_conns`` as one admission check.
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.access, self.limits.max_conns)
+
+    def shut_listeners(self) -> None:
+        """Close the listeners now (see :attr:`close_listeners`).  Idempotent."""
+        if self.close_listeners is not None:
+            self.close_listeners()
+            return
+        for listener in self.listeners:
+            listener.sock.close()
