@@ -18,6 +18,7 @@ from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
 
 if TYPE_CHECKING:
+    from sockkit._proxy_admission import ProxyProtocol
     from sockkit.server import ServerLog
     from sockkit.services import ServiceSpec
 
@@ -40,6 +41,7 @@ examples:
   sockkit serve echo tls://127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem
   sockkit serve --engine thread --max-conns 100 --idle-timeout 30
   sockkit serve --workers 4 :8000               four processes on one port
+  sockkit serve chat :7000 --proxy-protocol 10.0.0.5/32   behind HAProxy send-proxy(-v2)
   kill -HUP $PID                                reload: new generation, same sockets, old drains
   sockkit serve mypkg.services:Upper 7100       your own Service subclass
   sockkit serve chat systemd:                   every socket systemd passed (LISTEN_FDS)
@@ -126,6 +128,12 @@ def add_arguments(parser: CommandParser) -> None:
         default=[],
         metavar="CIDR",
         help="never serve these (wins over --allow)",
+    )
+    acc.add_argument(
+        "--proxy-protocol",
+        metavar="CIDR[,CIDR...]",
+        help="peers in these networks are proxies that must open with a PROXY header"
+        " (v1 or v2, within 3 s); everyone else is refused",
     )
     acc.add_argument(
         "--mode",
@@ -230,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         log=log,
         reload_command=reload_command,
+        proxy_protocol=_proxy_protocol(args.proxy_protocol),
         reload_signal=getattr(signal, f"SIG{args.reload_signal}", signal.SIGHUP),
     )
     return 0
@@ -247,6 +256,17 @@ def _chat_with_backplane(service: str, url: str, log: ServerLog) -> ServiceSpec:
     )
     backplane.check()
     return chat_spec(backplane=backplane)
+
+
+def _proxy_protocol(text: str | None) -> ProxyProtocol | None:
+    from sockkit._proxy_admission import ProxyProtocol
+
+    if text is None:
+        return None
+    try:
+        return ProxyProtocol.from_option(text)
+    except ValueError as exc:
+        raise UsageError(f"bad --proxy-protocol {text!r}: {exc}") from None
 
 
 def _search_working_directory() -> None:

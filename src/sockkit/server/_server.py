@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from sockkit._endpoint import Endpoint, open_listener, parse_endpoint, sockaddr_endpoint
 from sockkit._errors import UsageError
+from sockkit._proxy_admission import ProxyProtocol
 from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSignal, StreamListener
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
@@ -77,6 +78,7 @@ class Server:
         log_level: str = "info",
         log_format: LogFormat = "text",
         log: ServerLog | None = None,
+        proxy_protocol: ProxyProtocol | None = None,
     ) -> None:
         self.spec = find_service(service)
         self.requested = [e if isinstance(e, Endpoint) else parse_endpoint(e) for e in endpoints]
@@ -98,6 +100,10 @@ class Server:
         self.log = log if log is not None else ServerLog(make_logger(log_level, log_format))
         self.stop_signal = StopSignal()
         self._check_service()
+        self.proxy_protocol = proxy_protocol
+        if proxy_protocol is not None and any(ep.is_tls for ep in self.requested):
+            # The header comes before the TLS handshake; engines read it on plain sockets only.
+            raise UsageError("--proxy-protocol does not work with tls:// endpoints yet")
         self.tls_context = None
         if any(ep.is_tls for ep in self.requested):
             if tls is None:
@@ -210,6 +216,7 @@ class Server:
             self.log,
             self.stop_signal,
             close_listeners=self.close_listeners,
+            proxy=self.proxy_protocol,
         )
 
     def run(self, *, handle_signals: bool = False) -> None:
