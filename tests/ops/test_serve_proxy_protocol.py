@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opskit import HAProxy, LISTENING, cli_env, free_port, haproxy_tcp_config, run_cli, sockkit_argv
+from opskit import LISTENING, HAProxy, cli_env, free_port, haproxy_tcp_config, run_cli, sockkit_argv
 
 from sockkit._proxy_protocol import build_v1
 from sockkit.engines import available_engines
