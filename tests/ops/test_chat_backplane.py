@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -65,14 +66,24 @@ class ChatServer:
             match = LISTENING.search(line)
             if match:
                 self.endpoint = match.group(1).decode()
-                return
+                break
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def log_so_far(self) -> bytes:
+        return b"".join(list(self.lines))
 
     def stop(self) -> tuple[int, bytes]:
         if self.proc.poll() is None:
             self.proc.terminate()
         code = self.proc.wait(20)
-        assert self.proc.stderr is not None
-        return code, b"".join(self.lines) + self.proc.stderr.read()
+        self._reader.join(10)
+        return code, self.log_so_far()
 
 
 @pytest.fixture
