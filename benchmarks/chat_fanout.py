@@ -14,7 +14,10 @@ Setups, alternated round by round so machine noise hits both alike:
 
 - ``in-process``: one server, sender and receivers on it.
 - ``redis``: two servers sharing the room through one redis-server; the sender
-  is on server A and the receivers are split evenly over A and B.
+  is on server A and the receivers are split evenly over A and B.  Two server
+  processes on two CPUs, so this measures the whole path, not Redis's cost.
+- ``redis-1`` (``--setups``): one server with the backplane on, everyone on it:
+  the backplane's own cost beside ``in-process``.
 
 Reports, per setup, the median over rounds of deliveries/s (lines received by
 all receivers per second) and of the p50/p99 delivery latency; ``--json FILE``
@@ -153,6 +156,32 @@ def run_setup(setup: str, args: argparse.Namespace) -> dict[str, float]:
             procs.append(proc)
             ports = [port] * args.receivers
             sender = port
+        elif setup == "redis-1":
+            redis_port = free_port()
+            redis = subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    "1",
+                    "redis-server",
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            procs.append(redis)
+            time.sleep(0.3)
+            url = f"redis://127.0.0.1:{redis_port}"
+            proc, port = start_server("0", "--engine", args.engine, "--backplane", url)
+            procs.append(proc)
+            ports = [port] * args.receivers
+            sender = port
         else:
             redis_port = free_port()
             redis = subprocess.Popen(
@@ -200,10 +229,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engine", default="epoll")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--setups",
+        default="in-process,redis",
+        help="comma-separated: in-process, redis (two servers), redis-1 (one server, backplane on)",
+    )
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {"in-process": [], "redis": []}
+    setups = args.setups.split(",")
+    results: dict[str, list[dict[str, float]]] = {setup: [] for setup in setups}
     for round_ in range(args.rounds):
-        for setup in ("in-process", "redis") if round_ % 2 == 0 else ("redis", "in-process"):
+        for setup in setups if round_ % 2 == 0 else setups[::-1]:
             result = run_setup(setup, args)
             results[setup].append(result)
             print(

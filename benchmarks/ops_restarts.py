@@ -13,6 +13,7 @@ every second while ``sockkit bench --mode connect`` runs.
 Each prints bench's JSON result (``errors`` and ``conn_failures`` are the
 failed connections, ``msgs_per_s`` the connections per second) and what was
 done.  The server is pinned to CPU 0 and the load generator to CPU 1.
+``SOCKKIT_SRC=DIR`` runs the server from another checkout's ``src``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+# SOCKKIT_SRC=/other/checkout/src measures another version (e.g. the
+# SO_REUSEPORT-per-worker supervisor) with the same script.
+ENV = dict(os.environ, PYTHONPATH=os.environ.get("SOCKKIT_SRC", str(ROOT / "src")))
 LISTENING = re.compile(rb"listening on tcp://127\.0\.0\.1:(\d+)")
 NEW_GENERATION = re.compile(rb"reload: new generation \(pid (\d+)\)")
 
