@@ -11,7 +11,7 @@ RRLOAD=${2:-/tmp/rrload}
 ROUNDS=${ROUNDS:-5}
 NEW=$(pwd)
 PY=${PYTHON:-python3}
-for engine in uvloop epoll thread fork; do
+for engine in ${ENGINES:-uvloop epoll thread fork}; do
     serve="-m sockkit serve echo 127.0.0.1:0 --log-level warning --engine $engine"
     old="old=env PYTHONPATH=$OLD/src $PY $serve"
     new="new=env PYTHONPATH=$NEW/src $PY $serve"

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import ClassVar
 
-from sockkit._accept import Acceptor, SockAddr
+from sockkit._accept import ACCEPT_BATCH, Acceptor, SockAddr
 from sockkit._endpoint import format_sockaddr
 from sockkit._errors import SockkitError, translate_os_error
 from sockkit.engines._base import Engine
@@ -67,12 +67,16 @@ class _Acceptor:
 
     def on_readable(self, mask: int) -> None:
         reactor = self.reactor
+        accept = self.acceptor.accept  # Acceptor.batch() unrolled: this is per connection
         try:
-            for got in self.acceptor.batch():
+            for _ in range(ACCEPT_BATCH):
+                got = accept()
+                if got is None:
+                    return
                 if isinstance(got, float):
                     reactor.back_off(got)
                     return
-                reactor.admit(self, got[0], got[1])
+                reactor.admit(self, *got)
                 if reactor.stopping or reactor.backing_off:
                     return
         except OSError as exc:

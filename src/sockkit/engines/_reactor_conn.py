@@ -48,6 +48,7 @@ _log = logging.getLogger("sockkit.engines.reactor")
 
 #: What a connection holds until its service exists (during a TLS handshake).
 _NO_SERVICE = Service()
+_BASE_CONNECTED = Service.connected
 
 
 class ConnectionHost(Protocol):
@@ -117,6 +118,9 @@ class Connection(ConnectionCore):
         self.serving = True
         service.wakeup = self.wakeup
         self.host.ctx.log.opened(self.peer, self.local)
+        if type(service).connected is _BASE_CONNECTED and not (service.state or service.producing):
+            self.sync()  # no greeting and nothing to act on: what start() would conclude
+            return
         self.start(self.peer)
         self.pump()
 
