@@ -235,3 +235,32 @@ def test_workers_leave_when_their_supervisor_is_killed(servers: list[Serve]) -> 
     while any(Path(f"/proc/{pid}").exists() for pid in workers):
         assert time.monotonic() < deadline, "orphaned workers still running"
         time.sleep(0.05)
+
+
+def test_reload_rereads_an_arguments_file(servers: list[Serve], tmp_path: Path) -> None:
+    args = tmp_path / "serve.args"
+    args.write_text("echo\n127.0.0.1:0\n--max-conns\n1\n")
+    server = Serve([f"@{args}"])
+    servers.append(server)
+    port = server.port()
+
+    def echo(sock: socket.socket) -> bytes:
+        sock.sendall(b"hi")
+        try:
+            return sock.recv(10)
+        except ConnectionResetError:
+            return b""
+
+    first = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert echo(first) == b"hi"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+        assert echo(second) == b""  # over --max-conns 1
+    args.write_text("echo\n127.0.0.1:0\n--max-conns\n3\n")
+    os.kill(server.proc.pid, signal.SIGHUP)
+    server.pids.append(int(server.wait_for(NEW_GENERATION)[0]))
+    more = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    assert [echo(sock) for sock in more] == [b"hi", b"hi"]  # the new limit holds
+    assert echo(first) == b"hi"  # the old generation still serves what it had
+    for sock in (first, *more):
+        sock.close()
+    assert server.proc.wait(20) == 0

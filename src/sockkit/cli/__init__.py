@@ -77,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"unknown command {name!r}; expected one of: {known}", 2)
     module = importlib.import_module(f"sockkit.cli.{name}")
     parser = CommandParser(
-        prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES
+        prog=f"sockkit {name}",
+        description=module.DESCRIPTION,
+        epilog=module.EXAMPLES,
+        **getattr(module, "PARSER_OPTIONS", {}),
     )
     module.add_arguments(parser)
     try:

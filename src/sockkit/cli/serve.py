@@ -43,12 +43,17 @@ examples:
   sockkit serve --workers 4 :8000               four processes on one port
   sockkit serve chat :7000 --proxy-protocol 10.0.0.5/32   behind HAProxy send-proxy(-v2)
   kill -HUP $PID                                reload: new generation, same sockets, old drains
+  sockkit serve @/etc/sockkit/chat.args         arguments from a file (one a line), re-read on reload
   sockkit serve mypkg.services:Upper 7100       your own Service subclass
   sockkit serve chat systemd:                   every socket systemd passed (LISTEN_FDS)
   sockkit serve echo fd:3                       the listening socket on descriptor 3
   sockkit serve chat --workers 4 --backplane redis://127.0.0.1:6379   one room, 4 processes"""
 
 DEFAULT_ENDPOINT = "7007"
+
+#: ``sockkit serve @FILE`` reads arguments from FILE, one per line; a reload
+#: (SIGHUP) reads it again, so changed options take effect.
+PARSER_OPTIONS = {"fromfile_prefix_chars": "@"}
 
 
 def _octal_mode(text: str) -> int:
