@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sockkit._endpoint import parse_endpoint
+from sockkit._endpoint import parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
@@ -192,8 +192,9 @@ def _is_service_name(word: str) -> bool:
 def _is_endpoint(word: str) -> bool:
     if word.startswith(INHERITED_PREFIXES):
         return True  # fd:abc is then a bad endpoint, not an unknown service
+    # A port that is a name must be a known service here: ``module:Class`` is not an endpoint.
     try:
-        parse_endpoint(word)
+        resolve_service(parse_endpoint(word))
     except UsageError:
         return False
     return True

@@ -39,12 +39,28 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit.engines._contract import StopSignal
+from sockkit.server._log import ServerLog
 
-if TYPE_CHECKING:
-    from sockkit.server._server import Server
+
+class Reloadable(Protocol):
+    """What a reload needs of the server (:class:`sockkit.server.Server` is one)."""
+
+    @property
+    def log(self) -> ServerLog: ...
+
+    @property
+    def stop_signal(self) -> StopSignal: ...
+
+    def stop(self) -> None: ...
+
+    def handover_sockets(self) -> list[tuple[str, socket.socket]]: ...
+
+    def disown_socket_files(self) -> None: ...
+
 
 __all__ = ["READY_TIMEOUT", "handed_over", "reloading"]
 
@@ -73,7 +89,7 @@ def handed_over(endpoint: Endpoint) -> Endpoint:
 
 @contextlib.contextmanager
 def reloading(
-    server: Server, command: Sequence[str] | None, signum: int = signal.SIGHUP
+    server: Reloadable, command: Sequence[str] | None, signum: int = signal.SIGHUP
 ) -> Iterator[None]:
     """While in the block, ``signum`` starts a new generation running ``command`` (main thread only).
 
@@ -97,7 +113,7 @@ def reloading(
         signal.signal(signum, previous)
 
 
-def _reload(server: Server, command: list[str], busy: threading.Lock) -> None:
+def _reload(server: Reloadable, command: list[str], busy: threading.Lock) -> None:
     try:
         outcome = _start_next_generation(server, command)
     except OSError as exc:
@@ -115,7 +131,7 @@ def _reload(server: Server, command: list[str], busy: threading.Lock) -> None:
         server.log.event(logging.ERROR, f"reload failed, still serving: {outcome}")
 
 
-def _start_next_generation(server: Server, command: list[str]) -> int | str:
+def _start_next_generation(server: Reloadable, command: list[str]) -> int | str:
     """Start the next generation; its pid once ready, else why not."""
     sockets = [(text, sock) for text, sock in server.handover_sockets() if sock.fileno() >= 0]
     listing = ";".join(f"{text}={sock.fileno()}" for text, sock in sockets)
