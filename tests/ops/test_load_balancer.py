@@ -68,6 +68,14 @@ def test_readme_load_balancer_config(stack: list[object], tmp_path: Path) -> Non
     )
     haproxy = HAProxy(tmp_path, config, front)
     stack.append(haproxy)
+    # HAProxy's start-up probe may still hold a connection to one server; leastconn
+    # would then count it: wait until every opened connection has closed.
+    deadline = time.monotonic() + 15
+    while any(
+        s.log_so_far().count(b"opened ") != s.log_so_far().count(b"closed ") for s in servers
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     alice = SourcedChat(front, "127.0.0.3")
     # leastconn sends bob to the other server once alice counts on hers.
     deadline = time.monotonic() + 15
