@@ -46,7 +46,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     # Not at run time: blocking callers (the fork engine above all, whose every
@@ -84,6 +84,12 @@ ACCEPT_BATCH = 64
 SockAddr = tuple[str, int] | tuple[str, int, int, int] | str | bytes
 
 
+class TrustedProxies(Protocol):
+    """What admission needs of ``--proxy-protocol`` (:class:`sockkit._proxy_admission.ProxyProtocol`)."""
+
+    def trusts(self, address: SockAddr) -> bool: ...
+
+
 class Refusal(enum.StrEnum):
     """Why a connection was closed before it was served; the text is what logs and counters show."""
 
@@ -91,6 +97,8 @@ class Refusal(enum.StrEnum):
     MAX_CONNS = "max-conns"
     MAX_CONNS_PER_IP = "max-conns-per-ip"
     UID = "uid"
+    #: ``--proxy-protocol``: the peer is not one of the trusted proxies.
+    NOT_A_PROXY = "proxy-protocol: not a trusted proxy"
 
 
 class PeerCounts:
@@ -182,6 +190,9 @@ class Admission:
     access: AccessList = field(default_factory=AccessList)
     #: Most connections served at once (``None``: no limit).
     max_conns: int | None = None
+    #: ``--proxy-protocol``: only these peers are served, and the access list
+    #: then applies to the client their header names (checked after it is read).
+    proxies: TrustedProxies | None = None
     #: Most connections served at once from one IP address (``None``: no limit).
     max_conns_per_ip: int | None = None
     #: Unix peers must run as one of these users (checked with SO_PEERCRED); None: any.
@@ -200,6 +211,7 @@ class Admission:
             or self.max_conns is not None
             or self.per_ip is not None
             or self.allow_uids is not None
+            or self.proxies is not None
         )
 
     def admit(
@@ -210,7 +222,10 @@ class Admission:
         ``sock`` is the accepted socket, needed for ``allow_uids`` (a Unix peer
         whose uid cannot be read is refused).
         """
-        if not self.access.open and not self.access.admit(address):
+        if self.proxies is not None:
+            if not self.proxies.trusts(address):
+                return Refusal.NOT_A_PROXY
+        elif not self.access.open and not self.access.admit(address):
             return Refusal.DENY
         if self.allow_uids is not None and not isinstance(address, tuple):
             if sock is None or peer_uid(sock) not in self.allow_uids:

@@ -12,16 +12,18 @@ importing an engine never loads the server.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sockkit._accept import AccessList, Admission, Refusal
+from sockkit._accept import AccessList, Admission, Refusal, TrustedProxies
 from sockkit._endpoint import Endpoint
-from sockkit.engines._lifecycle import StopSignal
+from sockkit._proxy_admission import ProxyProtocol
 from sockkit.services._base import Service
 
 __all__ = [
@@ -99,9 +101,15 @@ class Limits:
     #: Datagram replies per second to one source address (a token bucket); ``None``: no limit.
     dgram_rate: float | None = None
 
-    def admission(self, access: AccessList) -> Admission:
-        """The admission rules these limits and ``access`` make."""
-        return Admission(access, self.max_conns, self.max_conns_per_ip, self.allow_uids)
+    def admission(self, access: AccessList, proxies: TrustedProxies | None = None) -> Admission:
+        """The admission rules these limits, ``access`` and trusted ``proxies`` make."""
+        return Admission(
+            access,
+            self.max_conns,
+            proxies,
+            max_conns_per_ip=self.max_conns_per_ip,
+            allow_uids=self.allow_uids,
+        )
 
 
 @dataclass(slots=True)
@@ -117,6 +125,60 @@ class StreamListener:
     tls: ssl.SSLContext | None = None
 
 
+class StopSignal:
+    """A stop request that threads, signal handlers and pollers can all see.
+
+    The first :meth:`set` asks to stop (drain); any later one asks to hurry
+    (close what is left now).  ``set()`` is safe from a signal handler and
+    from any thread.  ``fd`` becomes readable on every ``set()``, so a reactor
+    can poll it beside its sockets; :meth:`consume` empties it again.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._hurry = threading.Event()
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closed = False
+
+    @property
+    def fd(self) -> int:
+        return self._read_fd
+
+    def set(self) -> None:
+        if self._event.is_set():
+            self._hurry.set()
+        self._event.set()
+        if self._closed:
+            return  # the fd numbers may belong to another file by now
+        with contextlib.suppress(OSError):  # pipe full: readable already, all we need
+            os.write(self._write_fd, b"x")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def hurried(self) -> bool:
+        """True once stop was asked for a second time: close the connections left now."""
+        return self._hurry.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def consume(self) -> None:
+        """Empty the pipe behind ``fd`` (a level-triggered poller would wake for ever)."""
+        with contextlib.suppress(OSError):
+            while os.read(self._read_fd, 512):
+                pass
+
+    def close(self) -> None:
+        """Release the pipe.  ``set`` stays safe to call afterwards; ``fd`` is then invalid."""
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self._read_fd, self._write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class ConnectionLog:
     """Receives one event per connection opened, closed or refused.
 
@@ -127,8 +189,12 @@ class ConnectionLog:
     #: False when nothing would be written, so engines can skip building records.
     enabled: bool = False
 
-    def opened(self, peer: str, local: str) -> None:
-        """A connection from ``peer`` to ``local`` was accepted and admitted."""
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
+        """A connection from ``peer`` to ``local`` was accepted and admitted.
+
+        ``via`` is the proxy that relayed it (``--proxy-protocol``); ``peer`` is
+        then the client its PROXY header named.
+        """
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
@@ -160,11 +226,14 @@ class ServeContext:
     #: Closes every listener (and removes Unix socket files) the moment a stop
     #: begins, so new clients are refused; the default closes the sockets only.
     close_listeners: Callable[[], None] | None = None
+    #: ``--proxy-protocol``: trusted proxies, whose connections begin with a
+    #: PROXY header that the engine reads before the service sees a byte.
+    proxy: ProxyProtocol | None = None
     #: The access list and ``limits.max_conns`` as one admission check.
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = self.limits.admission(self.access)
+        self.admission = self.limits.admission(self.access, self.proxy)
 
     def shut_listeners(self) -> None:
         """Close the listeners now (see :attr:`close_listeners`).  Idempotent."""
