@@ -14,7 +14,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from .scale import Scale
@@ -155,6 +155,7 @@ def _netlink() -> Callable[[], None]:
     chunk = st.one_of(st.binary(max_size=200), st.lists(message, max_size=4).map(b"".join))
 
     @given(chunk)
+    @example(bytes.fromhex("10000000140000000100000000000000"))  # a header and nothing else
     @_time_limited
     def target(value: bytes) -> None:
         for parse in (lambda: parse_inet_dump(value, "tcp"), lambda: parse_unix_dump(value)):
@@ -180,6 +181,8 @@ def _relay_faults() -> Callable[[], None]:
     )
 
     @given(text)
+    @example("nan")  # inputs that once failed stay in every run
+    @example("inf")
     @_time_limited
     def target(value: str) -> None:
         for parse in (lambda: parse_size(value), lambda: parse_rate(value)):
