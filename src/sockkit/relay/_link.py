@@ -80,6 +80,7 @@ class Link:
         self._due = {"upstream": 0.0, "downstream": 0.0}
         self.task: asyncio.Task[None] | None = None
         self.reason: str | None = None
+        self._resetting = False
 
     # -- which toxics apply -------------------------------------------------
 
@@ -116,7 +117,8 @@ class Link:
             return
         wait = toxic.attr("timeout") / 1000
         age = time.monotonic() - self.started
-        wait = max(wait, toxic.when.get("after_seconds", 0) - age)
+        # +1 ms: the loop's timers may fire up to a millisecond early, never late enough to matter
+        wait = max(wait, toxic.when.get("after_seconds", 0) - age) + 0.001
         action = self.reset if toxic.type == "reset_peer" else self.close
         self._timers[key] = asyncio.get_running_loop().call_later(
             wait, action, f"{toxic.type} {toxic.name}"
@@ -176,7 +178,9 @@ class Link:
                 sock.close()
 
     def close(self, reason: str, *, cancel: bool = True) -> None:
-        """End the connection now with FIN on both sides."""
+        """End the connection now with FIN on both sides (unless it is being reset)."""
+        if self._resetting:
+            return
         self.reason = self.reason or reason
         for sock in (self.client, self.upstream):
             with contextlib.suppress(OSError):
@@ -186,6 +190,7 @@ class Link:
 
     def reset(self, reason: str) -> None:
         """End the connection now with RST on both sides."""
+        self._resetting = True
         self.reason = self.reason or reason
         self._abort()
         if self.task is not None:
@@ -247,7 +252,7 @@ class Link:
             kind = toxic.type
             if kind == "reset_peer" and not toxic.attr("timeout"):
                 self.reset(f"reset_peer {toxic.name}")
-                return self._due[way], b"", True
+                return self._due[way], b"", False
             if kind in ("reset_peer", "timeout"):
                 self._arm(toxic)
                 if kind == "timeout" and data:
@@ -279,9 +284,7 @@ class Link:
         slot = 0.0  # when the bandwidth schedule lets the next byte out
         while True:
             due, data, toxics = await queue.get()
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await _until(due)
             if data is _CLOSE:
                 self.close(self.reason or "closed by a toxic", cancel=False)
                 raise _Closed
@@ -294,8 +297,7 @@ class Link:
                     now = time.monotonic()
                     slot = now if now - slot > 0.05 else slot  # idle: start a new schedule
                     slot += len(piece) / rate
-                    if slot > now:
-                        await asyncio.sleep(slot - now)
+                    await _until(slot)
                 elif pause:
                     await asyncio.sleep(pause)
                 for observe in self.proxy.observers:
@@ -307,6 +309,12 @@ class Link:
     def _half_close(self, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
+
+
+async def _until(when: float) -> None:
+    """Sleep until the monotonic clock reaches ``when`` (the loop may wake a little early)."""
+    while (wait := when - time.monotonic()) > 0:
+        await asyncio.sleep(wait)
 
 
 def _cut(
