@@ -61,7 +61,8 @@ class SplicePump:
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self.write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
-        self.pending = 0
+        self.pending = 0  # bytes in the pipe
+        self.batch = 0  # bytes of the splice that filled it
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[bool] = self.loop.create_future()
 
@@ -96,12 +97,11 @@ class SplicePump:
             return self._finish(exc)
         if not got:
             return self._finish(True)
-        self.pending = got
+        self.pending = self.batch = got
         self._flush()
         return None
 
     def _flush(self) -> None:
-        sent = self.pending
         while self.pending:
             try:
                 self.pending -= os.splice(self.read_fd, self.dst, self.pending, flags=_FLAGS)
@@ -112,7 +112,7 @@ class SplicePump:
                 return
             except OSError as exc:
                 return self._finish(exc)
-        self.moved(sent)
+        self.moved(self.batch)
 
     def _writable(self) -> None:
         self._flush()
