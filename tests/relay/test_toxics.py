@@ -64,6 +64,7 @@ def test_bandwidth_1000_kbps_moves_480kb_in_480ms(api: RelayAPI) -> None:
         api.proxies[name].observers.append(
             lambda link, way, offset, data: writes.append((time.monotonic(), len(data)))
         )
+        api.proxies[name].generation += 1
         with _connect(port) as sock:
             started = time.monotonic()
             sock.sendall(b"g")

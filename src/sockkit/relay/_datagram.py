@@ -8,6 +8,7 @@ for ``idle`` seconds is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -72,6 +73,8 @@ class DatagramRelay(asyncio.DatagramProtocol):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):  # ride out bursts; the kernel caps it at rmem_max
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         await loop.create_datagram_endpoint(lambda: self, sock=self.listener)
         self._expiry = loop.call_later(min(self.idle, 1.0), self._expire)
 

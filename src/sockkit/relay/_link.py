@@ -81,6 +81,7 @@ class Link:
         self.task: asyncio.Task[None] | None = None
         self.reason: str | None = None
         self._resetting = False
+        self._plain_cache: dict[str, tuple[int, bool]] = {}
 
     # -- which toxics apply -------------------------------------------------
 
@@ -202,7 +203,18 @@ class Link:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
     def _plain(self, way: str) -> bool:
-        return not self.proxy.observers and not self.toxics(way)
+        """No toxic touches ``way`` and nobody watches: splice may carry it.
+
+        Asked before every splice turn, so the answer is kept until the proxy's
+        toxics or observers change (``generation``).
+        """
+        generation = self.proxy.generation
+        cached = self._plain_cache.get(way)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        plain = not self.proxy.observers and not self.toxics(way)
+        self._plain_cache[way] = (generation, plain)
+        return plain
 
     async def _direction(self, way: str, src: socket.socket, dst: socket.socket) -> None:
         if splice_usable(src, dst) and self._plain(way):

@@ -57,6 +57,7 @@ class Proxy:
         self.connect_timeout = connect_timeout
         self.rng = rng or random.Random()
         self.toxics: list[Toxic] = []
+        self.generation = 0  # bumped whenever toxics or observers change
         self.observers: list[Observer] = []
         self.links: dict[int, Link] = {}
         self.bound: Endpoint | None = None
