@@ -101,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-x", "--hex", action="store_true", help="dump relayed bytes as hex")
     parser.add_argument("--pcap", metavar="FILE", help="write the relayed bytes to a pcap file")
     parser.add_argument(
+        "--send-proxy",
+        choices=["v1", "v2"],
+        help="send a PROXY protocol header (text v1 or binary v2) to TARGET first",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -139,9 +144,13 @@ def _run(args: argparse.Namespace) -> int:
     if specs or api is not None:
         bodies = [*faults.toxics(datagram=listen.is_datagram), *toxics]
         spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
+        if args.send_proxy:
+            spec["send_proxy"] = args.send_proxy
         run_relays([spec, *specs], api=api, on_api=_announce_api)
         return 0
-    run_relay(listen, target, faults, toxics=toxics, observers=observers)
+    run_relay(
+        listen, target, faults, toxics=toxics, observers=observers, send_proxy=args.send_proxy
+    )
     return 0
 
 
@@ -165,6 +174,7 @@ def _no_single_proxy_options(args: argparse.Namespace) -> None:
         ("-v", args.verbose),
         ("-x", args.hex),
         ("--pcap", args.pcap),
+        ("--send-proxy", args.send_proxy),
     ):
         if value:
             raise UsageError(

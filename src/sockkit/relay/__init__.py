@@ -45,12 +45,15 @@ def run_relay(
     *,
     toxics: Sequence[dict[str, Any]] = (),
     observers: Sequence[Observer] = (),
+    send_proxy: str | None = None,
     on_ready: Callable[[Endpoint], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
     """Relay from ``listen`` to ``target`` until SIGINT/SIGTERM or ``stop`` is set.
 
-    ``faults`` and ``toxics`` (toxiproxy JSON bodies) say what to break.
+    ``faults`` and ``toxics`` (toxiproxy JSON bodies) say what to break;
+    ``observers`` see every relayed piece; ``send_proxy`` (``v1``/``v2``) sends
+    a PROXY protocol header to the target before the client's bytes.
     ``on_ready`` receives the real bound endpoint.  Raises :class:`UsageError`
     when the two endpoints are of different kinds (stream vs datagram), and the
     usual :class:`~sockkit.SockkitError` subclasses when binding fails.
@@ -69,7 +72,14 @@ def run_relay(
             parse_toxic(body, datagram=listen.is_datagram)
         except ToxicError as exc:
             raise UsageError(f"bad toxic {body.get('type')!r}: {exc}") from None
-    spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
+    spec: dict[str, Any] = {
+        "name": "relay",
+        "listen": str(listen),
+        "upstream": str(target),
+        "toxics": bodies,
+    }
+    if send_proxy is not None:
+        spec["send_proxy"] = send_proxy
 
     def ready(proxies: dict[str, Proxy]) -> None:
         proxy = proxies["relay"]

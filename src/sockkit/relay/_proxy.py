@@ -25,6 +25,7 @@ from sockkit._errors import SockkitError
 from sockkit.relay._dial import dial
 from sockkit.relay._link import Link, Observer
 from sockkit.relay._log import event
+from sockkit.relay._proxy_header import proxy_header
 from sockkit.relay._toxics import Toxic
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Proxy:
         self.upstream = upstream
         self.upstream_text = upstream_text or upstream.address
         self.enabled = enabled
+        self.send_proxy: str | None = None  # "v1"/"v2": PROXY header to the target first
         self.connect_timeout = connect_timeout
         self.rng = rng or random.Random()
         self.toxics: list[Toxic] = []
@@ -85,13 +87,16 @@ class Proxy:
         self.bytes[way] += n
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "listen": self.listen_text,
             "upstream": self.upstream_text,
             "enabled": self.enabled,
             "toxics": [t.to_json() for t in self.toxics],
         }
+        if self.send_proxy is not None:
+            out["send_proxy"] = self.send_proxy
+        return out
 
     # -- listening --------------------------------------------------------------
 
@@ -155,11 +160,13 @@ class Proxy:
         sock.setblocking(False)  # the descriptor accept() gives is blocking
         self.connections += 1
         peer = format_sockaddr(sock.family, address)
-        task = asyncio.ensure_future(self._serve(sock, peer, self.connections))
+        task = asyncio.ensure_future(self._serve(sock, address, peer, self.connections))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, client: socket.socket, peer: str, number: int) -> None:
+    async def _serve(
+        self, client: socket.socket, address: SockAddr, peer: str, number: int
+    ) -> None:
         started = time.monotonic()
         if client.family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
@@ -178,6 +185,15 @@ class Proxy:
                 reason=str(exc),
             )
             return
+        if self.send_proxy is not None:
+            try:
+                header = proxy_header(self.send_proxy, address, client.getsockname())
+                await asyncio.get_running_loop().sock_sendall(upstream, header)
+            except OSError as exc:
+                client.close()
+                upstream.close()
+                event(logging.WARNING, f"refused {peer}: {exc}", event="refused", peer=peer)
+                return
         link = Link(self, number, client, upstream, peer, self.rng)
         link_id = next(_ids)
         self.links[link_id] = link

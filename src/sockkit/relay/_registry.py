@@ -78,7 +78,13 @@ class Registry:
             if not replace:
                 raise ApiError(409, "proxy already exists")
             await self.delete(name)
+        send_proxy = body.get("send_proxy")
+        if send_proxy not in (None, "v1", "v2"):
+            raise ApiError(400, "bad request body: send_proxy is v1 or v2")
+        if send_proxy is not None and listen.is_datagram:
+            raise ApiError(400, "send_proxy applies to stream proxies")
         proxy = Proxy(name, listen, upstream, enabled=enabled, upstream_text=body["upstream"])
+        proxy.send_proxy = send_proxy
         if enabled:
             try:
                 await proxy.start()
