@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from sockkit._endpoint import parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint
 from sockkit._errors import UsageError
 from sockkit.relay import (
     Faults,
@@ -17,6 +17,7 @@ from sockkit.relay import (
     run_relays,
 )
 from sockkit.relay._log import log, log_handler
+from sockkit.relay._tls import RelayTLS
 from sockkit.relay._toxics import DATAGRAM_TYPES, STREAM_TYPES
 
 SUBCOMMANDS = {"ctl": "sockkit.cli.relay_ctl"}
@@ -105,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["v1", "v2"],
         help="send a PROXY protocol header (text v1 or binary v2) to TARGET first",
     )
+    parser.add_argument("--tls-cert", metavar="FILE", help="certificate for a tls:// LISTEN")
+    parser.add_argument("--tls-key", metavar="FILE", help="its key (if not in --tls-cert)")
+    parser.add_argument("--tls-ca", metavar="FILE", help="CAs to trust for a tls:// TARGET")
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not verify a tls:// TARGET's certificate"
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -128,11 +135,12 @@ def _run(args: argparse.Namespace) -> int:
     specs: list[dict[str, Any]] = load_config(args.config) if args.config else []
     api = _api_address(args.api) if args.api else None
     observers = _observers(args)
+    tls = RelayTLS(args.tls_cert, args.tls_key, args.tls_ca, args.insecure)
     if args.listen is None:
         if not specs and api is None:
             raise UsageError("relay needs LISTEN and TARGET, or --api HOST:PORT, or --config FILE")
         _no_single_proxy_options(args)
-        run_relays(specs, api=api, on_api=_announce_api)
+        run_relays(specs, api=api, on_api=_announce_api, tls=tls)
         return 0
     listen = parse_endpoint(args.listen)
     target = parse_endpoint(
@@ -140,16 +148,23 @@ def _run(args: argparse.Namespace) -> int:
         default_transport=listen.transport if listen.is_datagram and not listen.is_unix else "tcp",
     )
     faults = _faults(args, datagram=listen.is_datagram)
+    _tls_options_apply(args, listen, target)
     toxics = [body for text in args.toxic for body in _toxic_spec(text, listen.is_datagram)]
     if specs or api is not None:
         bodies = [*faults.toxics(datagram=listen.is_datagram), *toxics]
         spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
         if args.send_proxy:
             spec["send_proxy"] = args.send_proxy
-        run_relays([spec, *specs], api=api, on_api=_announce_api)
+        run_relays([spec, *specs], api=api, on_api=_announce_api, tls=tls)
         return 0
     run_relay(
-        listen, target, faults, toxics=toxics, observers=observers, send_proxy=args.send_proxy
+        listen,
+        target,
+        faults,
+        toxics=toxics,
+        observers=observers,
+        send_proxy=args.send_proxy,
+        tls=tls,
     )
     return 0
 
@@ -181,6 +196,18 @@ def _no_single_proxy_options(args: argparse.Namespace) -> None:
                 f"{option} applies to the LISTEN TARGET relay; with --api alone,"
                 " add toxics through the API ('sockkit relay ctl toxic add')"
             )
+
+
+def _tls_options_apply(args: argparse.Namespace, listen: Endpoint, target: Endpoint) -> None:
+    """TLS options name the leg they are for; one without that leg being tls:// is an error."""
+    for option, value, leg, endpoint in (
+        ("--tls-cert", args.tls_cert, "LISTEN", listen),
+        ("--tls-key", args.tls_key, "LISTEN", listen),
+        ("--tls-ca", args.tls_ca, "TARGET", target),
+        ("--insecure", args.insecure, "TARGET", target),
+    ):
+        if value and not endpoint.is_tls:
+            raise UsageError(f"{option} applies to a tls:// {leg}, and {leg} is {endpoint}")
 
 
 def _faults(args: argparse.Namespace, *, datagram: bool) -> Faults:

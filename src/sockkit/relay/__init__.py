@@ -21,12 +21,14 @@ from sockkit.relay._faults import Faults, parse_rate, parse_size
 from sockkit.relay._link import Observer
 from sockkit.relay._proxy import Proxy
 from sockkit.relay._registry import ApiError, Registry
+from sockkit.relay._tls import RelayTLS
 from sockkit.relay._toxics import Toxic, ToxicError, parse_toxic
 
 __all__ = [
     "Faults",
     "Proxy",
     "Registry",
+    "RelayTLS",
     "Toxic",
     "ToxicError",
     "load_config",
@@ -46,6 +48,7 @@ def run_relay(
     toxics: Sequence[dict[str, Any]] = (),
     observers: Sequence[Observer] = (),
     send_proxy: str | None = None,
+    tls: RelayTLS | None = None,
     on_ready: Callable[[Endpoint], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
@@ -61,10 +64,6 @@ def run_relay(
     if listen.is_datagram != target.is_datagram:
         raise UsageError(
             f"cannot relay {listen} to {target}: one is a stream and the other datagrams"
-        )
-    if listen.is_tls or target.is_tls:
-        raise UsageError(
-            "relay forwards bytes as they are: use tcp:// on both sides of a TLS stream"
         )
     bodies = [*(faults or Faults()).toxics(datagram=listen.is_datagram), *toxics]
     for body in bodies:
@@ -88,7 +87,7 @@ def run_relay(
         if on_ready is not None and proxy.bound is not None:
             on_ready(proxy.bound)
 
-    run_relays([spec], on_ready=ready, stop=stop)
+    run_relays([spec], on_ready=ready, stop=stop, tls=tls)
 
 
 def load_config(path: str) -> list[dict[str, Any]]:
@@ -112,11 +111,15 @@ def run_relays(
     on_ready: Callable[[dict[str, Proxy]], None] | None = None,
     on_api: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
+    tls: RelayTLS | None = None,
 ) -> None:
-    """Run ``proxies`` (toxiproxy JSON, each may carry ``toxics``) and the API if asked."""
+    """Run ``proxies`` (toxiproxy JSON, each may carry ``toxics``) and the API if asked.
+
+    ``tls`` holds the files for tls:// legs (a listener's certificate, a target's CA).
+    """
     runner = _runner()
     with runner:
-        runner.run(_main(proxies, api, on_ready, on_api, stop))
+        runner.run(_main(proxies, api, on_ready, on_api, stop, tls))
 
 
 def _runner() -> asyncio.Runner:
@@ -133,13 +136,14 @@ async def _main(
     on_ready: Callable[[dict[str, Proxy]], None] | None,
     on_api: Callable[[str, int], None] | None,
     stop_flag: threading.Event | None,
+    tls: RelayTLS | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-    registry = Registry()
+    registry = Registry(tls)
     server = None
     try:
         for spec in specs:

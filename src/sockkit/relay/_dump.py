@@ -100,8 +100,10 @@ class PcapWriter:
         file.flush()
 
     def observe(self, link: Link, way: str, offset: int, data: bytes) -> None:
-        client = _ipv4(link.client, peer=True, fallback=("10.0.0.1", 40000 + link.number % 20000))
-        target = _ipv4(link.upstream, peer=True, fallback=("10.0.0.2", 80))
+        client = _ipv4(
+            link.client.sock, peer=True, fallback=("10.0.0.1", 40000 + link.number % 20000)
+        )
+        target = _ipv4(link.upstream.sock, peer=True, fallback=("10.0.0.2", 80))
         src, dst = (client, target) if way == "upstream" else (target, client)
         other = "downstream" if way == "upstream" else "upstream"
         ack = link.sent[other] + 1

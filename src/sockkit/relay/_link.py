@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from sockkit.relay._pump_splice import SplicePump, splice_usable
+from sockkit.relay._sides import Side
 from sockkit.relay._toxics import Toxic
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Link", "Observer"]
 
-CHUNK = 64 * 1024
+
 _QUEUE = 16  # pieces held per direction: at most 1 MiB before the reader stops
 _PATTERN_TAIL = 1024  # longest pattern a condition may wait for
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -58,8 +59,8 @@ class Link:
         self,
         proxy: Proxy,
         number: int,
-        client: socket.socket,
-        upstream: socket.socket,
+        client: Side,
+        upstream: Side,
         peer: str,
         rng: random.Random,
     ) -> None:
@@ -175,17 +176,17 @@ class Link:
         finally:
             for handle in self._timers.values():
                 handle.cancel()
-            for sock in (self.client, self.upstream):
-                sock.close()
+            for side in (self.client, self.upstream):
+                side.close()
 
     def close(self, reason: str, *, cancel: bool = True) -> None:
         """End the connection now with FIN on both sides (unless it is being reset)."""
         if self._resetting:
             return
         self.reason = self.reason or reason
-        for sock in (self.client, self.upstream):
+        for side in (self.client, self.upstream):
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                side.sock.shutdown(socket.SHUT_RDWR)
         if cancel and self.task is not None:
             self.task.cancel()
 
@@ -198,9 +199,9 @@ class Link:
             self.task.cancel()
 
     def _abort(self) -> None:
-        for sock in (self.client, self.upstream):
+        for side in (self.client, self.upstream):
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                side.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
     def _plain(self, way: str) -> bool:
         """No toxic touches ``way`` and nobody watches: splice may carry it.
@@ -216,25 +217,24 @@ class Link:
         self._plain_cache[way] = (generation, plain)
         return plain
 
-    async def _direction(self, way: str, src: socket.socket, dst: socket.socket) -> None:
-        if splice_usable(src, dst) and self._plain(way):
+    async def _direction(self, way: str, src: Side, dst: Side) -> None:
+        if src.plain and dst.plain and splice_usable(src.sock, dst.sock) and self._plain(way):
 
             def moved(n: int) -> None:
                 self.read[way] += n
                 self.sent[way] += n
                 self.proxy.count(way, n)
 
-            if await SplicePump(src, dst, lambda: self._plain(way), moved).run():
-                return self._half_close(dst)
+            if await SplicePump(src.sock, dst.sock, lambda: self._plain(way), moved).run():
+                return dst.half_close()
         await self._filtered(way, src, dst)
 
-    async def _filtered(self, way: str, src: socket.socket, dst: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
+    async def _filtered(self, way: str, src: Side, dst: Side) -> None:
         queue: asyncio.Queue[tuple[float, bytes | None, Sequence[Toxic]]] = asyncio.Queue(_QUEUE)
         writer = asyncio.ensure_future(self._write(way, dst, queue))
         try:
             while not writer.done():
-                data = await loop.sock_recv(src, CHUNK)
+                data = await src.recv()
                 pieces = self._pieces(way, data)
                 self.read[way] += len(data)
                 for piece, toxics in pieces:
@@ -289,10 +289,9 @@ class Link:
     async def _write(
         self,
         way: str,
-        dst: socket.socket,
+        dst: Side,
         queue: asyncio.Queue[tuple[float, bytes | None, Sequence[Toxic]]],
     ) -> None:
-        loop = asyncio.get_running_loop()
         slot = 0.0  # when the bandwidth schedule lets the next byte out
         while True:
             due, data, toxics = await queue.get()
@@ -301,7 +300,7 @@ class Link:
                 self.close(self.reason or "closed by a toxic", cancel=False)
                 raise _Closed
             if not data:
-                return self._half_close(dst)
+                return dst.half_close()
             rate = next((t.attr("rate") * 1000 for t in toxics if t.type == "bandwidth"), 0.0)
             slicer = next((t for t in toxics if t.type == "slicer"), None)
             for piece, pause in _cut(data, slicer, rate, self.rng):
@@ -314,13 +313,9 @@ class Link:
                     await asyncio.sleep(pause)
                 for observe in self.proxy.observers:
                     observe(self, way, self.sent[way], piece)
-                await loop.sock_sendall(dst, piece)
+                await dst.send(piece)
                 self.sent[way] += len(piece)
                 self.proxy.count(way, len(piece))
-
-    def _half_close(self, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
 
 
 async def _until(when: float) -> None:

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ from sockkit.relay._dial import dial
 from sockkit.relay._link import Link, Observer
 from sockkit.relay._log import event
 from sockkit.relay._proxy_header import proxy_header
+from sockkit.relay._sides import PlainSide, Side, tls_accept, tls_connect
+from sockkit.relay._tls import RelayTLS, accept_context, connect_context
 from sockkit.relay._toxics import Toxic
 
 if TYPE_CHECKING:
@@ -49,13 +52,19 @@ class Proxy:
         connect_timeout: float = 10.0,
         upstream_text: str | None = None,
         rng: random.Random | None = None,
+        tls: RelayTLS | None = None,
     ) -> None:
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.upstream_text = upstream_text or upstream.address
         self.enabled = enabled
-        self.send_proxy: str | None = None  # "v1"/"v2": PROXY header to the target first
+        self.send_proxy: str | None = None
+        self.tls = tls or RelayTLS()
+        self._accept_ctx: ssl.SSLContext | None = None
+        self._connect_ctx: ssl.SSLContext | None = (
+            None  # "v1"/"v2": PROXY header to the target first
+        )
         self.connect_timeout = connect_timeout
         self.rng = rng or random.Random()
         self.toxics: list[Toxic] = []
@@ -98,15 +107,40 @@ class Proxy:
             out["send_proxy"] = self.send_proxy
         return out
 
+    async def _open(self, client: socket.socket, address: SockAddr) -> tuple[Side, Side]:
+        """Both ends ready: TLS handshakes done, the target dialled, the PROXY header sent."""
+        timeout = self.connect_timeout
+        front: Side = PlainSide(client)
+        if self._accept_ctx is not None:
+            front = await tls_accept(client, self._accept_ctx, timeout)
+        sock = await dial(self.upstream, timeout)
+        try:
+            if self.send_proxy is not None:
+                header = proxy_header(self.send_proxy, address, client.getsockname())
+                await asyncio.get_running_loop().sock_sendall(sock, header)
+            back: Side = PlainSide(sock)
+            if self._connect_ctx is not None:
+                back = await tls_connect(sock, self._connect_ctx, self.upstream.host, timeout)
+        except BaseException:
+            sock.close()
+            front.close()
+            raise
+        return front, back
+
     # -- listening --------------------------------------------------------------
 
     async def start(self) -> None:
         """Bind (reusing the bound port after a restart) and begin relaying.
 
-        Raises :class:`SockkitError` when the address cannot be bound.
+        Raises :class:`SockkitError` when the address cannot be bound, or
+        :class:`UsageError` when a TLS leg's files cannot be loaded.
         """
         if self._sock is not None:
             return
+        if self.listen.is_tls and self._accept_ctx is None:
+            self._accept_ctx = accept_context(self.tls)
+        if self.upstream.is_tls and self._connect_ctx is None:
+            self._connect_ctx = connect_context(self.tls)
         where = self.listen
         if self.bound is not None and not where.is_unix:
             where = where.with_port(self.bound.port)
@@ -172,29 +206,21 @@ class Proxy:
             with contextlib.suppress(OSError):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            upstream = await dial(self.upstream, self.connect_timeout)
-        except SockkitError as exc:
+            ends = await self._open(client, address)
+        except (SockkitError, OSError, ssl.SSLError) as exc:
             # As toxiproxy does: the client sees its connection closed.
             client.close()
+            reason = str(exc) if isinstance(exc, SockkitError) else _tls_reason(exc)
             event(
                 logging.WARNING,
-                f"refused {peer}: {exc}",
+                f"refused {peer}: {reason}",
                 event="refused",
                 proxy=self.name,
                 peer=peer,
-                reason=str(exc),
+                reason=reason,
             )
             return
-        if self.send_proxy is not None:
-            try:
-                header = proxy_header(self.send_proxy, address, client.getsockname())
-                await asyncio.get_running_loop().sock_sendall(upstream, header)
-            except OSError as exc:
-                client.close()
-                upstream.close()
-                event(logging.WARNING, f"refused {peer}: {exc}", event="refused", peer=peer)
-                return
-        link = Link(self, number, client, upstream, peer, self.rng)
+        link = Link(self, number, *ends, peer, self.rng)
         link_id = next(_ids)
         self.links[link_id] = link
         link.task = asyncio.current_task()
@@ -228,3 +254,11 @@ class Proxy:
                 duration=round(duration, 6),
                 reason=link.reason,
             )
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "TLS handshake timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -12,9 +12,10 @@ import itertools
 from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint
-from sockkit._errors import SockkitError
+from sockkit._errors import SockkitError, UsageError
 from sockkit._version import __version__
 from sockkit.relay._proxy import Proxy
+from sockkit.relay._tls import RelayTLS
 from sockkit.relay._toxics import Toxic, ToxicError, parse_toxic
 
 __all__ = ["ApiError", "Registry"]
@@ -44,7 +45,8 @@ def _endpoint(text: object, what: str, datagram_hint: bool = False) -> Endpoint:
 class Registry:
     """Proxies by name, in creation order."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: RelayTLS | None = None) -> None:
+        self.tls = tls
         self.proxies: dict[str, Proxy] = {}
         self._serials = itertools.count(1)
 
@@ -68,8 +70,6 @@ class Registry:
         upstream = _endpoint(body.get("upstream"), "upstream", listen.is_datagram)
         if listen.is_datagram != upstream.is_datagram:
             raise ApiError(400, "listen and upstream must both be streams or both datagrams")
-        if listen.is_tls or upstream.is_tls:
-            raise ApiError(400, "tls:// is not relayed yet: use tcp:// on both legs")
         enabled = body.get("enabled", True)
         if not isinstance(enabled, bool):
             raise ApiError(400, "bad request body: enabled must be true or false")
@@ -83,11 +83,15 @@ class Registry:
             raise ApiError(400, "bad request body: send_proxy is v1 or v2")
         if send_proxy is not None and listen.is_datagram:
             raise ApiError(400, "send_proxy applies to stream proxies")
-        proxy = Proxy(name, listen, upstream, enabled=enabled, upstream_text=body["upstream"])
+        proxy = Proxy(
+            name, listen, upstream, enabled=enabled, upstream_text=body["upstream"], tls=self.tls
+        )
         proxy.send_proxy = send_proxy
         if enabled:
             try:
                 await proxy.start()
+            except UsageError as exc:
+                raise ApiError(400, str(exc)) from None
             except SockkitError as exc:
                 raise ApiError(500, str(exc)) from None
         self.proxies[name] = proxy
