@@ -127,13 +127,19 @@ def path(name: str, backends: dict[str, int], cpu: str, tmp: Path) -> Iterator[d
 
 
 def iperf(port: int, seconds: int, cpu: str) -> float:
-    out = subprocess.run(
-        pinned(cpu, ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]),
-        capture_output=True,
-        timeout=seconds + 30,
-    )
-    data = json.loads(out.stdout)
-    return float(data["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6  # MB/s
+    """MB/s received; NaN when iperf3 reports an error twice (e.g. the server still busy)."""
+    for _attempt in range(2):
+        out = subprocess.run(
+            pinned(cpu, ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]),
+            capture_output=True,
+            timeout=seconds + 30,
+        )
+        try:
+            data = json.loads(out.stdout)
+            return float(data["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6
+        except (ValueError, KeyError):
+            time.sleep(1)
+    return float("nan")
 
 
 def redis(
