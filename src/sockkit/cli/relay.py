@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit.relay import (
     Faults,
@@ -147,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         args.target,
         default_transport=listen.transport if listen.is_datagram and not listen.is_unix else "tcp",
     )
+    target = resolve_service(target)  # an unknown service name is a usage error now, not per client
     faults = _faults(args, datagram=listen.is_datagram)
     _tls_options_apply(args, listen, target)
     toxics = [body for text in args.toxic for body in _toxic_spec(text, listen.is_datagram)]
@@ -283,8 +284,8 @@ def _toxic_spec(text: str, datagram: bool) -> list[dict[str, Any]]:
 
 
 def _api_address(text: str) -> tuple[str, int]:
-    endpoint = parse_endpoint(text)
-    if endpoint.is_unix or endpoint.is_datagram:
+    endpoint = resolve_service(parse_endpoint(text))
+    if endpoint.is_unix or endpoint.is_datagram or not isinstance(endpoint.port, int):
         raise UsageError(f"--api takes HOST:PORT, not {text!r}")
     return endpoint.host or "127.0.0.1", endpoint.port
 

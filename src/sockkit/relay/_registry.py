@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import SockkitError, UsageError
 from sockkit._version import __version__
 from sockkit.relay._proxy import Proxy
@@ -37,7 +37,8 @@ def _endpoint(text: object, what: str, datagram_hint: bool = False) -> Endpoint:
     if not isinstance(text, str) or not text:
         raise ApiError(400, f"missing required field: {what}")
     try:
-        return parse_endpoint(text, default_transport="udp" if datagram_hint else "tcp")
+        endpoint = parse_endpoint(text, default_transport="udp" if datagram_hint else "tcp")
+        return resolve_service(endpoint)
     except SockkitError as exc:
         raise ApiError(400, f"bad {what} {text!r}: {exc}") from None
 
