@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit.relay import (
+    DATAGRAM_TYPES,
+    STREAM_TYPES,
     Faults,
+    RelayTLS,
     load_config,
+    log_handler,
+    make_observers,
     parse_rate,
     parse_size,
     run_relay,
     run_relays,
 )
-from sockkit.relay._log import log, log_handler
-from sockkit.relay._tls import RelayTLS
-from sockkit.relay._toxics import DATAGRAM_TYPES, STREAM_TYPES
 
 SUBCOMMANDS = {"ctl": "sockkit.cli.relay_ctl"}
 
@@ -119,6 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    log = logging.getLogger("sockkit.relay")
     handler = log_handler(sys.stderr, args.log_format)
     log.addHandler(handler)
     log.setLevel(args.log_level.upper())
@@ -173,8 +177,6 @@ def _run(args: argparse.Namespace) -> int:
 def _observers(args: argparse.Namespace) -> list[Any]:
     if not (args.verbose or args.hex or args.pcap):
         return []
-    from sockkit.relay._dump import make_observers
-
     return make_observers(verbose=args.verbose, hexdump=args.hex, pcap=args.pcap)
 
 

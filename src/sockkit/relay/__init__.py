@@ -17,21 +17,28 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint
 from sockkit._errors import SockkitError, UsageError
+from sockkit.relay._dump import make_observers
 from sockkit.relay._faults import Faults, parse_rate, parse_size
-from sockkit.relay._link import Observer
+from sockkit.relay._host import Observer
+from sockkit.relay._log import log_handler
 from sockkit.relay._proxy import Proxy
 from sockkit.relay._registry import ApiError, Registry
 from sockkit.relay._tls import RelayTLS
-from sockkit.relay._toxics import Toxic, ToxicError, parse_toxic
+from sockkit.relay._toxics import DATAGRAM_TYPES, STREAM_TYPES, Toxic, ToxicError, parse_toxic
 
 __all__ = [
+    "DATAGRAM_TYPES",
+    "STREAM_TYPES",
     "Faults",
+    "Observer",
     "Proxy",
     "Registry",
     "RelayTLS",
     "Toxic",
     "ToxicError",
     "load_config",
+    "log_handler",
+    "make_observers",
     "parse_rate",
     "parse_size",
     "parse_toxic",

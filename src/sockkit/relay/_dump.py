@@ -21,7 +21,8 @@ import time
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 if TYPE_CHECKING:
-    from sockkit.relay._link import Link, Observer
+    from sockkit.relay._host import Observer
+    from sockkit.relay._link import Link
 
 __all__ = ["PcapWriter", "hex_lines", "make_observers", "visible_text"]
 

@@ -25,15 +25,12 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
+from sockkit.relay._host import Observer, ProxyView
 from sockkit.relay._pump_splice import SplicePump, splice_usable
 from sockkit.relay._sides import Side
 from sockkit.relay._toxics import Toxic
-
-if TYPE_CHECKING:
-    from sockkit.relay._proxy import Proxy
 
 __all__ = ["Link", "Observer"]
 
@@ -43,9 +40,6 @@ _PATTERN_TAIL = 1024  # longest pattern a condition may wait for
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _EOF = b""
 _CLOSE = None
-
-# (link, way, offset, data): sees every byte as it is written
-Observer = Callable[["Link", str, int, bytes], None]
 
 
 class _Closed(Exception):
@@ -57,7 +51,7 @@ class Link:
 
     def __init__(
         self,
-        proxy: Proxy,
+        proxy: ProxyView,
         number: int,
         client: Side,
         upstream: Side,

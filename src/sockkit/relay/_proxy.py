@@ -24,7 +24,8 @@ from sockkit._accept import AsyncAcceptor, SockAddr
 from sockkit._endpoint import Endpoint, format_sockaddr, open_listener, sockaddr_endpoint
 from sockkit._errors import SockkitError
 from sockkit.relay._dial import dial
-from sockkit.relay._link import Link, Observer
+from sockkit.relay._host import Observer
+from sockkit.relay._link import Link
 from sockkit.relay._log import event
 from sockkit.relay._proxy_header import proxy_header
 from sockkit.relay._sides import PlainSide, Side, tls_accept, tls_connect
