@@ -111,14 +111,16 @@ class Link:
         if toxic.type == "timeout" and not toxic.attr("timeout"):
             self._timers[key] = asyncio.get_running_loop().call_later(1e9, lambda: None)
             return
-        wait = toxic.attr("timeout") / 1000
         age = time.monotonic() - self.started
+        wait = max(0.0, toxic.when.get("after_seconds", 0) - age) + toxic.attr("timeout") / 1000
         # +1 ms: the loop's timers may fire up to a millisecond early, never late enough to matter
-        wait = max(wait, toxic.when.get("after_seconds", 0) - age) + 0.001
+        self._timers[key] = asyncio.get_running_loop().call_later(wait + 0.001, self._fire, toxic)
+
+    def _fire(self, toxic: Toxic) -> None:
+        if toxic not in self.proxy.toxics:
+            return  # removed or changed since it was armed
         action = self.reset if toxic.type == "reset_peer" else self.close
-        self._timers[key] = asyncio.get_running_loop().call_later(
-            wait, action, f"{toxic.type} {toxic.name}"
-        )
+        action(f"{toxic.type} {toxic.name}")
 
     def _pieces(self, way: str, data: bytes) -> list[tuple[bytes, list[Toxic]]]:
         """``data`` cut where conditional toxics start, each piece with the toxics on it."""
