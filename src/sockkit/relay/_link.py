@@ -113,12 +113,19 @@ class Link:
             return
         age = time.monotonic() - self.started
         wait = max(0.0, toxic.when.get("after_seconds", 0) - age) + toxic.attr("timeout") / 1000
-        # +1 ms: the loop's timers may fire up to a millisecond early, never late enough to matter
-        self._timers[key] = asyncio.get_running_loop().call_later(wait + 0.001, self._fire, toxic)
+        self._schedule(toxic, time.monotonic() + wait)
 
-    def _fire(self, toxic: Toxic) -> None:
+    def _schedule(self, toxic: Toxic, due: float) -> None:
+        key = (toxic.name, toxic.serial)
+        wait = max(0.0, due - time.monotonic())
+        self._timers[key] = asyncio.get_running_loop().call_later(wait, self._fire, toxic, due)
+
+    def _fire(self, toxic: Toxic, due: float) -> None:
         if toxic not in self.proxy.toxics:
             return  # removed or changed since it was armed
+        if time.monotonic() < due:
+            # uvloop measures timers from the loop's cached clock, so one may fire early
+            return self._schedule(toxic, due)
         action = self.reset if toxic.type == "reset_peer" else self.close
         action(f"{toxic.type} {toxic.name}")
 
