@@ -38,13 +38,18 @@ How to drive :class:`Acceptor` from each kind of caller:
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import errno
 import ipaddress
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # Not at run time: blocking callers (the fork engine above all, whose every
+    # child copies the parent's page tables) should not load asyncio.
+    import asyncio
 
 __all__ = [
     "ACCEPT_BATCH",
@@ -116,6 +121,11 @@ class Admission:
     access: AccessList = field(default_factory=AccessList)
     #: Most connections served at once (``None``: no limit).
     max_conns: int | None = None
+
+    @property
+    def refuses_any(self) -> bool:
+        """False when every peer is admitted: callers may skip :meth:`admit`."""
+        return not self.access.open or self.max_conns is not None
 
     def admit(self, address: SockAddr, open_now: int = 0) -> Refusal | None:
         """``None`` to serve the peer at ``address`` (``open_now`` already open), else why not."""
@@ -205,7 +215,11 @@ class AsyncAcceptor:
         warn: Callable[[str], object],
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._loop = loop or asyncio.get_running_loop()
+        if loop is None:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+        self._loop = loop
         self._fd = sock.fileno()
         self._acceptor = Acceptor(sock, where, warn)
         self._on_accept = on_accept
