@@ -159,6 +159,8 @@ async def _main(
                 for body in spec.get("toxics") or ():
                     registry.add_toxic(spec["name"], body)
             except ApiError as exc:
+                if isinstance(exc.__cause__, SockkitError):
+                    raise exc.__cause__ from None  # as it is (the CLI names an address's holder)
                 raise (SockkitError if exc.status >= 500 else UsageError)(
                     f"proxy {spec.get('name')!r}: {exc.message}"
                 ) from None

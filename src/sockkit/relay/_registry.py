@@ -92,9 +92,9 @@ class Registry:
             try:
                 await proxy.start()
             except UsageError as exc:
-                raise ApiError(400, str(exc)) from None
+                raise ApiError(400, str(exc)) from exc
             except SockkitError as exc:
-                raise ApiError(500, str(exc)) from None
+                raise ApiError(500, str(exc)) from exc
         self.proxies[name] = proxy
         return proxy
 
