@@ -9,6 +9,7 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
+from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.relay import (
     DATAGRAM_TYPES,
     STREAM_TYPES,
@@ -59,13 +60,16 @@ examples:
   sockkit relay unix:/tmp/front.sock tcp://127.0.0.1:6379 -v
   sockkit relay --api 127.0.0.1:8474 --config proxies.json
   sockkit relay ctl toxic add redis latency latency=100 --stream downstream
+  sockkit relay systemd:web 127.0.0.1:8080        accept on the socket systemd named 'web'
 """
 
 _CONDITIONS = {"from_connection", "until_connection", "after_bytes", "after_seconds", "pattern"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("listen", nargs="?", help="endpoint to accept on")
+    parser.add_argument(
+        "listen", nargs="?", help="endpoint to accept on (also fd:N, systemd:[NAME])"
+    )
     parser.add_argument("target", nargs="?", help="endpoint to forward to")
     parser.add_argument(
         "--latency", type=float, default=0.0, metavar="MS", help="added delay per chunk (>= 0)"
@@ -144,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
         if not specs and api is None:
             raise UsageError("relay needs LISTEN and TARGET, or --api HOST:PORT, or --config FILE")
         _no_single_proxy_options(args)
-        run_relays(specs, api=api, on_api=_announce_api, tls=tls)
+        run_relays(specs, api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
+        notify_stopping()
         return 0
     listen = parse_endpoint(args.listen)
     target = parse_endpoint(
@@ -160,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
         if args.send_proxy:
             spec["send_proxy"] = args.send_proxy
-        run_relays([spec, *specs], api=api, on_api=_announce_api, tls=tls)
+        run_relays([spec, *specs], api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
+        notify_stopping()
         return 0
     run_relay(
         listen,
@@ -170,8 +176,14 @@ def _run(args: argparse.Namespace) -> int:
         observers=observers,
         send_proxy=args.send_proxy,
         tls=tls,
+        on_ready=_ready,
     )
+    notify_stopping()
     return 0
+
+
+def _ready(proxies: object) -> None:
+    notify_ready()  # to systemd (Type=notify), once every proxy listens
 
 
 def _observers(args: argparse.Namespace) -> list[Any]:
@@ -296,3 +308,4 @@ def _announce_api(host: str, port: int) -> None:
     where = f"[{host}]" if ":" in host else host
     sys.stderr.write(f"api on http://{where}:{port}\n")
     sys.stderr.flush()
+    notify_ready()

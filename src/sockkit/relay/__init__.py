@@ -80,8 +80,8 @@ def run_relay(
             raise UsageError(f"bad toxic {body.get('type')!r}: {exc}") from None
     spec: dict[str, Any] = {
         "name": "relay",
-        "listen": str(listen),
-        "upstream": str(target),
+        "listen": listen,  # the parsed value: fd:N / systemd: endpoints are not parsed twice
+        "upstream": target,
         "toxics": bodies,
     }
     if send_proxy is not None:

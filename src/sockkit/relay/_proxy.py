@@ -143,7 +143,7 @@ class Proxy:
         if self.upstream.is_tls and self._connect_ctx is None:
             self._connect_ctx = connect_context(self.tls)
         where = self.listen
-        if self.bound is not None and not where.is_unix:
+        if self.bound is not None and not where.is_unix and where.fd is None:
             where = where.with_port(self.bound.port)
         sock = open_listener(where)
         self._sock = sock
@@ -181,9 +181,15 @@ class Proxy:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-            if self.bound is not None and self.bound.is_unix and not self.bound.is_abstract:
+            bound = self.bound
+            if (
+                bound is not None
+                and bound.is_unix
+                and not bound.is_abstract
+                and self.listen.fd is None
+            ):
                 with contextlib.suppress(OSError):
-                    os.unlink(self.bound.path or "")
+                    os.unlink(bound.path or "")
         links = list(self.links.values())
         for link in links:
             link.close("proxy stopped")

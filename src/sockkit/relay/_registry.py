@@ -34,6 +34,8 @@ class ApiError(Exception):
 
 
 def _endpoint(text: object, what: str, datagram_hint: bool = False) -> Endpoint:
+    if isinstance(text, Endpoint):
+        return resolve_service(text)  # already parsed (the command line's LISTEN and TARGET)
     if not isinstance(text, str) or not text:
         raise ApiError(400, f"missing required field: {what}")
     try:
@@ -85,7 +87,12 @@ class Registry:
         if send_proxy is not None and listen.is_datagram:
             raise ApiError(400, "send_proxy applies to stream proxies")
         proxy = Proxy(
-            name, listen, upstream, enabled=enabled, upstream_text=body["upstream"], tls=self.tls
+            name,
+            listen,
+            upstream,
+            enabled=enabled,
+            upstream_text=str(body["upstream"]),
+            tls=self.tls,
         )
         proxy.send_proxy = send_proxy
         if enabled:
