@@ -108,7 +108,11 @@ def _name_the_holder(exc: AddressInUseError) -> str:
         owner = port_owner(exc.endpoint)
     except (OSError, SockkitError, ValueError):
         owner = None  # the explanation is a courtesy; the error stands without it
-    return f"{exc} (held by {owner})" if owner else str(exc)
+    if not owner:
+        return str(exc)
+    # Naming the holder replaces the generic note a Unix socket's error carries.
+    message = str(exc).removesuffix(" (a process is listening on it)")
+    return f"{message} (held by {owner})"
 
 
 def _quiet_stdout() -> None:
