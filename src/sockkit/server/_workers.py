@@ -150,7 +150,9 @@ class Supervisor:
                     ):
                         break
                     ended = how_it_ended(self._statuses.pop(pid, 0))
-                    self.server.log.event(logging.WARNING, f"worker {pid} {ended}; starting another")
+                    self.server.log.event(
+                        logging.WARNING, f"worker {pid} {ended}; starting another"
+                    )
                     self._spawn(with_ready_pipe=False)
 
     def _reap(self) -> list[int]:
