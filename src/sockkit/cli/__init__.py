@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "listen": "netcat-style listener: accept peers and pump both ways",
     "relay": "forward connections or datagrams, with latency, throttling, resets and loss",
     "ss": "list the sockets on this machine, like ss / netstat",
+    "trace": "a TCP connection's life on loopback, packet by packet, with both ends' states",
     "bench": "load-test a server and verify every byte; compare engines",
     "resolve": "getaddrinfo / getnameinfo as a table",
     "inet": "byte order and address conversion: pton, ntop, hton, ntoh, endian",
@@ -76,11 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"unknown command {name!r}; expected one of: {known}", 2)
     module = importlib.import_module(f"sockkit.cli.{name}")
     parser = CommandParser(
-        prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES
+        prog=f"sockkit {name}",
+        description=module.DESCRIPTION,
+        epilog=module.EXAMPLES,
+        **getattr(module, "PARSER_OPTIONS", {}),
     )
     module.add_arguments(parser)
     try:
         ns = parser.parse_args(rest)
+        ns.argv = [name, *rest]  # the command line as given, for serve's reload
         status: int = module.run(ns)
         sys.stdout.flush()  # here, so a reader that left is met inside this try
         return status
