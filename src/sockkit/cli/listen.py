@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 from types import FrameType
 
-from sockkit._endpoint import parse_endpoint
-from sockkit.cli.connect import add_common_arguments, tls_config, verbose_printer
+from sockkit.cli.connect import (
+    add_common_arguments,
+    endpoint_of,
+    reject_inapplicable,
+    tls_config,
+    verbose_printer,
+)
 from sockkit.client import NetcatOptions, run_listen
 
 DESCRIPTION = """\
 Listen on ENDPOINT (a bare PORT means 127.0.0.1), print one stderr line
 'listening on ENDPOINT' with the real address (so port 0 can be scripted),
 then accept one peer: what it sends goes to stdout, stdin goes to it.  The
-exit status is 0 once the peer closes.  At end of stdin the write side stays
+exit status is 0 once the peer has closed and stdin has ended (a reset before
+all of stdin arrived counts the bytes not delivered, exit 1).  At end of stdin the write side stays
 open (so a peer still sending is not cut short); --half-close shuts it.
 --keep-open accepts peers until interrupted: each peer's bytes reach stdout
 in order (peers interleave chunk by chunk) and stdin goes to every peer
@@ -56,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = parse_endpoint(args.endpoint)
+    endpoint = endpoint_of(args)
+    reject_inapplicable(args, endpoint)
     options = NetcatOptions(
         idle_timeout=args.idle_timeout,
         shutdown_on_eof=args.half_close,
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         keep_open=args.keep_open,
         chunk=args.chunk,
         tls=tls_config(args),
+        family=args.family or socket.AF_UNSPEC,
     )
 
     def warn(message: str) -> None:
