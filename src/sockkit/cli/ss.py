@@ -9,8 +9,15 @@ import sys
 import time
 
 from sockkit.cli._parser import positive_int, positive_seconds
-from sockkit.inspect import SOURCES, SocketQuery, SocketTable, select_query
-from sockkit.inspect._format import format_table, record_to_dict
+from sockkit.inspect import (
+    SOURCES,
+    SocketQuery,
+    SocketTable,
+    format_table,
+    record_from_row,
+    record_to_dict,
+    select_query,
+)
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "run"]
 
@@ -145,13 +152,12 @@ def run(args: argparse.Namespace) -> int:
         gc.freeze()  # nor rescan them all once more at exit
     if args.json:
         from sockkit.cli._output import print_json
-        from sockkit.inspect._record import record_from_row
 
         print_json([record_to_dict(record_from_row(row)) for row in rows])
         return 0
     port_name = None
     if not args.numeric:
-        from sockkit.inspect._services import ServiceNames
+        from sockkit.inspect import ServiceNames
 
         port_name = ServiceNames()
     text = format_table(
@@ -169,8 +175,7 @@ def run(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace, query: SocketQuery, table: SocketTable) -> int:
     import json
 
-    from sockkit.inspect._format import event_to_dict, format_event
-    from sockkit.inspect._watch import watch_sockets
+    from sockkit.inspect import event_to_dict, format_event, watch_sockets
 
     until = time.monotonic() + args.duration if args.duration is not None else None
     encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")

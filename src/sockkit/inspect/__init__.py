@@ -33,8 +33,23 @@ from sockkit.inspect._query import (
 )
 
 if TYPE_CHECKING:
+    from sockkit.inspect._format import (
+        event_to_dict,
+        format_event,
+        format_processes,
+        format_table,
+        format_tcp_info,
+        record_to_dict,
+    )
     from sockkit.inspect._port_owner import port_owner
-    from sockkit.inspect._record import ProcessRef, SocketRecord
+    from sockkit.inspect._record import (
+        ProcessRef,
+        SocketRecord,
+        SocketRow,
+        display_address,
+        record_from_row,
+    )
+    from sockkit.inspect._services import ServiceNames
     from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import (
         SocketEvent,
@@ -51,15 +66,25 @@ __all__ = [
     "SOURCES",
     "STATE_NAMES",
     "ProcessRef",
+    "ServiceNames",
     "SocketEvent",
     "SocketQuery",
     "SocketRecord",
+    "SocketRow",
     "SocketTable",
     "TcpInfo",
     "diff_snapshots",
+    "display_address",
+    "event_to_dict",
+    "format_event",
+    "format_processes",
+    "format_table",
+    "format_tcp_info",
     "list_sockets",
     "parse_state",
     "port_owner",
+    "record_from_row",
+    "record_to_dict",
     "select_query",
     "snapshot",
     "socket_key",
@@ -69,6 +94,16 @@ __all__ = [
 _LAZY = {
     "ProcessRef": "sockkit.inspect._record",
     "SocketRecord": "sockkit.inspect._record",
+    "SocketRow": "sockkit.inspect._record",
+    "display_address": "sockkit.inspect._record",
+    "record_from_row": "sockkit.inspect._record",
+    "ServiceNames": "sockkit.inspect._services",
+    "event_to_dict": "sockkit.inspect._format",
+    "format_event": "sockkit.inspect._format",
+    "format_processes": "sockkit.inspect._format",
+    "format_table": "sockkit.inspect._format",
+    "format_tcp_info": "sockkit.inspect._format",
+    "record_to_dict": "sockkit.inspect._format",
     "TcpInfo": "sockkit.inspect._tcp_info",
     "port_owner": "sockkit.inspect._port_owner",
     "SocketEvent": "sockkit.inspect._watch",

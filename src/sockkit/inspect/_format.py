@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from sockkit.inspect._record import display_address, row_from_record
+
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
     from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import SocketEvent
 
 __all__ = [
-    "display_address",
     "event_to_dict",
     "format_event",
     "format_processes",
@@ -34,15 +35,6 @@ __all__ = [
 
 #: (port, protocol) -> the text to show for a TCP/UDP port
 PortNamer = Callable[[int, str], str]
-
-
-def display_address(address: str, v6only: bool | None) -> str:
-    """An IP address as ss prints it: IPv6 in brackets, a dual-stack ``::`` as ``*``."""
-    if ":" not in address:
-        return address
-    if address == "::" and not v6only:
-        return "*"
-    return f"[{address}]"
 
 
 def format_processes(processes: Sequence[ProcessRef]) -> str:
@@ -73,8 +65,6 @@ def format_table(
     given: list[Any] = list(sockets)
     rows: list[SocketRow] = given if not given or isinstance(given[0], tuple) else []
     if given and not rows:
-        from sockkit.inspect._record import row_from_record
-
         rows = list(map(row_from_record, given))
     if not rows and not header:
         return ""
