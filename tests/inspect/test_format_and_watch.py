@@ -6,12 +6,12 @@ import json
 from dataclasses import replace
 
 from sockkit.inspect import ProcessRef, SocketRecord, TcpInfo
+from sockkit.inspect._annotations import format_tcp_info
 from sockkit.inspect._format import (
     event_to_dict,
     format_event,
     format_processes,
     format_table,
-    format_tcp_info,
     record_to_dict,
 )
 from sockkit.inspect._services import ServiceNames

@@ -256,7 +256,8 @@ def test_inet_request_layout() -> None:
     assert len(request) == 16 + 56
     family, protocol, ext, _pad, states = struct.unpack_from("=BBBBI", request, 16)
     assert (family, protocol, states) == (socket.AF_INET6, 6, 0x400)
-    assert ext == (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1))
+    # tcp_info, the congestion module's name and (through VEGASINFO's bit) its own info
+    assert ext == (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1)) | (1 << 2)
     program = port_bytecode(sport=7007)
     with_filter = inet_request(socket.AF_INET, 17, 0xFFF, bytecode=program)
     assert struct.unpack_from("=I", with_filter)[0] == len(with_filter) == 72 + 4 + len(program)

@@ -33,12 +33,12 @@ from sockkit.inspect._query import (
 )
 
 if TYPE_CHECKING:
+    from sockkit.inspect._annotations import format_tcp_info
     from sockkit.inspect._format import (
         event_to_dict,
         format_event,
         format_processes,
         format_table,
-        format_tcp_info,
         record_to_dict,
     )
     from sockkit.inspect._port_owner import port_owner
@@ -102,7 +102,7 @@ _LAZY = {
     "format_event": "sockkit.inspect._format",
     "format_processes": "sockkit.inspect._format",
     "format_table": "sockkit.inspect._format",
-    "format_tcp_info": "sockkit.inspect._format",
+    "format_tcp_info": "sockkit.inspect._annotations",
     "record_to_dict": "sockkit.inspect._format",
     "TcpInfo": "sockkit.inspect._tcp_info",
     "port_owner": "sockkit.inspect._port_owner",
