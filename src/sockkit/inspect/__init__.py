@@ -21,19 +21,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sockkit.inspect._filter import GRAMMAR, FilterError, SocketFilter, parse_filter
 from sockkit.inspect._listing import SOURCES, SocketTable, list_sockets
 from sockkit.inspect._query import (
     ALL_STATES,
     CONNECTED_STATES,
     DEFAULT_STATES,
+    INET_NETIDS,
     STATE_NAMES,
+    UNIX_NETIDS,
     SocketQuery,
     parse_state,
     select_query,
 )
 
 if TYPE_CHECKING:
-    from sockkit.inspect._annotations import format_tcp_info
+    from sockkit.inspect._annotations import Annotations, format_tcp_info
+    from sockkit.inspect._cgroups import cgroup_paths
+    from sockkit.inspect._details import SocketDetails, SocketMemory
+    from sockkit.inspect._events import destroyed_sockets, event_groups
+    from sockkit.inspect._filter_match import compile_predicate
     from sockkit.inspect._format import (
         event_to_dict,
         format_event,
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
         format_table,
         record_to_dict,
     )
+    from sockkit.inspect._kill import kill_sockets
     from sockkit.inspect._port_owner import port_owner
     from sockkit.inspect._record import (
         ProcessRef,
@@ -50,6 +58,7 @@ if TYPE_CHECKING:
         record_from_row,
     )
     from sockkit.inspect._services import ServiceNames
+    from sockkit.inspect._summary import SocketSummary, format_summary, read_summary
     from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import (
         SocketEvent,
@@ -63,26 +72,43 @@ __all__ = [
     "ALL_STATES",
     "CONNECTED_STATES",
     "DEFAULT_STATES",
+    "GRAMMAR",
+    "INET_NETIDS",
     "SOURCES",
     "STATE_NAMES",
+    "UNIX_NETIDS",
+    "Annotations",
+    "FilterError",
     "ProcessRef",
     "ServiceNames",
+    "SocketDetails",
     "SocketEvent",
+    "SocketFilter",
+    "SocketMemory",
     "SocketQuery",
     "SocketRecord",
     "SocketRow",
+    "SocketSummary",
     "SocketTable",
     "TcpInfo",
+    "cgroup_paths",
+    "compile_predicate",
+    "destroyed_sockets",
     "diff_snapshots",
     "display_address",
+    "event_groups",
     "event_to_dict",
     "format_event",
     "format_processes",
+    "format_summary",
     "format_table",
     "format_tcp_info",
+    "kill_sockets",
     "list_sockets",
+    "parse_filter",
     "parse_state",
     "port_owner",
+    "read_summary",
     "record_from_row",
     "record_to_dict",
     "select_query",
@@ -92,6 +118,17 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Annotations": "sockkit.inspect._annotations",
+    "cgroup_paths": "sockkit.inspect._cgroups",
+    "SocketDetails": "sockkit.inspect._details",
+    "SocketMemory": "sockkit.inspect._details",
+    "destroyed_sockets": "sockkit.inspect._events",
+    "event_groups": "sockkit.inspect._events",
+    "compile_predicate": "sockkit.inspect._filter_match",
+    "kill_sockets": "sockkit.inspect._kill",
+    "SocketSummary": "sockkit.inspect._summary",
+    "format_summary": "sockkit.inspect._summary",
+    "read_summary": "sockkit.inspect._summary",
     "ProcessRef": "sockkit.inspect._record",
     "SocketRecord": "sockkit.inspect._record",
     "SocketRow": "sockkit.inspect._record",

@@ -144,10 +144,10 @@ def format_details(
     parts.append(f"ino:{row[9]} sk:{details.cookie:x}")
     if details.cgroup_id:
         parts.append(f"cgroup:{cgroup_text(details.cgroup_id, dict(cgroups or {}))}")
-    # a full socket reports its shutdown state and (IPv6) v6only; a TIME-WAIT
-    # or request socket reports neither
+    # a full socket reports its shutdown state, and an IPv6 listener or
+    # unconnected one its v6only; a TIME-WAIT or request socket neither
     if details.shutdown is not None:
-        if row[4] == "inet6":
+        if row[4] == "inet6" and row[1] in ("LISTEN", "UNCONN"):
             parts.append(f"v6only:{int(bool(row[11]))}")
         parts.append(_shutdown(details.shutdown))
     return " ".join(parts)

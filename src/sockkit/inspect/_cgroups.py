@@ -1,7 +1,8 @@
 """cgroup v2 ids to paths, for ``-e``'s ``cgroup:/system.slice/...``.
 
 The kernel reports a socket's cgroup by id; on cgroup v2 that id is the
-inode number of the cgroup's directory, so one walk of the hierarchy maps
+inode number of the cgroup's directory, so one walk of the cgroup2 mount
+(found in ``/proc/self/mounts``, not crossing into other file systems) maps
 every id to its path (``/`` for the root), as ss does.
 """
 
@@ -11,19 +12,39 @@ import os
 
 __all__ = ["cgroup_paths", "cgroup_text"]
 
-CGROUP2_ROOT = "/sys/fs/cgroup"
+
+def cgroup2_mount(mounts: str = "/proc/self/mounts") -> str | None:
+    """Where the cgroup v2 hierarchy is mounted, or ``None``."""
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "cgroup2":
+                    return fields[1]
+    except OSError:
+        pass
+    return None
 
 
-def cgroup_paths(root: str = CGROUP2_ROOT) -> dict[int, str]:
-    """Map cgroup id -> path below ``root`` (``{}`` when there is no cgroup v2 hierarchy)."""
+def cgroup_paths(root: str | None = None) -> dict[int, str]:
+    """Map cgroup id -> path below ``root`` (default: the cgroup2 mount; ``{}`` if none)."""
+    root = root or cgroup2_mount()
     paths: dict[int, str] = {}
-    for directory, _subdirs, _files in os.walk(root):
+    if root is None:
+        return paths
+    try:
+        device = os.stat(root).st_dev
+    except OSError:
+        return paths
+    for directory, subdirs, _files in os.walk(root):
         try:
-            inode = os.stat(directory).st_ino
+            info = os.stat(directory)
         except OSError:
             continue
-        relative = directory[len(root) :]
-        paths[inode] = relative or "/"
+        if info.st_dev != device:
+            subdirs.clear()
+            continue
+        paths[info.st_ino] = directory[len(root) :] or "/"
     return paths
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "IPPROTO_UDP",
     "NETLINK_SOCK_DIAG",
     "UnixName",
+    "ack_errno",
     "inet_request",
     "parse_inet_dump",
     "parse_unix_dump",
@@ -201,6 +202,20 @@ def _v6_text(raw: bytes) -> str:
     text = socket.inet_ntop(socket.AF_INET6, raw)
     _V6_TEXT[raw] = text
     return text
+
+
+def ack_errno(reply: bytes) -> int | None:
+    """The errno an ``NLMSG_ERROR`` acknowledgement carries (0: success), ``None`` if none."""
+    offset = 0
+    while offset + 20 <= len(reply):
+        length, mtype = _NLMSGHDR.unpack_from(reply, offset)[:2]
+        if mtype == NLMSG_ERROR:
+            code: int = _NLMSGERR.unpack_from(reply, offset + 16)[0]
+            return -code
+        if length < 16:
+            break
+        offset += (length + 3) & ~3
+    return None
 
 
 def _check_control(chunk: bytes | memoryview, offset: int, mtype: int) -> bool:
