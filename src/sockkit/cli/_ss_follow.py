@@ -72,14 +72,17 @@ def follow_events(
 
         keep = compile_predicate(query.expression)
     printed = 0
+    started = False
     header = not args.no_header and not args.json
     try:
         for rows in destroyed_sockets(query, until=_deadline(args)):
-            if keep is not None:
-                rows = list(filter(keep, rows))
-            if not printed and header:
+            if not started:
+                # the groups are joined: from here on no destroyed socket is missed
+                started = True
                 sys.stderr.write("sockkit ss: following destroyed sockets\n")
                 sys.stderr.flush()
+            if keep is not None:
+                rows = list(filter(keep, rows))
             if args.count is not None:
                 rows = rows[: args.count - printed]
             if args.json:
