@@ -75,11 +75,14 @@ def follow_events(
     started = False
     header = not args.no_header and not args.json
     try:
-        for rows in destroyed_sockets(query, until=_deadline(args)):
+        for rows, lost in destroyed_sockets(query, until=_deadline(args)):
             if not started:
                 # the groups are joined: from here on no destroyed socket is missed
                 started = True
                 sys.stderr.write("sockkit ss: following destroyed sockets\n")
+                sys.stderr.flush()
+            if lost:
+                sys.stderr.write("sockkit ss: the kernel dropped some events (too many at once)\n")
                 sys.stderr.flush()
             if keep is not None:
                 rows = list(filter(keep, rows))

@@ -56,7 +56,12 @@ class Annotations:
     #: cgroup id -> path (from :func:`~sockkit.inspect._cgroups.cgroup_paths`), for ``-e``
     cgroups: Mapping[int, str] = field(default_factory=dict)
 
-    def __call__(self, row: SocketRow) -> tuple[str, str]:
+    def __call__(self, row: SocketRow) -> tuple[str, str | None]:
+        """(text for the socket's line, text for the line under it or ``None`` for no line).
+
+        Like ss, a TCP socket gets the second line with ``-m`` or ``-i`` (a
+        UDP one with ``-m``) even when there is nothing to put on it.
+        """
         extra = row[14]
         same: list[str] = []
         below: list[str] = []
@@ -74,7 +79,9 @@ class Annotations:
             below.append(
                 format_tcp_info(info, options=self.timers or self.details, numeric=self.numeric)
             )
-        return " ".join(part for part in same if part), " ".join(part for part in below if part)
+        wants_line = not unix and (self.memory or (self.tcp_info and row[0] == "tcp"))
+        under = " ".join(part for part in below if part) if wants_line else None
+        return " ".join(part for part in same if part), under
 
 
 def format_timer(details: SocketDetails) -> str:

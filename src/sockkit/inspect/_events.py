@@ -10,6 +10,7 @@ kernel without the groups refuses the bind.
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import struct
@@ -62,11 +63,14 @@ def _protocol(message: bytes) -> int:
 
 def destroyed_sockets(
     query: SocketQuery, *, until: float | None = None
-) -> Iterator[list[SocketRow]]:
-    """Yield the rows of sockets destroyed from now on, a batch per datagram (often one).
+) -> Iterator[tuple[list[SocketRow], bool]]:
+    """Yield (rows, lost) for sockets destroyed from now on, a batch per datagram.
 
-    Yields an empty list once the groups are joined, then batches until the
-    ``time.monotonic()`` deadline ``until`` (never, if ``None``).  Raises
+    Yields ``([], False)`` once the groups are joined, then batches until
+    the ``time.monotonic()`` deadline ``until`` (never, if ``None``).
+    ``lost`` is true when the kernel had to drop events before this batch
+    (more sockets closed at once than the receive buffer holds: the groups
+    carry every TCP/UDP socket of the network namespace).  Raises
     :class:`OSError` when the kernel refuses the groups.
     """
     groups = event_groups(query)
@@ -74,8 +78,10 @@ def destroyed_sockets(
         socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG
     )
     try:
+        _enlarge_buffer(sock)
         sock.bind((0, groups))
-        yield []
+        yield [], False
+        lost = False
         while True:
             timeout = None if until is None else until - time.monotonic()
             if timeout is not None and timeout <= 0:
@@ -83,7 +89,13 @@ def destroyed_sockets(
             ready, _, _ = select.select([sock], [], [], timeout)
             if not ready:
                 continue
-            data = sock.recv(_RECV_SIZE)
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                lost = True
+                continue
             rows: list[SocketRow] = []
             offset = 0
             while offset + 16 <= len(data):
@@ -95,6 +107,20 @@ def destroyed_sockets(
                 found, _done = parse_inet_dump(message, netid, details=True)
                 rows += [row for row in found if row[0] in query.netids]
                 offset += (length + 3) & ~3
-            yield rows
+            yield rows, lost
+            lost = False
     finally:
         sock.close()
+
+
+# A busy machine closes thousands of sockets a second, all of them broadcast
+# to every member of the groups; 4 MiB holds about ten thousand events.
+_BUFFER = 4 << 20
+_SO_RCVBUFFORCE = 33
+
+
+def _enlarge_buffer(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _BUFFER)  # beyond rmem_max (root)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)

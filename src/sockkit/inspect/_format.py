@@ -34,7 +34,7 @@ __all__ = [
 #: (port, protocol) -> the text to show for a TCP/UDP port
 PortNamer = Callable[[int, str], str]
 #: row -> (text after its columns, text of a second line under it)
-Annotator = Callable[["SocketRow"], tuple[str, str]]
+Annotator = Callable[["SocketRow"], tuple[str, "str | None"]]
 
 
 def format_processes(processes: Sequence[ProcessRef]) -> str:
@@ -128,7 +128,7 @@ def format_table(
         annotate = Annotations(tcp_info=True)
     processes = list(map(_PROCESSES, rows))
     tails = [format_processes(p) if p else "" for p in processes]
-    below: list[str] = []
+    below: list[str | None] = []
     if annotate is not None:
         notes = list(map(annotate, rows))
         tails = [
@@ -171,11 +171,11 @@ def format_table(
     body = list(map(template.__mod__, zip(*shown, strict=True)))
     if has_process:
         body = [line.rstrip() for line in body]
-    if any(below):
+    if any(note is not None for note in below):
         for line, note in zip(body, below, strict=True):
             lines.append(line)
-            if note:
-                lines.append("\t " + note)
+            if note is not None:
+                lines.append(("\t " + note).rstrip(" "))
     else:
         lines += body
     lines.append("")
