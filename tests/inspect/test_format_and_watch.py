@@ -116,6 +116,7 @@ def test_json_object_has_the_documented_fields() -> None:
         "v6only": False,
         "processes": [{"name": "python3", "pid": 10, "fd": 3}],
         "tcp_info": None,
+        "details": None,
     }
     with_info = record_to_dict(replace(CLIENT, tcp_info=TcpInfo(rtt=10, snd_wnd=5)))
     assert with_info["tcp_info"] == {"rtt": 10, "snd_wnd": 5}

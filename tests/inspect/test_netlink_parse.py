@@ -22,12 +22,11 @@ from tests.inspect.diag_packets import (
 from sockkit.inspect._netlink import (
     inet_request,
     parse_inet_dump,
-    parse_unix_dump,
     port_bytecode,
-    unix_request,
 )
 from sockkit.inspect._record import ProcessRef, SocketRecord, record_from_row
 from sockkit.inspect._tcp_info import parse_tcp_info
+from sockkit.inspect._unix_diag import parse_unix_dump, unix_request
 
 INET_DIAG_INFO, INET_DIAG_CONG, INET_DIAG_SKV6ONLY = 2, 4, 11
 UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_UID = 0, 1, 2, 4, 7

@@ -224,7 +224,22 @@ def record_to_dict(record: SocketRecord) -> dict[str, Any]:
         "v6only": record.v6only,
         "processes": [{"name": p.name, "pid": p.pid, "fd": p.fd} for p in record.processes],
         "tcp_info": record.tcp_info.as_dict() if record.tcp_info is not None else None,
+        "details": _details_dict(record),
     }
+
+
+def _details_dict(record: SocketRecord) -> dict[str, Any] | None:
+    details = record.details
+    if details is None:
+        return None
+    from dataclasses import asdict
+
+    data = asdict(details)
+    if details.file is not None:
+        data["file"] = {"inode": details.file[0], "device": details.file[1]}
+    if details.peers is not None:
+        data["peers"] = list(details.peers)
+    return data
 
 
 def format_event(event: SocketEvent, arrow: str = "→") -> str:

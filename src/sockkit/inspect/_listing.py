@@ -26,12 +26,11 @@ from sockkit.inspect._netlink import (
     IPPROTO_UDP,
     inet_request,
     parse_inet_dump,
-    parse_unix_dump,
     port_bytecode,
-    unix_request,
 )
 from sockkit.inspect._query import SocketQuery
 from sockkit.inspect._sockdiag import SockDiag
+from sockkit.inspect._unix_diag import parse_unix_dump, unix_request
 
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow

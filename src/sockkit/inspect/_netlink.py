@@ -7,13 +7,11 @@ request with a stream of datagrams, each holding whole messages:
   ``struct inet_diag_msg`` (72 bytes) whose ports and addresses are in
   network order, then route attributes (``INET_DIAG_INFO`` carries
   ``struct tcp_info``, ``INET_DIAG_SKV6ONLY`` a byte);
-* for Unix sockets ``struct unix_diag_msg`` (16 bytes) then attributes
-  (``UNIX_DIAG_NAME``, ``_PEER``, ``_RQLEN``, ``_UID``, ``_VFS``);
 * ``NLMSG_DONE`` ends the dump, ``NLMSG_ERROR`` carries a negative errno.
 
+Unix sockets' requests and replies are in :mod:`sockkit.inspect._unix_diag`.
 Each datagram is parsed on its own (netlink never splits a message between
-datagrams): :func:`parse_inet_dump` and :func:`parse_unix_dump` take one and
-return its sockets, as rows (tuples of :class:`SocketRecord`'s fields), and
+datagrams): :func:`parse_inet_dump` takes one and returns its sockets, as rows (tuples of :class:`SocketRecord`'s fields), and
 whether the dump is finished.  The I/O that sends the requests and reads the
 datagrams is in :mod:`sockkit.inspect._sockdiag`.
 
@@ -46,13 +44,12 @@ __all__ = [
     "IPPROTO_TCP",
     "IPPROTO_UDP",
     "NETLINK_SOCK_DIAG",
-    "UnixName",
+    "STATE_BY_NUMBER",
     "ack_errno",
+    "check_control",
     "inet_request",
     "parse_inet_dump",
-    "parse_unix_dump",
     "port_bytecode",
-    "unix_request",
 ]
 
 NETLINK_SOCK_DIAG = 4
@@ -80,12 +77,6 @@ _MODULE_INFO = frozenset({INET_DIAG_VEGASINFO, INET_DIAG_DCTCPINFO, INET_DIAG_BB
 # the congestion module's own information (bbr, dctcp, vegas) comes with VEGASINFO's bit
 _INFO_EXT = sum(1 << (kind - 1) for kind in (INET_DIAG_INFO, INET_DIAG_VEGASINFO, INET_DIAG_CONG))
 
-# unix_diag attribute types and the matching "show" request bits
-UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER = 0, 1, 2
-UNIX_DIAG_RQLEN, UNIX_DIAG_MEMINFO, UNIX_DIAG_SHUTDOWN, UNIX_DIAG_UID = 4, 5, 6, 7
-UNIX_DIAG_ICONS = 3
-UDIAG_SHOW_NAME, UDIAG_SHOW_VFS, UDIAG_SHOW_PEER, UDIAG_SHOW_ICONS = 0x01, 0x02, 0x04, 0x08
-UDIAG_SHOW_RQLEN, UDIAG_SHOW_MEMINFO, UDIAG_SHOW_UID = 0x10, 0x20, 0x40
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _U64 = struct.Struct("=Q")
@@ -99,16 +90,9 @@ _TWO_U32 = struct.Struct("=II")
 # seq pid) | family state (timer retrans) sport dport src dst (if cookie[2]
 # expires) rqueue wqueue uid inode
 _INET_MSG = struct.Struct("=IH10xBBxxHH16s16s16xIIII")
-# nlmsghdr + unix_diag_msg: ... | family type state pad ino cookie[2]
-_UNIX_MSG = struct.Struct("=IHHIIBBBxI8x")
 _INET_REQ = struct.Struct("=IHHIIBBBxI48x")  # nlmsghdr + inet_diag_req_v2 (zero sockid)
-_UNIX_REQ = struct.Struct("=IHHIIBBxxIII8x")  # nlmsghdr + unix_diag_req
 
 _LITTLE = sys.byteorder == "little"
-_UNIX_NETIDS = {socket.SOCK_STREAM: "u_str", socket.SOCK_DGRAM: "u_dgr", 5: "u_seq"}
-
-#: a Unix socket's bound file as (inode, device), from UNIX_DIAG_VFS
-UnixName = tuple[int, int]
 
 
 # -- requests ---------------------------------------------------------------
@@ -145,23 +129,6 @@ def inet_request(
     return header + attribute
 
 
-def unix_request(states: int, *, vfs: bool = False, memory: bool = False, seq: int = 1) -> bytes:
-    """A dump request for Unix sockets in ``states``, with name, peer, queues and uid.
-
-    ``vfs`` also asks for the bound file's inode and device (to match a
-    path), ``memory`` for the socket's memory counters.
-    """
-    show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
-    if vfs:
-        show |= UDIAG_SHOW_VFS | UDIAG_SHOW_ICONS
-    if memory:
-        show |= UDIAG_SHOW_MEMINFO
-    flags = NLM_F_REQUEST | NLM_F_DUMP
-    return _UNIX_REQ.pack(
-        _UNIX_REQ.size, SOCK_DIAG_BY_FAMILY, flags, seq, 0, AF_UNIX, 0, states, 0, show
-    )
-
-
 def port_bytecode(
     sport: int | None = None, dport: int | None = None, port: int | None = None
 ) -> bytes:
@@ -187,7 +154,7 @@ def port_bytecode(
 # -- replies ----------------------------------------------------------------
 
 #: the kernel's state byte -> ss's name, for every possible byte
-_STATE_BY_NUMBER = tuple(STATE_NAMES[n] if n < len(STATE_NAMES) else "UNKNOWN" for n in range(256))
+STATE_BY_NUMBER = tuple(STATE_NAMES[n] if n < len(STATE_NAMES) else "UNKNOWN" for n in range(256))
 _V4_TEXT: dict[bytes, str] = {}
 _V6_TEXT: dict[bytes, str] = {}
 
@@ -218,7 +185,7 @@ def ack_errno(reply: bytes) -> int | None:
     return None
 
 
-def _check_control(chunk: bytes | memoryview, offset: int, mtype: int) -> bool:
+def check_control(chunk: bytes | memoryview, offset: int, mtype: int) -> bool:
     """Handle a DONE/ERROR message: True when the dump ended, OSError when it failed."""
     if mtype in (NLMSG_ERROR, NLMSG_DONE):
         length = _NLMSGHDR.unpack_from(chunk, offset)[0]
@@ -249,7 +216,7 @@ def parse_inet_dump(
     rows: list[SocketRow] = []
     append = rows.append
     unpack = _INET_MSG.unpack_from
-    names = _STATE_BY_NUMBER
+    names = STATE_BY_NUMBER
     v4_get, v6_get = _V4_TEXT.get, _V6_TEXT.get
     owner_get = owners.get if owners else None
     end = len(chunk)
@@ -258,14 +225,14 @@ def parse_inet_dump(
     while offset + 16 <= end:
         if offset + 88 > end:
             mtype = _NLMSGHDR.unpack_from(chunk, offset)[1]
-            if _check_control(chunk, offset, mtype):
+            if check_control(chunk, offset, mtype):
                 done = True
             break
         (length, mtype, family, state, sport, dport, src, dst, rq, wq, uid, inode) = unpack(
             chunk, offset
         )
         if mtype != SOCK_DIAG_BY_FAMILY:
-            if _check_control(chunk, offset, mtype):
+            if check_control(chunk, offset, mtype):
                 done = True
                 break
             offset += (length + 3) & ~3
@@ -368,107 +335,3 @@ def _extended(
         info,
         SocketDetails(cookie, cgroup, timer, expires, retransmits, shutdown, memory),
     )
-
-
-def parse_unix_dump(
-    chunk: bytes | memoryview,
-    owners: Mapping[int, tuple[ProcessRef, ...]] | None = None,
-    names: dict[int, UnixName] | None = None,
-    details: bool = False,
-) -> tuple[list[SocketRow], bool]:
-    """Rows from one datagram of a unix_diag dump, and whether the dump is finished.
-
-    Abstract names get ss's ``@`` for their NUL bytes.  When ``names`` is a
-    dict, it is filled with inode -> (file inode, device) for sockets bound to
-    a file (requires the request's ``vfs``).  With ``details``, each row's
-    ``details`` holds the cookie, shutdown state, bound file and memory (as
-    far as the request asked for them).  Raises :class:`OSError` if the
-    kernel answered with an error.
-    """
-    rows: list[SocketRow] = []
-    unpack = _UNIX_MSG.unpack_from
-    end = len(chunk)
-    offset = 0
-    done = False
-    while offset + 16 <= end:
-        length, mtype = _NLMSGHDR.unpack_from(chunk, offset)[:2]
-        if mtype != SOCK_DIAG_BY_FAMILY:
-            if _check_control(chunk, offset, mtype):
-                done = True
-                break
-            offset += (length + 3) & ~3
-            continue
-        _l, _t, _f, _s, _p, _family, kind, state, inode = unpack(chunk, offset)
-        name = ""
-        peer = rq = wq = 0
-        uid = shutdown = file = memory = peers = None
-        pos, stop = offset + _UNIX_MSG.size, offset + length
-        while pos + 4 <= stop:
-            alen, atype = _RTATTR.unpack_from(chunk, pos)
-            if alen < 4:
-                break
-            if atype == UNIX_DIAG_NAME:
-                name = _unix_name(bytes(chunk[pos + 4 : pos + alen]))
-            elif atype == UNIX_DIAG_PEER:
-                (peer,) = _U32.unpack_from(chunk, pos + 4)
-            elif atype == UNIX_DIAG_RQLEN:
-                rq, wq = _TWO_U32.unpack_from(chunk, pos + 4)
-            elif atype == UNIX_DIAG_UID:
-                (uid,) = _U32.unpack_from(chunk, pos + 4)
-            elif atype == UNIX_DIAG_VFS:
-                file = _TWO_U32.unpack_from(chunk, pos + 4)
-                if names is not None:
-                    names[inode] = file
-            elif atype == UNIX_DIAG_SHUTDOWN:
-                shutdown = chunk[pos + 4]
-            elif atype == UNIX_DIAG_ICONS and details:
-                count = (alen - 4) // 4
-                peers = struct.unpack_from(f"={count}I", chunk, pos + 4)
-            elif atype == UNIX_DIAG_MEMINFO and details:
-                memory = bytes(chunk[pos + 4 : pos + alen])
-            pos += (alen + 3) & ~3
-        extra = _unix_details(chunk, offset, shutdown, file, memory, peers) if details else None
-        rows.append(
-            (
-                _UNIX_NETIDS.get(kind, "u_dgr"),
-                _STATE_BY_NUMBER[state],
-                rq,
-                wq,
-                "unix",
-                name,
-                inode,
-                "",
-                peer,
-                inode,
-                uid,
-                None,
-                owners.get(inode, ()) if owners else (),
-                None,
-                extra,
-            )
-        )
-        offset += (length + 3) & ~3
-    return rows, done
-
-
-def _unix_details(
-    chunk: bytes | memoryview,
-    offset: int,
-    shutdown: int | None,
-    file: tuple[int, int] | None,
-    memory: bytes | None,
-    peers: tuple[int, ...] | None,
-) -> SocketDetails:
-    from sockkit.inspect._details import SocketDetails, parse_skmeminfo
-
-    low, high = _TWO_U32.unpack_from(chunk, offset + 24)  # unix_diag_msg's cookie
-    parsed = parse_skmeminfo(memory) if memory is not None else None
-    cookie = (high << 32) | low
-    return SocketDetails(cookie, shutdown=shutdown, memory=parsed, file=file, peers=peers)
-
-
-def _unix_name(raw: bytes) -> str:
-    if raw.startswith(b"\0"):
-        # ss prints every NUL of an abstract name as '@'
-        return os.fsdecode(raw.replace(b"\0", b"@"))
-    return os.fsdecode(raw.split(b"\0", 1)[0])
