@@ -6,37 +6,33 @@ import argparse
 import gc
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from sockkit._errors import SockkitError, UsageError
 from sockkit.cli._parser import positive_int, positive_seconds
 from sockkit.inspect import (
-    GRAMMAR,
     INET_NETIDS,
     SOURCES,
     UNIX_NETIDS,
-    Annotations,
-    FilterError,
-    SocketFilter,
     SocketQuery,
     SocketTable,
     format_table,
-    parse_filter,
-    record_from_row,
-    record_to_dict,
     select_query,
 )
 
+if TYPE_CHECKING:
+    from sockkit.inspect import Annotations, SocketFilter
+
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "run"]
 
-DESCRIPTION = (
-    """\
+DESCRIPTION = """\
 List the sockets on this machine as iproute2 ss does, with ss's flags and
 its filter language:
 
   sockkit ss -tlnp                                  listening TCP sockets and their processes
   sockkit ss -tan state established '( dport = :ssh or sport = :ssh )'
   sockkit ss -tn dst 127.0.0.1/8                    connections to the loopback network
-  sockkit ss -tan 'sport gt :1024' exclude time-wait
+  sockkit ss -tan exclude time-wait 'sport gt :1024'
   sockkit ss -s                                     totals per protocol
   sockkit ss -tnoem                                 timers, uid/inode/cookie, socket memory
   sockkit ss -K dport = :7007                       close matching sockets (root)
@@ -47,9 +43,12 @@ Recv-Q/Send-Q of a listener are its accept queue and backlog.  Ports are
 shown as service names outside the ephemeral range unless -n is given.
 
 FILTER (as in man ss; or/and chain left to right, use parentheses):
-"""
-    + "\n".join("  " + line for line in GRAMMAR.split("\n"))
-    + """
+  FILTER     := { state STATE | exclude STATE }... [ EXPRESSION ]
+  EXPRESSION := TERM | EXPRESSION [ or | and ] TERM   (no word means and)
+  TERM       := src [=] HOST | dst [=] HOST | sport [OP] PORT | dport [OP] PORT
+              | autobound | not TERM | ( EXPRESSION )
+  OP         := = != < <= > >= (or eq ne lt le gt ge)
+  HOST       := ADDRESS[/PREFIX][:PORT] | [IPV6][:PORT] | :PORT | unix:GLOB
 The kernel applies what it can of a filter (sock_diag bytecode); the rest,
 and Unix sockets, are filtered here.
 
@@ -59,7 +58,6 @@ available (force it with --source proc or SOCKKIT_SS_SOURCE=proc; -e, -m,
 (default 0.2) and prints each change: '+' a socket appeared, '~' it changed
 state, '-' it disappeared; it watches every state unless -a/-l/state say
 otherwise.  -E prints TCP/UDP sockets as the kernel destroys them."""
-)
 
 EXAMPLES = """\
 examples:
@@ -175,10 +173,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(format_summary(read_summary()))
         if not (args.filter or args.tcp or args.udp or args.unix or args.ipv4 or args.ipv6):
             return 0
-    try:
-        chosen = _filter(args)
-    except FilterError as exc:
-        sys.stderr.write(f"sockkit: ss: {exc}\n{exc.explain()}")
+    chosen = _filter(args)
+    if isinstance(chosen, str):
+        sys.stderr.write(chosen)
         return 2
     query = _query(args, chosen)
     if args.events:
@@ -201,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         rows = kill_sockets(rows)
     if args.json:
         from sockkit.cli._output import print_json
+        from sockkit.inspect import record_from_row, record_to_dict
 
         print_json([record_to_dict(record_from_row(row)) for row in rows])
         return 0
@@ -221,9 +219,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filter(args: argparse.Namespace) -> SocketFilter:
+def _filter(args: argparse.Namespace) -> SocketFilter | str:
+    """The parsed FILTER, or the text to print (exit 2) when it does not parse."""
+    from sockkit.inspect import FilterError, SocketFilter, parse_filter
+
+    if not args.filter:
+        return SocketFilter(None, None)
     unix_only = args.unix and not (args.tcp or args.udp or args.ipv4 or args.ipv6)
-    return parse_filter(args.filter, unix_only=unix_only)
+    try:
+        return parse_filter(args.filter, unix_only=unix_only)
+    except FilterError as exc:
+        return f"sockkit: ss: {exc}\n{exc.explain()}"
 
 
 def _query(args: argparse.Namespace, chosen: SocketFilter) -> SocketQuery:
@@ -274,6 +280,8 @@ def _query(args: argparse.Namespace, chosen: SocketFilter) -> SocketQuery:
 def _annotations(args: argparse.Namespace) -> Annotations | None:
     if not (args.options or args.extended or args.memory or args.info):
         return None
+    from sockkit.inspect import Annotations
+
     cgroups: dict[int, str] = {}
     if args.extended:
         from sockkit.inspect import cgroup_paths

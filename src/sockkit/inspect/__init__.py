@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sockkit.inspect._filter import GRAMMAR, FilterError, SocketFilter, parse_filter
 from sockkit.inspect._listing import SOURCES, SocketTable, list_sockets
 from sockkit.inspect._query import (
     ALL_STATES,
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from sockkit.inspect._cgroups import cgroup_paths
     from sockkit.inspect._details import SocketDetails, SocketMemory
     from sockkit.inspect._events import destroyed_sockets, event_groups
+    from sockkit.inspect._filter import GRAMMAR, FilterError, SocketFilter, parse_filter
     from sockkit.inspect._filter_match import compile_predicate
     from sockkit.inspect._format import (
         event_to_dict,
@@ -118,6 +118,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "GRAMMAR": "sockkit.inspect._filter",
+    "FilterError": "sockkit.inspect._filter",
+    "SocketFilter": "sockkit.inspect._filter",
+    "parse_filter": "sockkit.inspect._filter",
     "Annotations": "sockkit.inspect._annotations",
     "cgroup_paths": "sockkit.inspect._cgroups",
     "SocketDetails": "sockkit.inspect._details",

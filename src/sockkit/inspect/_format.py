@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sockkit.inspect._record import display_address, row_from_record
-
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
     from sockkit.inspect._watch import SocketEvent
@@ -68,6 +66,8 @@ def format_table(
     given: list[Any] = list(sockets)
     rows: list[SocketRow] = given if not given or isinstance(given[0], tuple) else []
     if given and not rows:
+        from sockkit.inspect._record import row_from_record
+
         rows = list(map(row_from_record, given))
     if not rows and not header:
         return ""
@@ -94,6 +94,10 @@ def format_table(
         local_width, peer_width = _text_width(local_ports), _text_width(peer_ports)
     unix_rows = False
     if set(families) != {"inet"}:
+        # (imported here: the records' module, with dataclasses under it, is
+        # not needed to print an IPv4-only table)
+        from sockkit.inspect._record import display_address
+
         for i, family in enumerate(families):
             if family == "inet":
                 continue

@@ -30,7 +30,6 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from sockkit.inspect._bytecode import bytecode_and, bytecode_or, port_equals
 from sockkit.inspect._query import STATE_NAMES
 
 if TYPE_CHECKING:
@@ -138,6 +137,10 @@ def port_bytecode(
 
     All given conditions must hold; with none, the program is empty (keep all).
     """
+    if sport is None and dport is None and port is None:
+        return b""
+    from sockkit.inspect._bytecode import bytecode_and, bytecode_or, port_equals
+
     parts: list[bytes] = []
     if sport is not None:
         parts.append(port_equals("s", sport))

@@ -20,10 +20,12 @@ Rules, as iproute2 ``ss`` applies them (and ``sockkit ss`` copies):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from sockkit._errors import UsageError
-from sockkit.inspect._filter_tree import Node
+
+if TYPE_CHECKING:
+    from sockkit.inspect._filter_tree import Node
 
 __all__ = [
     "ALL_STATES",
