@@ -122,3 +122,12 @@ def test_cli_bad_filter_is_exit_2_with_a_caret_and_the_grammar() -> None:
     assert lines[2] == "  " + " " * len("sport gt ") + "^"
     assert any(line.strip().startswith("EXPRESSION") for line in lines[3:])
     assert "Traceback" not in result.stderr.decode()
+
+
+def test_help_leads_with_the_forms_ss_users_type() -> None:
+    text = run_cli(["ss", "--help"]).stdout.decode()
+    head = text.splitlines()[:16]
+    assert head[0].startswith("usage: sockkit ss [-tuxlan46]")
+    assert any("state established '( dport = :ssh or sport = :ssh )'" in line for line in head)
+    assert any("sockkit ss -tlnp" in line for line in head)
+    assert "FILTER     := { state STATE | exclude STATE }" in text

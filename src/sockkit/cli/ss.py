@@ -86,6 +86,11 @@ def _port(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """ss's flags and FILTER, plus --port/--sport/--dport, --json, --watch and --source."""
+    parser.usage = (
+        "%(prog)s [-tuxlan46] [-pieomH] [FILTER ...]\n"
+        "       %(prog)s -s | -K FILTER | -E [FILTER]\n"
+        "       %(prog)s [--json] [--watch [INTERVAL]] [--port P] [--source SRC] ..."
+    )
     parser.add_argument(
         "filter", nargs="*", metavar="FILTER", help="ss's filter: [state S] [exclude S] [EXPR]"
     )
