@@ -131,3 +131,10 @@ def test_help_leads_with_the_forms_ss_users_type() -> None:
     assert any("state established '( dport = :ssh or sport = :ssh )'" in line for line in head)
     assert any("sockkit ss -tlnp" in line for line in head)
     assert "FILTER     := { state STATE | exclude STATE }" in text
+
+
+def test_kill_without_a_filter_is_refused() -> None:
+    result = run_cli(["ss", "-K"])
+    assert result.returncode == 2 and result.stdout == b""
+    [line] = result.stderr.decode().splitlines()
+    assert line.startswith("sockkit: ") and "FILTER" in line

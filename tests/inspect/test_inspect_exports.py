@@ -48,8 +48,8 @@ def test_inspect_modules_import_one_way() -> None:
 
 
 def test_cli_uses_only_the_public_names() -> None:
-    cli = PACKAGE.parent / "cli" / "ss.py"
-    for node in ast.walk(ast.parse(cli.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and "inspect" in node.module:
-            assert node.module == "sockkit.inspect"
-            assert all(alias.name in inspect_api.__all__ for alias in node.names)
+    for cli in (PACKAGE.parent / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(cli.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and "inspect" in node.module:
+                assert node.module == "sockkit.inspect", cli.name
+                assert all(alias.name in inspect_api.__all__ for alias in node.names), cli.name

@@ -274,6 +274,12 @@ def _query(args: argparse.Namespace, chosen: SocketFilter) -> SocketQuery:
         if "unix" in families and families != {"unix"}:
             netids = query.netids
         query = query._replace(families=families, netids=frozenset(netids))
+    if args.kill and not (args.filter or args.port or args.sport or args.dport):
+        # ss would close every connection on the machine; make that a choice
+        raise UsageError(
+            "-K needs a FILTER or --port/--sport/--dport (e.g. 'dport = :7007'); "
+            "to close every socket, say 'state all'"
+        )
     if args.kill or args.events:
         if args.source == "proc":
             raise UsageError("-K and -E work through sock_diag netlink, not --source proc")

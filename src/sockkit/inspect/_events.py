@@ -104,7 +104,9 @@ def destroyed_sockets(
                     break
                 message = data[offset : offset + length]
                 netid = _NETIDS.get(_protocol(message), "tcp")
-                found, _done = parse_inet_dump(message, netid, details=True)
+                found, _done = parse_inet_dump(
+                    message, netid, tcp_info=query.tcp_info, details=True
+                )
                 rows += [row for row in found if row[0] in query.netids]
                 offset += (length + 3) & ~3
             yield rows, lost
