@@ -78,17 +78,25 @@ def masked_timer(entry: str) -> str:
 
 
 def test_summary_matches_ss() -> None:
-    for _attempt in range(10):
-        before = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
-        ours = run_cli(["ss", "-s"])
-        after = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
-        if before == after:
-            assert ours.returncode == 0
-            assert [line.split() for line in ours.stdout.decode().splitlines()] == [
-                line.split() for line in before.splitlines()
+    # Other programs open and close sockets all the time: a line that reads
+    # the same in ss's answers before and after sockkit's must read the same
+    # in sockkit's; a line that moved is compared by its words only.
+    before = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
+    ours = run_cli(["ss", "-s"])
+    after = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
+    assert ours.returncode == 0
+    theirs, again, mine = (t.splitlines() for t in (before, after, ours.stdout.decode()))
+    assert len(mine) == len(theirs) == len(again)
+    held = 0
+    for first, second, got in zip(theirs, again, mine, strict=True):
+        if first == second:
+            assert got.split() == first.split()
+            held += 1
+        else:
+            assert [w for w in got.split() if not w.strip(",()").isdigit()] == [
+                w for w in first.split() if not w.strip(",()").isdigit()
             ]
-            return
-    pytest.skip("the machine's socket counts never held still between two ss -s runs")
+    assert held >= 5  # the table's header and the RAW/UDP/FRAG rows at least
 
 
 def test_summary_with_a_table_prints_both(zoo: SocketZoo) -> None:
