@@ -224,12 +224,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filter(args: argparse.Namespace) -> SocketFilter | str:
-    """The parsed FILTER, or the text to print (exit 2) when it does not parse."""
-    from sockkit.inspect import FilterError, SocketFilter, parse_filter
-
+def _filter(args: argparse.Namespace) -> SocketFilter | str | None:
+    """The parsed FILTER (``None``: none given), or the text to print (exit 2) when it does not parse."""
     if not args.filter:
-        return SocketFilter(None, None)
+        return None  # and the parser is not even imported
+    from sockkit.inspect import FilterError, parse_filter
+
     unix_only = args.unix and not (args.tcp or args.udp or args.ipv4 or args.ipv6)
     try:
         return parse_filter(args.filter, unix_only=unix_only)
@@ -237,9 +237,9 @@ def _filter(args: argparse.Namespace) -> SocketFilter | str:
         return f"sockkit: ss: {exc}\n{exc.explain()}"
 
 
-def _query(args: argparse.Namespace, chosen: SocketFilter) -> SocketQuery:
+def _query(args: argparse.Namespace, chosen: SocketFilter | None) -> SocketQuery:
     watching = args.watch is not None
-    state_mask = chosen.states
+    state_mask = chosen.states if chosen is not None else None
     if state_mask is not None and args.state:
         from sockkit.inspect import parse_state
 
@@ -261,11 +261,11 @@ def _query(args: argparse.Namespace, chosen: SocketFilter) -> SocketQuery:
         port=args.port,
         processes=args.processes,
         tcp_info=args.info,
-        expression=chosen.expression,
+        expression=chosen.expression if chosen is not None else None,
         details=args.extended or args.options or args.kill,
         memory=args.memory,
     )
-    if chosen.families is not None:
+    if chosen is not None and chosen.families is not None:
         # a HOST's family prefix (inet:, inet6:, unix:) chooses the families, as in ss
         families = chosen.families
         netids = query.netids & (UNIX_NETIDS if families == {"unix"} else INET_NETIDS)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from sockkit.inspect._address_text import display_address
+
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
     from sockkit.inspect._watch import SocketEvent
@@ -94,10 +96,6 @@ def format_table(
         local_width, peer_width = _text_width(local_ports), _text_width(peer_ports)
     unix_rows = False
     if set(families) != {"inet"}:
-        # (imported here: the records' module, with dataclasses under it, is
-        # not needed to print an IPv4-only table)
-        from sockkit.inspect._record import display_address
-
         for i, family in enumerate(families):
             if family == "inet":
                 continue
@@ -131,15 +129,16 @@ def format_table(
 
         annotate = Annotations(tcp_info=True)
     processes = list(map(_PROCESSES, rows))
-    tails = [format_processes(p) if p else "" for p in processes]
+    # the last column: processes, then what annotate adds (built only when needed)
+    has_process = any(processes)
+    tails: list[str] = [format_processes(p) if p else "" for p in processes] if has_process else []
     below: list[str | None] = []
     if annotate is not None:
         notes = list(map(annotate, rows))
-        tails = [
-            " ".join(filter(None, (tail, note[0]))) for tail, note in zip(tails, notes, strict=True)
-        ]
+        heads = tails or [""] * len(rows)
+        tails = [" ".join(filter(None, (h, n[0]))) for h, n in zip(heads, notes, strict=True)]
         below = [note[1] for note in notes]
-    has_process = any(tails)
+        has_process = any(tails)
     # A Unix row puts a space between address and "port" where TCP/UDP put
     # a colon; with no Unix rows the colon goes into the template itself.
     sep = "%s" if unix_rows else ":"

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from sockkit.inspect._address_text import display_address
+
 if TYPE_CHECKING:
     from sockkit.inspect._details import SocketDetails
     from sockkit.inspect._tcp_info import TcpInfo
@@ -95,15 +97,6 @@ class SocketRecord:
     def peer(self) -> str:
         """The peer end as ss prints it: ``127.0.0.1:41122``, ``0.0.0.0:*``, ``*:1235``."""
         return _endpoint_text(self, self.peer_address, self.peer_port)
-
-
-def display_address(address: str, v6only: bool | None) -> str:
-    """An IP address as ss prints it: IPv6 in brackets, a dual-stack ``::`` as ``*``."""
-    if ":" not in address:
-        return address
-    if address == "::" and not v6only:
-        return "*"
-    return f"[{address}]"
 
 
 def _endpoint_text(record: SocketRecord, address: str, port: int) -> str:
