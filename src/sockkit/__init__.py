@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         open_listener,
         parse_endpoint,
         resolve,
+        resolve_service,
     )
     from sockkit._errors import (
         AddressInUseError,
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "open_listener": "sockkit._endpoint",
     "parse_endpoint": "sockkit._endpoint",
     "resolve": "sockkit._endpoint",
+    "resolve_service": "sockkit._endpoint",
     "AddressInUseError": "sockkit._errors",
     "ConnectError": "sockkit._errors",
     "ConnectionResetError": "sockkit._errors",
@@ -145,6 +147,7 @@ __all__ = [
     "parse_endpoint",
     "port_owner",
     "resolve",
+    "resolve_service",
     "run_bench",
     "serve",
 ]

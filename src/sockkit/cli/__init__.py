@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "listen": "netcat-style listener: accept peers and pump both ways",
     "relay": "forward connections or datagrams, with latency, throttling, resets and loss",
     "ss": "list the sockets on this machine, like ss / netstat",
+    "trace": "a TCP connection's life on loopback, packet by packet, with both ends' states",
     "bench": "load-test a server and verify every byte; compare engines",
     "resolve": "getaddrinfo / getnameinfo as a table",
     "inet": "byte order and address conversion: pton, ntop, hton, ntoh, endian",

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit.relay import Faults, parse_rate, parse_size, run_relay
 
 DESCRIPTION = """\
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         args.target,
         default_transport=listen.transport if listen.is_datagram and not listen.is_unix else "tcp",
     )
+    target = resolve_service(target)  # an unknown service name is a usage error now, not per client
     faults = Faults(
         latency=max(0.0, args.latency) / 1000,
         jitter=max(0.0, args.jitter) / 1000,

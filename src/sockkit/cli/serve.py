@@ -7,7 +7,7 @@ import gc
 from collections.abc import Sequence
 from dataclasses import replace
 
-from sockkit._endpoint import parse_endpoint
+from sockkit._endpoint import parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
 
@@ -150,8 +150,9 @@ def _is_service_name(word: str) -> bool:
 
 
 def _is_endpoint(word: str) -> bool:
+    # A port that is a name must be a known service here: ``module:Class`` is not an endpoint.
     try:
-        parse_endpoint(word)
+        resolve_service(parse_endpoint(word))
     except UsageError:
         return False
     return True
