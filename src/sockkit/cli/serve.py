@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -161,6 +163,7 @@ def _is_endpoint(word: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from sockkit.server import Limits, TLSFiles, serve
 
+    _search_working_directory()
     service, endpoints = split_targets(args.targets)
     limits = replace(
         Limits(),
@@ -195,3 +198,14 @@ def run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
     )
     return 0
+
+
+def _search_working_directory() -> None:
+    """Let ``serve mymod:Upper`` find ``./mymod.py``, as ``python -m`` would.
+
+    The installed ``sockkit`` script, unlike ``python -m``, does not put the
+    working directory on ``sys.path``; the library never edits it.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)

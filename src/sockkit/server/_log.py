@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any, Literal, TextIO
 
 from sockkit._errors import UsageError
-from sockkit.server._context import ConnectionLog
+from sockkit.engines._contract import ConnectionLog
 
 __all__ = ["LOG_LEVELS", "LogFormat", "ServerLog", "make_logger"]
 
@@ -164,6 +164,16 @@ class ServerLog(ConnectionLog):
             bytes_out=bytes_out,
             duration=round(duration, 6),
             reason=reason,
+        )
+
+    def draining(self, count: int, timeout: float) -> None:
+        noun = "connection" if count == 1 else "connections"
+        self.event(
+            logging.INFO,
+            f"draining {count} {noun} (up to {timeout:g} s; Ctrl-C again to close them now)",
+            event="draining",
+            connections=count,
+            timeout=timeout,
         )
 
     def refused(self, peer: str, reason: str) -> None:

@@ -10,7 +10,9 @@ Life cycle of a :class:`Server`::
     close()       close every socket, remove the Unix socket files it created
 
 ``with Server(...) as server`` closes on exit; :func:`serve` is the whole
-sequence with SIGINT/SIGTERM wired to :meth:`Server.stop`.
+sequence with SIGINT/SIGTERM wired to :meth:`Server.stop`.  What a stop does
+(listeners closed at once, a drain, a second stop ending it) is the engines'
+one life cycle: :mod:`sockkit.engines._lifecycle`.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from sockkit._endpoint import Endpoint, open_listener, parse_endpoint, sockaddr_endpoint
 from sockkit._errors import UsageError
-from sockkit.server._context import AccessList, Limits, ServeContext, StopSignal, StreamListener
+from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSignal, StreamListener
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
 from sockkit.server._service import ServiceSource, find_service, needs_shared_memory
 from sockkit.server._tls import TLSFiles, server_tls_context
+from sockkit.server._workers import Supervisor, Workforce
+from sockkit.services._contract import checked_factory
 
 if TYPE_CHECKING:
     from sockkit.engines import Engine
@@ -180,7 +184,12 @@ class Server:
         else:
             assert self.spec.stream is not None
             tls = self.tls_context if ep.is_tls else None
-            listener = StreamListener(sock, real, self.spec.stream, tls)
+            factory = self.spec.stream
+            if os.environ.get("SOCKKIT_DEBUG_CONTRACT"):
+                # Every call checked against the service contract's tables, so
+                # a service that breaks a rule is named, whatever the engine.
+                factory = checked_factory(factory)
+            listener = StreamListener(sock, real, factory, tls)
             self.listeners.append(listener)
         self._rebind[id(listener)] = ep if ep.is_unix else ep.with_port(real.port)
 
@@ -201,7 +210,14 @@ class Server:
 
     def context(self) -> ServeContext:
         """What the engine is handed."""
-        return ServeContext(self.listeners, self.limits, self.access, self.log, self.stop_signal)
+        return ServeContext(
+            self.listeners,
+            self.limits,
+            self.access,
+            self.log,
+            self.stop_signal,
+            close_listeners=self.close_listeners,
+        )
 
     def run(self, *, handle_signals: bool = False) -> None:
         """Serve until :meth:`stop`; drain; return.  Opens first if :meth:`open` was not called.
@@ -214,9 +230,7 @@ class Server:
             self.open(announce=self.workers == 1)
         with _stop_on_signals(self.stop_signal) if handle_signals else contextlib.nullcontext():
             if self.workers > 1:
-                from sockkit.server._workers import Supervisor
-
-                Supervisor(self).run()
+                Supervisor(self._workforce(), self.stop_signal).run()
             else:
                 self.serve_here()
 
@@ -237,8 +251,35 @@ class Server:
             self.stop_signal.set()
             join_all(threads)
 
+    def _workforce(self) -> Workforce:
+        def all_ready() -> None:
+            # Every worker holds its own SO_REUSEPORT socket now: leave the group.
+            for lst in self.all_listeners():
+                if not lst.endpoint.is_unix:
+                    lst.sock.close()
+            self.announce()
+
+        return Workforce(
+            count=self.workers,
+            run_worker=self._run_worker,
+            all_ready=all_ready,
+            close_listeners=self.close_listeners,
+            event=self.log.event,
+            drain_timeout=self.limits.drain_timeout,
+        )
+
+    def _run_worker(self, stop: StopSignal, ready: Callable[[], None]) -> None:
+        """A worker process's life: its own stop signal and sockets, serve, release."""
+        self.stop_signal.close()
+        self.stop_signal = stop
+        self.disown_socket_files()  # the supervisor removes them
+        self.reopen_shared_port()
+        ready()
+        self.serve_here()
+        self.release()
+
     def stop(self) -> None:
-        """Ask :meth:`run` to stop accepting, drain and return.
+        """Ask :meth:`run` to stop accepting, drain and return; a second call ends the drain.
 
         Safe from signal handlers and from any thread.
         """
@@ -246,15 +287,29 @@ class Server:
 
     # -- close ------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close every socket and remove the socket files this server created.  Idempotent."""
-        for lst in self.all_listeners():
+    def close_listeners(self) -> None:
+        """Close the stream listeners and remove the socket files this server created.
+
+        Called the moment a stop begins, so a new client is refused at once.
+        Idempotent.
+        """
+        for lst in self.listeners:
             lst.sock.close()
         for path, dev, ino in self._unix_files:
             with contextlib.suppress(OSError):
                 st = os.stat(path)
                 if (st.st_dev, st.st_ino) == (dev, ino):  # still ours, not a newer server's
                     os.unlink(path)
+        self._unix_files.clear()
+
+    def close(self) -> None:
+        """Close every socket and remove the socket files this server created.  Idempotent."""
+        self.close_listeners()
+        for lst in self.datagram_listeners:
+            lst.sock.close()
+
+    def disown_socket_files(self) -> None:
+        """Leave the socket files to another process (a worker leaves them to its supervisor)."""
         self._unix_files.clear()
 
     def release(self) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,8 +130,9 @@ def load_service(spec: str) -> ServiceSpec:
     A :class:`Service` subclass gives the stream form, a
     :class:`DatagramService` subclass the datagram form; the class is called
     with no arguments once per connection.  As with ``python -m``, the current
-    directory is searched too, so ``sockkit serve mymod:Upper`` finds
-    ``./mymod.py``.  Raises :class:`UsageError` when the text has no colon,
+    the command line searches the working directory too, so ``sockkit serve
+    mymod:Upper`` finds ``./mymod.py`` (the library leaves ``sys.path`` alone).
+    Raises :class:`UsageError` when the text has no colon,
     the module cannot be imported, the attribute is missing, or it is not a
     service class that can be made without arguments.
     """
@@ -171,11 +170,6 @@ def resolve_service(text: str) -> ServiceSpec:
 
 
 def _import_user_module(module_name: str, spec: str) -> Any:
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        # The installed ``sockkit`` script, unlike ``python -m``, does not put
-        # the working directory on sys.path; users expect ./mymod.py to load.
-        sys.path.append(cwd)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
