@@ -3,11 +3,13 @@
 The diagram, top to bottom (a layer may import its own layer and any below)::
 
     cli
-    bench  inspect  trace  relay  client  server  testing
+    bench  inspect  trace  relay  client  server  testing  backplane
     engines
     accept-and-admit (sockkit._accept)
     services
     endpoint (sockkit._endpoint)
+    the PROXY protocol stage (sockkit._proxy_admission)
+    inherited sockets, the PROXY protocol, sd_notify (_inherit, _proxy_protocol, _sd_notify)
     inet (sockkit._inet)
     _errors, _version
 
@@ -46,9 +48,14 @@ RANKS: dict[str, int] = {
     "server": 80,
     "testing": 80,
     "engines": 70,
+    "backplane": 80,
     "_accept": 65,
     "services": 60,
     "_endpoint": 50,
+    "_proxy_admission": 46,
+    "_inherit": 45,
+    "_proxy_protocol": 45,
+    "_sd_notify": 45,
     "_inet": 40,
     "_errors": 10,
     "_version": 10,

@@ -77,11 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"unknown command {name!r}; expected one of: {known}", 2)
     module = importlib.import_module(f"sockkit.cli.{name}")
     parser = CommandParser(
-        prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES
+        prog=f"sockkit {name}",
+        description=module.DESCRIPTION,
+        epilog=module.EXAMPLES,
+        **getattr(module, "PARSER_OPTIONS", {}),
     )
     module.add_arguments(parser)
     try:
         ns = parser.parse_args(rest)
+        ns.argv = [name, *rest]  # the command line as given, for serve's reload
         status: int = module.run(ns)
         return status
     except SystemExit as exc:  # --help, --version

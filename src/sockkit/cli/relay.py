@@ -7,6 +7,7 @@ import logging
 import sys
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
+from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.relay import Faults, parse_rate, parse_size, run_relay
 
 DESCRIPTION = """\
@@ -23,11 +24,12 @@ examples:
   sockkit relay 7100 7007 --reset-after 1M         reset both sides after 1 MB
   sockkit relay udp://5300 udp://127.0.0.1:53 --drop 10%
   sockkit relay unix:/tmp/front.sock tcp://127.0.0.1:6379
+  sockkit relay systemd:web 127.0.0.1:8080        accept on the socket systemd named 'web'
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("listen", help="endpoint to accept on")
+    parser.add_argument("listen", help="endpoint to accept on (also fd:N, systemd:[NAME])")
     parser.add_argument("target", help="endpoint to forward to")
     parser.add_argument(
         "--latency", type=float, default=0.0, metavar="MS", help="added delay per chunk"
@@ -65,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
     run_relay(listen, target, faults, on_ready=_announce)
+    notify_stopping()
     return 0
 
 
 def _announce(bound: Endpoint) -> None:
     sys.stderr.write(f"listening on {bound}\n")
     sys.stderr.flush()
+    notify_ready()

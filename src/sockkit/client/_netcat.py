@@ -216,7 +216,8 @@ def run_listen(
         pump.run_one(first)
     finally:
         listener.close()
-        remove_socket_file(real)
+        if endpoint.fd is None:  # an inherited socket's file is its owner's
+            remove_socket_file(real)
 
 
 def _name(sock: socket.socket, peer: bool = False) -> str:

@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
+from sockkit._accept import TrustedProxies
 from sockkit._endpoint import format_sockaddr
 from sockkit.engines._contract import (
     AccessList,
@@ -79,13 +80,14 @@ class Hub:
         limits: Limits,
         access: AccessList,
         log: ConnectionLog,
+        proxy: TrustedProxies | None = None,
     ) -> None:
         self.loop = loop
         #: The thread running ``loop`` (a Hub is made on it).
         self.thread = threading.get_ident()
         self.limits = limits
         self.access = access
-        self.admission = Admission(access, limits.max_conns)
+        self.admission = Admission(access, limits.max_conns, proxy)
         self.log = log
         #: Every admitted connection: counted for
         #: ``max_conns``, swept for timeouts, closed at the end of a drain.
@@ -140,7 +142,9 @@ class Door:
         # permissions); with neither rules nor max_conns admission is free.
         # TLS connections are admitted by the acceptor, before the handshake.
         checks_access = not hub.access.open and family != socket.AF_UNIX
-        self.gate = checks_access or hub.limits.max_conns is not None
+        self.gate = (
+            checks_access or hub.limits.max_conns is not None or hub.admission.proxies is not None
+        )
         self.simple = not (self.gate or tls or self.logs or self.custom_water)
         if tls is not None:
             self.gate = False

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from sockkit._accept import AccessList, Admission, Refusal
 from sockkit._endpoint import Endpoint
+from sockkit._proxy_admission import ProxyProtocol
 from sockkit.services._base import Service
 
 __all__ = [
@@ -169,8 +170,12 @@ class ConnectionLog:
     #: False when nothing would be written, so engines can skip building records.
     enabled: bool = False
 
-    def opened(self, peer: str, local: str) -> None:
-        """A connection from ``peer`` to ``local`` was accepted and admitted."""
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
+        """A connection from ``peer`` to ``local`` was accepted and admitted.
+
+        ``via`` is the proxy that relayed it (``--proxy-protocol``); ``peer`` is
+        then the client its PROXY header named.
+        """
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
@@ -202,11 +207,14 @@ class ServeContext:
     #: Closes every listener (and removes Unix socket files) the moment a stop
     #: begins, so new clients are refused; the default closes the sockets only.
     close_listeners: Callable[[], None] | None = None
+    #: ``--proxy-protocol``: trusted proxies, whose connections begin with a
+    #: PROXY header that the engine reads before the service sees a byte.
+    proxy: ProxyProtocol | None = None
     #: The access list and ``limits.max_conns`` as one admission check.
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = Admission(self.access, self.limits.max_conns)
+        self.admission = Admission(self.access, self.limits.max_conns, self.proxy)
 
     def shut_listeners(self) -> None:
         """Close the listeners now (see :attr:`close_listeners`).  Idempotent."""

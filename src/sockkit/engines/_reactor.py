@@ -41,6 +41,7 @@ from sockkit.engines._contract import CloseReason, ServeContext, StreamListener,
 from sockkit.engines._lifecycle import Drain
 from sockkit.engines._reactor_conn import Connection, TlsConnection
 from sockkit.engines._reactor_poll import READ, EpollPoller, Poller, PollPoller, SelectPoller
+from sockkit.engines._reactor_proxy import ProxiedConnection
 
 __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
 
@@ -110,9 +111,13 @@ class _Reactor:
         self._tls = any(listener.tls is not None for listener in ctx.listeners)
         if self._tls:
             periods.append(limits.handshake_timeout / 2)
+        if ctx.proxy is not None:
+            periods.append(ctx.proxy.timeout / 4)
         #: Sweep period, or None when no per-connection timeout is configured.
         self._tick: float | None = (
-            min(periods) if limits.idle_timeout or limits.send_timeout or self._tls else None
+            min(periods)
+            if limits.idle_timeout or limits.send_timeout or self._tls or ctx.proxy
+            else None
         )
         self._next_sweep = 0.0
         #: When the loop must next look at the clock (None: block indefinitely).
@@ -205,6 +210,13 @@ class _Reactor:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener = acceptor.listener
+        if ctx.proxy is not None:
+            proxied = ProxiedConnection(
+                self, sock, addr, peer, acceptor.local, listener.factory, ctx.proxy.timeout
+            )
+            self.conns[proxied.fd] = proxied
+            proxied.begin()
+            return
         if listener.tls is not None:
             try:
                 tls_sock = listener.tls.wrap_socket(
@@ -325,6 +337,9 @@ class _Reactor:
         """Let every connection's core check its deadlines; close the ones past one."""
         handshake = self.ctx.limits.handshake_timeout
         for conn in list(self.conns.values()):
+            if isinstance(conn, ProxiedConnection) and conn.header_late(now):
+                conn.close(f"proxy-protocol: no PROXY header within {conn.deadline:g} s")
+                continue
             if not conn.serving:
                 if now - conn.opened_at >= handshake:
                     conn.close(CloseReason.TLS_HANDSHAKE_TIMEOUT)

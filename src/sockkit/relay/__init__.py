@@ -56,7 +56,7 @@ def run_relay(
         asyncio.run(_main(sock, bound, target, faults, on_ready, stop))
     finally:
         sock.close()
-        if bound.is_unix and not bound.is_abstract and bound.path:
+        if bound.is_unix and not bound.is_abstract and bound.path and listen.fd is None:
             with contextlib.suppress(OSError):
                 os.unlink(bound.path)
 

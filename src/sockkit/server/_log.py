@@ -138,13 +138,23 @@ class ServerLog(ConnectionLog):
         )
         self.logger.handle(record)
 
-    def opened(self, peer: str, local: str) -> None:
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
         self._count("opened")
         if not self.enabled:
             return  # counted; nothing to format (below --log-level info)
-        self.event(
-            logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
-        )
+        if via is None:
+            self.event(
+                logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
+            )
+        else:
+            self.event(
+                logging.INFO,
+                f"opened {peer} -> {local} via={via}",
+                event="opened",
+                peer=peer,
+                local=local,
+                via=via,
+            )
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None

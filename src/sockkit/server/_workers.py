@@ -1,14 +1,12 @@
 """``--workers N``: N processes serving the same endpoints, and the supervisor that keeps them.
 
-How the workers share an endpoint:
-
-- TCP/TLS/UDP: every worker binds its own socket to the same port with
-  SO_REUSEPORT and the kernel spreads connections (or datagrams) over them.
-  The supervisor's own socket only found the real port; it leaves the group
-  (closes) once every worker has bound, before ``listening on`` is logged, so
-  no connection waits in a queue nobody accepts from.
-- Unix sockets have no SO_REUSEPORT: the supervisor keeps its listener and
-  every worker inherits it and accepts from the one shared queue.
+How the workers share an endpoint: the supervisor keeps every listening
+socket open and every worker inherits it, so all accept from one kernel queue
+(or read one datagram socket).  A worker that dies -- even by SIGKILL -- takes
+only the connections it had accepted; those still queued wait for the others
+and for its replacement.  (With one SO_REUSEPORT socket per worker, the kernel
+drops a socket's queued connections when it closes.)  The price is that idle
+workers all wake for a new connection and one wins the accept().
 
 The supervisor (one thread, no engine) forks the workers, replaces a worker
 that dies (at most one per second while workers keep dying young).  Asked to
@@ -26,6 +24,7 @@ a :class:`Workforce`, the few calls it makes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -43,6 +42,7 @@ from sockkit.engines._lifecycle import HURRY_POLL
 
 __all__ = ["Supervisor", "Workforce"]
 
+_PR_SET_PDEATHSIG = 1
 #: How long a new worker may take to bind its sockets.
 _READY_TIMEOUT = 15.0
 #: A worker that dies younger than this is replaced only after this long.
@@ -60,7 +60,7 @@ class Workforce:
     #: Runs in a new worker: given its own stop signal and a ``ready()`` to call
     #: once its sockets are bound; serves until that signal is set, then returns.
     run_worker: Callable[[StopSignal, Callable[[], None]], None]
-    #: Every worker is ready: leave the SO_REUSEPORT groups, say ``listening on``.
+    #: Every worker is ready: say ``listening on``.
     all_ready: Callable[[], None]
     #: A stop began: close the supervisor's listeners and socket files now.
     close_listeners: Callable[[], None]
@@ -134,6 +134,8 @@ class Supervisor:
             stop = StopSignal()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
+            _die_with_parent()
 
             def ready() -> None:
                 if ready_w >= 0:
@@ -213,6 +215,19 @@ class Supervisor:
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies, even by SIGKILL.
+
+    Otherwise orphaned workers would go on serving the inherited listeners with
+    nobody to stop them.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before the prctl took
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _wait_ready(fd: int) -> bool:
