@@ -66,19 +66,10 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 #: Import cycles that exist today, and why.  A cycle found is allowed when all
 #: its modules are in one entry, so breaking part of a cycle never fails here.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset(
-        "sockkit.inspect." + name
-        for name in ("_format _listing _netlink _owners _procnet _record _sockdiag _watch".split())
-    ): "the record imports its formatter (display_address), which imports the record",
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 #: (cli module, private library module) pairs: the CLI should use public modules only.
 KNOWN_PRIVATE_FROM_CLI: dict[tuple[str, str], str] = {
-    ("sockkit.cli.ss", "sockkit.inspect._format"): "inspect's public API lacks the formatter",
-    ("sockkit.cli.ss", "sockkit.inspect._record"): "inspect's public API lacks the formatter",
-    ("sockkit.cli.ss", "sockkit.inspect._services"): "inspect's public API lacks the formatter",
-    ("sockkit.cli.ss", "sockkit.inspect._watch"): "inspect's public API lacks the formatter",
     ("sockkit.cli.trace", "sockkit.trace._events"): "trace's package does not re-export these yet",
     ("sockkit.cli.trace", "sockkit.trace._ladder"): "trace's package does not re-export these yet",
     ("sockkit.cli.trace", "sockkit.trace._live"): "trace's package does not re-export these yet",
