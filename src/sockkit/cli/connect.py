@@ -13,6 +13,8 @@ DESCRIPTION = """\
 Connect to ENDPOINT and pump bytes both ways: stdin to the socket, the socket
 to stdout, binary-safe.  At end of stdin the write side is shut (a half-close)
 and replies are printed until the peer closes; then the exit status is 0.
+The peer's end of stream does not stop stdin (it may still be reading): if it
+resets before all of stdin arrived, the bytes not delivered are counted, exit 1.
 udp:// and unixgram: send one datagram per stdin line (or per --chunk bytes)
 and print the replies, waiting --wait seconds after stdin ends.
 Failures (refused, timed out, reset, TLS) print one line and exit 1; a bad

@@ -15,7 +15,8 @@ DESCRIPTION = """\
 Listen on ENDPOINT (a bare PORT means 127.0.0.1), print one stderr line
 'listening on ENDPOINT' with the real address (so port 0 can be scripted),
 then accept one peer: what it sends goes to stdout, stdin goes to it.  The
-exit status is 0 once the peer closes.  At end of stdin the write side stays
+exit status is 0 once the peer has closed and stdin has ended (a reset before
+all of stdin arrived counts the bytes not delivered, exit 1).  At end of stdin the write side stays
 open (so a peer still sending is not cut short); --half-close shuts it.
 --keep-open accepts peers until interrupted: each peer's bytes reach stdout
 in order (peers interleave chunk by chunk) and stdin goes to every peer

@@ -15,6 +15,7 @@ from sockkit.client._connection import (
     connect,
     connect_datagram,
 )
+from sockkit.client._delivery import NotDeliveredError
 from sockkit.client._listener import Listener, listen, listen_datagram
 from sockkit.client._netcat import NetcatOptions, run_connect, run_listen
 from sockkit.client._tls import TLSConfig
@@ -25,6 +26,7 @@ __all__ = [
     "DatagramConnection",
     "Listener",
     "NetcatOptions",
+    "NotDeliveredError",
     "TLSConfig",
     "connect",
     "connect_datagram",

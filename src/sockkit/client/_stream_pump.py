@@ -7,9 +7,13 @@ One ``poll`` loop, no threads.  Rules:
   (one peer for ``connect`` and plain ``listen``; a broadcast with ``keep_open``).
 - At end of stdin, once a peer's buffer is flushed, its write side is shut
   (``shutdown(SHUT_WR)``) if ``shutdown_on_eof``; we keep reading its replies.
-- A peer's end of stream means that peer is done: it is closed and forgotten.
-  With no peer left (and not ``keep_open``) the pump returns.  Bytes from stdin
-  not yet sent to a peer that closed are dropped: the peer chose to stop.
+- A peer's end of stream means only that the peer stopped *sending*: it may
+  still be reading (``ncat --recv-only``, ``nc -N``), so stdin keeps going to it
+  until stdin ends.  A peer is done once both directions are: it sent its end
+  of stream, and ours is finished (stdin ended and flushed, and shut if
+  ``shutdown_on_eof``).  With no peer left (and not ``keep_open``) the pump returns.
+- A peer that resets (or fails) while stdin bytes are still on their way raises
+  :class:`NotDeliveredError`, which says how many bytes of stdin did not reach it.
 - ``send_only``: once stdin is done and flushed the pump returns without
   waiting for the peer.  ``receive_only``: stdin is never read.
 - ``idle_timeout``: no byte either way for that long raises :class:`TimeoutError`.
@@ -26,7 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sockkit._errors import SockkitError, TimeoutError
+from sockkit._errors import ConnectionResetError, SockkitError, TimeoutError
+from sockkit.client._delivery import NotDeliveredError, Shortfall, acknowledged, stdin_left
 from sockkit.client._streams import ByteStream, PlainStream
 from sockkit.client._tls import tls_error
 
@@ -59,6 +64,10 @@ class Peer:
     sent: int = 0
     received: int = 0
     write_shut: bool = False
+    #: The peer sent its end of stream; it may still be reading.
+    read_done: bool = False
+    #: ... and did so before we shut our side.
+    peer_first: bool = False
 
 
 Accept = Callable[[], Peer | None]
@@ -120,6 +129,18 @@ class StreamPump:
     def _all_flushed(self) -> bool:
         return all(not p.out and not p.stream.wants_write() for p in self._peers.values())
 
+    def _wants_send(self, peer: Peer) -> bool:
+        """Output waits for ``peer``: bytes, TLS records, or the half-close stdin's end calls for."""
+        if peer.out or peer.stream.wants_write():
+            return True
+        return self._stdin_ended and self._options.shutdown_on_eof and not peer.write_shut
+
+    def _sending_done(self, peer: Peer) -> bool:
+        """Our direction to ``peer`` is finished: nothing more will ever be sent to it."""
+        if self._options.receive_only:
+            return True
+        return self._stdin_ended and not self._wants_send(peer)
+
     def _want(self, fd: int, mask: int) -> None:
         if self._masks.get(fd, 0) == mask:
             return
@@ -134,23 +155,28 @@ class StreamPump:
         read_stdin = self._stdin_open and bool(self._peers) and self._all_flushed()
         self._want(self._stdin, _IN if read_stdin else 0)
         for fd, peer in self._peers.items():
-            writing = peer.out or peer.stream.wants_write()
-            self._want(fd, _IN | (_OUT if writing else 0))
+            # POLLERR alone once the peer finished sending: a reset still wakes us.
+            reading = select.POLLERR if peer.read_done else _IN
+            self._want(fd, reading | (_OUT if self._wants_send(peer) else 0))
         if listener_fd is not None:
             self._want(listener_fd, _IN)
 
     def _poll_timeout(self) -> int | None:
         # TLS may hold decrypted bytes that poll cannot see: look again at once.
-        if any(p.stream.has_buffered() for p in self._peers.values()):
+        if any(self._buffered(p) for p in self._peers.values()):
             return 0
         if self._options.idle_timeout is None:
             return None
         left = self._last_activity + self._options.idle_timeout - time.monotonic()
         return max(int(left * 1000) + 1, 0)
 
+    @staticmethod
+    def _buffered(peer: Peer) -> bool:
+        return not peer.read_done and peer.stream.has_buffered()
+
     def _check_idle(self) -> None:
         for peer in list(self._peers.values()):
-            if peer.stream.has_buffered():
+            if self._buffered(peer):
                 self._guarded(peer, self._receive)
         idle = self._options.idle_timeout
         if idle is not None and time.monotonic() - self._last_activity >= idle:
@@ -181,10 +207,29 @@ class StreamPump:
         try:
             step(peer)
         except SockkitError as exc:
+            error = self._with_shortfall(peer, exc)
             if not self._options.keep_open:
-                raise
-            self._on_warning(f"{peer.name}: {exc}")
+                if error is exc:
+                    raise
+                raise error from exc
+            self._on_warning(f"{peer.name}: {error}")
             self._forget(peer)
+
+    def _with_shortfall(self, peer: Peer, exc: SockkitError) -> SockkitError:
+        """``exc``, or a :class:`NotDeliveredError` when stdin bytes did not reach ``peer``."""
+        if self._options.receive_only:
+            return exc
+        if isinstance(peer.stream, PlainStream):
+            short = acknowledged(peer.stream.sock, peer.sent)
+        else:
+            short = Shortfall(0, exact=False)  # TLS counts ciphertext; a Unix socket, nothing
+        short += Shortfall(len(peer.out), exact=True)
+        # Later peers of keep_open never get stdin's earlier part: count only the rest for one.
+        if not self._stdin_ended and not self._options.keep_open:
+            short += stdin_left(self._stdin)
+        if short.count == 0 and (short.exact or self._sending_done(peer)):
+            return exc
+        return NotDeliveredError(exc, short.count, short.exact)
 
     # -- stdin -------------------------------------------------------------------
 
@@ -233,6 +278,8 @@ class StreamPump:
                     raise tls_error(exc, peer.name) from exc
                 # Already reset by the peer: the next read says so, with the real reason.
             self._on_event(f"half-closed to {peer.name} after {peer.sent} bytes (end of stdin)")
+        if peer.read_done and self._sending_done(peer):
+            self._finish(peer)
 
     def _receive(self, peer: Peer) -> None:
         # TLS hands out one record per call: keep going (a while) until it runs dry.
@@ -244,10 +291,7 @@ class StreamPump:
             except OSError as exc:
                 raise tls_error(exc, peer.name) from exc
             if not data:
-                who = "we had half-closed" if peer.write_shut else "peer closed first"
-                moved = f"sent {peer.sent} bytes, received {peer.received} bytes"
-                self._on_event(f"{peer.name} closed ({who}): {moved}")
-                self._forget(peer)
+                self._end_of_stream(peer)
                 return
             peer.received += len(data)
             self._last_activity = time.monotonic()
@@ -255,6 +299,25 @@ class StreamPump:
                 write_all(self._stdout, data)
             if isinstance(peer.stream, PlainStream):
                 return
+
+    def _end_of_stream(self, peer: Peer) -> None:
+        if peer.read_done:
+            # Woken again after its end of stream without an error: the connection is
+            # gone both ways, so whatever stdin still had for it cannot be sent.
+            raise ConnectionResetError(f"connection closed by peer {peer.name} while sending")
+        peer.read_done = True
+        peer.peer_first = not peer.write_shut
+        if self._sending_done(peer):
+            self._finish(peer)
+            return
+        # Its FIN says it stopped sending, not that it stopped reading.
+        self._on_event(f"{peer.name} finished sending; still sending stdin to it")
+
+    def _finish(self, peer: Peer) -> None:
+        who = "peer closed first" if peer.peer_first else "we had half-closed"
+        moved = f"sent {peer.sent} bytes, received {peer.received} bytes"
+        self._on_event(f"{peer.name} closed ({who}): {moved}")
+        self._forget(peer)
 
     def _forget(self, peer: Peer) -> None:
         fd = peer.stream.fileno()
