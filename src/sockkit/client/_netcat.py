@@ -8,11 +8,13 @@ the ``on_event`` callback (the ``--verbose`` lines) or an exception.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sockkit._accept import Acceptor
 from sockkit._endpoint import (
     Endpoint,
     format_sockaddr,
@@ -164,14 +166,22 @@ def run_listen(
             ).run()
             return
 
+        acceptor = Acceptor(listener, str(real), on_warning)  # makes it non-blocking
+
         def accept() -> Peer | None:
             try:
-                sock, address = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return None
+                got = acceptor.accept()
             except OSError as exc:
                 on_warning(str(translate_os_error(exc, "accept on", str(real))))
                 return None
+            if got is None:
+                return None
+            if isinstance(got, float):
+                # Out of descriptors: the listener stays readable, so pause
+                # instead of polling it again at once.
+                time.sleep(got)
+                return None
+            sock, address = got
             name = format_sockaddr(sock.family, address) if address else "(unnamed)"
             local = _name(sock)
             stream: ByteStream = PlainStream(sock)
@@ -196,11 +206,11 @@ def run_listen(
             stdin_fd, stdout_fd, options.stream(options.keep_open), on_event, on_warning
         )
         if options.keep_open:
-            listener.setblocking(False)
             pump.run(listener.fileno(), accept)
             return
         first: Peer | None = None
         while first is None:
+            select.select([listener], [], [])
             first = accept()
         listener.close()  # one peer only: nobody else may queue up behind it
         pump.run_one(first)

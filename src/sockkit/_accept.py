@@ -1,0 +1,240 @@
+"""Accepting stream connections and admitting peers: the one policy every listener in sockkit uses.
+
+Everything in sockkit that accepts connections -- the serve engines (blocking,
+selector reactors, asyncio), ``relay`` and ``listen --keep-open`` -- goes
+through this module, so they fail and recover the same way:
+
+- :data:`OUT_OF_DESCRIPTORS` errors (EMFILE, ENFILE, ENOBUFS, ENOMEM) mean this
+  process cannot take a connection *now*.  The listener stays readable, so
+  retrying at once is a busy loop: stop accepting for :data:`BACKOFF` seconds
+  (100 ms, as trio does), log one line per episode, and log again when
+  accepting works again.  Waiting clients stay queued in the kernel's backlog.
+- :data:`CLIENT_GONE` errors (ECONNABORTED, EPROTO, EPERM, ETIMEDOUT) mean only
+  that one client left before it was accepted: take the next.
+- Any other error is the caller's to report.
+- At most :data:`ACCEPT_BATCH` connections are taken per readiness event, so
+  one busy listener cannot starve the connections already open.
+
+Admission is decided once, before a byte is read or written, by
+:meth:`Admission.admit` from the peer's socket address exactly as
+``accept()`` returns it (a tuple for IP peers, ``str``/``bytes`` for Unix
+peers, which are always admitted: file permissions guard them).
+
+How to drive :class:`Acceptor` from each kind of caller:
+
+- blocking code (a thread polling the listener)::
+
+      for got in acceptor.batch():          # after poll() says readable
+          if isinstance(got, float):        # out of descriptors
+              stop.wait(got); break
+          sock, address = got
+
+- a selector reactor: the same loop in the listener's handler; on a float,
+  unregister the listener and re-register it ``got`` seconds later;
+- asyncio: :class:`AsyncAcceptor` does exactly that with ``add_reader`` and
+  ``call_later`` (unlike ``asyncio.start_server``, which retries EMFILE in a
+  tight loop on Python 3.11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ACCEPT_BATCH",
+    "BACKOFF",
+    "CLIENT_GONE",
+    "OUT_OF_DESCRIPTORS",
+    "Acceptor",
+    "AccessList",
+    "Admission",
+    "AsyncAcceptor",
+    "Refusal",
+    "SockAddr",
+]
+
+#: Errors meaning the process (or the system) is out of descriptors or memory:
+#: back off and retry, never at once.
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: Errors meaning one client went away between the kernel's queue and accept():
+#: nothing is wrong with the listener, take the next.
+CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT})
+#: Seconds to stop accepting after an :data:`OUT_OF_DESCRIPTORS` error.
+BACKOFF = 0.1
+#: Most connections taken per readiness event.
+ACCEPT_BATCH = 64
+
+#: A peer's socket address as ``accept()``/``recvfrom()`` return it: ``(host, port)``
+#: or ``(host, port, flowinfo, scope_id)`` for IP, a path (``str``/``bytes``) for Unix.
+SockAddr = tuple[str, int] | tuple[str, int, int, int] | str | bytes
+
+
+class Refusal(enum.StrEnum):
+    """Why a connection was closed before it was served; the text is what logs and counters show."""
+
+    DENY = "deny"
+    MAX_CONNS = "max-conns"
+
+
+class AccessList:
+    """``--allow`` / ``--deny`` CIDR rules.  Deny wins; with any allow rule, the rest are denied.
+
+    Unix peers are always admitted (file permissions guard them).
+    """
+
+    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = ()) -> None:
+        self.allow = [ipaddress.ip_network(c, strict=False) for c in allow]
+        self.deny = [ipaddress.ip_network(c, strict=False) for c in deny]
+
+    @property
+    def open(self) -> bool:
+        """True when there are no rules, so callers may skip the check."""
+        return not self.allow and not self.deny
+
+    def admit(self, address: SockAddr) -> bool:
+        """Whether the peer at socket ``address`` may be served."""
+        if self.open or not isinstance(address, tuple):
+            return True
+        addr = ipaddress.ip_address(address[0].split("%", 1)[0])
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if any(addr in net for net in self.deny):
+            return False
+        return not self.allow or any(addr in net for net in self.allow)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The rules a new connection must pass: the access list and the connection limit."""
+
+    access: AccessList = field(default_factory=AccessList)
+    #: Most connections served at once (``None``: no limit).
+    max_conns: int | None = None
+
+    def admit(self, address: SockAddr, open_now: int = 0) -> Refusal | None:
+        """``None`` to serve the peer at ``address`` (``open_now`` already open), else why not."""
+        if not self.access.open and not self.access.admit(address):
+            return Refusal.DENY
+        if self.max_conns is not None and open_now >= self.max_conns:
+            return Refusal.MAX_CONNS
+        return None
+
+
+class Acceptor:
+    """Accepts from one non-blocking listening socket with the shared back-off policy.
+
+    ``where`` names the listener in the two log lines of an out-of-descriptors
+    episode, which go to ``warn`` (a logger's ``warning``, or a command's
+    warning printer).  Any error other than the two sets above is raised
+    as the ``OSError`` it is.
+    """
+
+    __slots__ = ("_accept", "_family", "_kind", "_proto", "exhausted", "warn", "where")
+
+    def __init__(self, sock: socket.socket, where: str, warn: Callable[[str], object]) -> None:
+        sock.setblocking(False)
+        # The C-level accept: socket.accept() does the same but reads the
+        # listener's family and type back as enums for every connection.
+        self._accept = sock._accept  # type: ignore[attr-defined]
+        self._family = int(sock.family)
+        self._kind = int(sock.type)
+        self._proto = sock.proto
+        self.where = where
+        self.warn = warn
+        #: True from an out-of-descriptors error until an accept succeeds again.
+        self.exhausted = False
+
+    def accept(self) -> tuple[socket.socket, SockAddr] | float | None:
+        """One connection; ``None`` if none is waiting; a float: wait that long, then call again."""
+        while True:
+            try:
+                fd, address = self._accept()
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as exc:
+                if exc.errno in CLIENT_GONE:
+                    continue
+                if exc.errno not in OUT_OF_DESCRIPTORS:
+                    raise
+                if not self.exhausted:
+                    self.exhausted = True
+                    self.warn(
+                        f"cannot accept on {self.where}: {exc.strerror}; "
+                        f"retrying every {BACKOFF:g}s"
+                    )
+                return BACKOFF
+            if self.exhausted:
+                self.exhausted = False
+                self.warn(f"accepting on {self.where} again")
+            return socket.socket(self._family, self._kind, self._proto, fd), address
+
+    def batch(self) -> Iterator[tuple[socket.socket, SockAddr] | float]:
+        """Up to :data:`ACCEPT_BATCH` results of :meth:`accept`; ends after a back-off delay."""
+        for _ in range(ACCEPT_BATCH):
+            got = self.accept()
+            if got is None:
+                return
+            yield got
+            if isinstance(got, float):
+                return
+
+
+class AsyncAcceptor:
+    """Accepts on a listening socket inside an asyncio loop, handing each connection on.
+
+    ``on_accept(sock, address)`` runs in the loop for each new connection (the
+    socket is non-blocking; the callee owns it).  :meth:`start` begins watching
+    the listener; on an out-of-descriptors error it stops watching for
+    :data:`BACKOFF` seconds.  :meth:`close` stops at once; the listening socket
+    is left to its owner to close.  Works on any loop with ``add_reader``
+    (asyncio's selector loops, uvloop).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_accept: Callable[[socket.socket, SockAddr], object],
+        *,
+        where: str,
+        warn: Callable[[str], object],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._fd = sock.fileno()
+        self._acceptor = Acceptor(sock, where, warn)
+        self._on_accept = on_accept
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Watch the listener (again)."""
+        self._retry = None
+        if not self._closed:
+            self._loop.add_reader(self._fd, self._readable)
+
+    def close(self) -> None:
+        """Stop accepting; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._fd)
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    def _readable(self) -> None:
+        for got in self._acceptor.batch():
+            if isinstance(got, float):
+                self._loop.remove_reader(self._fd)
+                self._retry = self._loop.call_later(got, self.start)
+                return
+            if self._closed:
+                got[0].close()
+                return
+            self._on_accept(*got)
