@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from sockkit._endpoint import parse_endpoint
+from sockkit.cli._netcat_flags import add_connect_flags, apply_flags, as_datagram, run_port_scan
 from sockkit.client import NetcatOptions, TLSConfig, run_connect
 
 DESCRIPTION = """\
@@ -62,7 +63,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--tls-key", metavar="FILE", help="our private key (PEM), if not in --tls-cert"
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="report connection events on stderr"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="report connection events on stderr (-vv: and the traffic, as text)",
     )
 
 
@@ -95,6 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="TLS: check the certificate for NAME instead of the endpoint's host",
     )
+    add_connect_flags(parser)
 
 
 def tls_config(args: argparse.Namespace) -> TLSConfig:
@@ -119,7 +125,9 @@ def verbose_printer(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = parse_endpoint(args.endpoint)
+    if args.zero_io:
+        return run_port_scan(args)
+    endpoint = as_datagram(args, parse_endpoint(args.endpoint))
     options = NetcatOptions(
         timeout=args.timeout,
         idle_timeout=args.idle_timeout,
@@ -131,5 +139,6 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         tls=tls_config(args),
     )
+    options = apply_flags(args, endpoint, options, listening=False)
     run_connect(endpoint, options, on_event=verbose_printer(args))
     return 0

@@ -8,6 +8,7 @@ import sys
 from types import FrameType
 
 from sockkit._endpoint import parse_endpoint
+from sockkit.cli._netcat_flags import add_listen_flags, apply_flags, as_datagram, print_line
 from sockkit.cli.connect import add_common_arguments, tls_config, verbose_printer
 from sockkit.client import NetcatOptions, run_listen
 
@@ -52,10 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--half-close", action="store_true", help="at end of stdin shut the write side to the peer"
     )
     parser.add_argument("--tls-client-ca", dest="tls_ca", metavar="FILE", help="same as --tls-ca")
+    add_listen_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = parse_endpoint(args.endpoint)
+    endpoint = as_datagram(args, parse_endpoint(args.endpoint))
     options = NetcatOptions(
         idle_timeout=args.idle_timeout,
         shutdown_on_eof=args.half_close,
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         tls=tls_config(args),
     )
+    options = apply_flags(args, endpoint, options, listening=True)
 
     def warn(message: str) -> None:
         sys.stderr.write(f"sockkit: {message}\n")
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             on_event=verbose_printer(args),
             on_listening=listening,
             on_warning=warn,
+            on_peer=print_line,
         )
     except _Stop:
         return 0
