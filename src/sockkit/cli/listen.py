@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 from types import FrameType
 
-from sockkit._endpoint import parse_endpoint
 from sockkit.cli._netcat_flags import add_listen_flags, apply_flags, as_datagram, print_line
-from sockkit.cli.connect import add_common_arguments, tls_config, verbose_printer
+from sockkit.cli.connect import (
+    add_common_arguments,
+    endpoint_of,
+    reject_inapplicable,
+    tls_config,
+    verbose_printer,
+)
 from sockkit.client import NetcatOptions, run_listen
 
 DESCRIPTION = """\
@@ -57,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = as_datagram(args, parse_endpoint(args.endpoint))
+    endpoint = as_datagram(args, endpoint_of(args))
+    reject_inapplicable(args, endpoint)
     options = NetcatOptions(
         idle_timeout=args.idle_timeout,
         shutdown_on_eof=args.half_close,
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         keep_open=args.keep_open,
         chunk=args.chunk,
         tls=tls_config(args),
+        family=args.family or socket.AF_UNSPEC,
     )
     options = apply_flags(args, endpoint, options, listening=True)
 

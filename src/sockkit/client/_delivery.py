@@ -37,13 +37,8 @@ class NotDeliveredError(SockkitError):
     """
 
     def __init__(self, cause: SockkitError, not_delivered: int, exact: bool) -> None:
-        if exact:
-            what = f"{not_delivered} bytes of stdin not delivered"
-        elif not_delivered:
-            what = f"at least {not_delivered} bytes of stdin not delivered"
-        else:
-            what = "the rest of stdin not delivered"
-        super().__init__(f"{cause}: {what}")
+        at_least = "" if exact else "at least "
+        super().__init__(f"{cause}: {at_least}{not_delivered} bytes of stdin not delivered")
         self.not_delivered = not_delivered
         self.exact = exact
 

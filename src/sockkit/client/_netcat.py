@@ -12,7 +12,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sockkit._accept import Acceptor, Admission
@@ -21,9 +21,10 @@ from sockkit._endpoint import (
     format_sockaddr,
     open_connection,
     open_listener,
+    resolve,
     sockaddr_endpoint,
 )
-from sockkit._errors import SockkitError, TimeoutError, UsageError, translate_os_error
+from sockkit._errors import ResolveError, SockkitError, TimeoutError, UsageError, translate_os_error
 from sockkit._traffic_dump import TrafficDump
 from sockkit.client._datagram_pump import DatagramOptions, DatagramPump
 from sockkit.client._exec import MAX_CHILDREN, ProgramServer, check_program, run_program
@@ -40,6 +41,9 @@ Event = Callable[[str], None]
 #: How long a TLS peer of ``listen`` may take over its handshake.
 _HANDSHAKE_SECONDS = 10.0
 
+#: How long datagram ``connect`` waits for replies after stdin ends, unless told.
+DEFAULT_WAIT = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class NetcatOptions:
@@ -52,7 +56,8 @@ class NetcatOptions:
     send_only: bool = False
     receive_only: bool = False
     keep_open: bool = False
-    wait: float = 1.0
+    #: Datagrams: seconds to wait for replies after stdin ends (None: DEFAULT_WAIT).
+    wait: float | None = None
     chunk: int | None = None
     tls: TLSConfig | None = None
     #: Bare LFs of stdin go out as CRLF (``-C``).
@@ -67,6 +72,8 @@ class NetcatOptions:
     admission: Admission | None = None
     #: Idle for ``idle_timeout`` ends the exchange quietly with success, as nc's ``-w`` does.
     idle_quits: bool = False
+    #: ``socket.AF_INET`` or ``AF_INET6`` to use only that family (``-4``/``-6``).
+    family: int = socket.AF_UNSPEC
 
     def __post_init__(self) -> None:
         if self.send_only and self.receive_only:
@@ -75,7 +82,7 @@ class NetcatOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive number of seconds")
-        if self.wait < 0:
+        if self.wait is not None and self.wait < 0:
             raise UsageError("--wait must be zero or more seconds")
         if self.chunk is not None and not 0 < self.chunk <= 65507:
             raise UsageError("--chunk must be 1-65507 bytes")
@@ -116,7 +123,7 @@ class NetcatOptions:
     def datagram(self) -> DatagramOptions:
         return DatagramOptions(
             chunk=self.chunk,
-            wait=self.wait,
+            wait=DEFAULT_WAIT if self.wait is None else self.wait,
             idle_timeout=self.idle_timeout,
             send_only=self.send_only,
             receive_only=self.receive_only,
@@ -142,8 +149,8 @@ def run_connect(
     """
     options.check_endpoint(endpoint, listening=False)
     context = client_context(options.tls or TLSConfig()) if endpoint.is_tls else None
-    sock = open_connection(
-        endpoint,
+    sock = _connect_any(
+        in_family(endpoint, options.family),
         timeout=options.timeout,
         source=options.source,
         on_attempt=lambda address: on_event(f"trying {address}"),
@@ -211,7 +218,7 @@ def run_listen(
         check_program(options.exec_argv)
     context = server_context(options.tls or TLSConfig()) if endpoint.is_tls else None
     admission = options.admission or Admission()
-    listener = open_listener(endpoint)
+    listener = open_listener(in_family(endpoint, options.family, passive=True)[0])
     real = sockaddr_endpoint(listener, endpoint.transport)
     try:
         on_listening(str(real))
@@ -299,6 +306,43 @@ def run_listen(
     finally:
         listener.close()
         remove_socket_file(real)
+
+
+def in_family(endpoint: Endpoint, family: int, *, passive: bool = False) -> list[Endpoint]:
+    """``endpoint``, or one endpoint per address of ``family`` when it is restricted (-4/-6).
+
+    A wildcard listener becomes that family's wildcard; a name becomes its
+    addresses of that family, in the resolver's order.
+    """
+    if family == socket.AF_UNSPEC or endpoint.is_unix:
+        return [endpoint]
+    version = 4 if family == socket.AF_INET else 6
+    if passive and endpoint.host is None:
+        return [replace(endpoint, host="0.0.0.0" if version == 4 else "::")]
+    try:
+        infos = resolve(endpoint, passive=passive, family=family)
+    except ResolveError as exc:
+        raise ResolveError(f"{exc} (as an IPv{version} address, -{version})") from exc
+    hosts = dict.fromkeys(str(info.sockaddr[0]) for info in infos)
+    return [replace(endpoint, host=host) for host in hosts]
+
+
+def _connect_any(
+    endpoints: list[Endpoint],
+    *,
+    timeout: float | None,
+    source: str | None,
+    on_attempt: Event,
+) -> socket.socket:
+    """Connect to the first of ``endpoints`` that answers; raise the last failure."""
+    for endpoint in endpoints[:-1]:
+        try:
+            return open_connection(endpoint, timeout=timeout, source=source, on_attempt=on_attempt)
+        except UsageError:
+            raise
+        except SockkitError:
+            continue
+    return open_connection(endpoints[-1], timeout=timeout, source=source, on_attempt=on_attempt)
 
 
 def _name(sock: socket.socket, peer: bool = False) -> str:

@@ -263,8 +263,8 @@ class StreamPump:
         # Later peers of keep_open never get stdin's earlier part: count only the rest for one.
         if not self._stdin_ended and not self._options.keep_open:
             short += stdin_left(self._stdin)
-        if short.count == 0 and (short.exact or self._sending_done(peer)):
-            return exc
+        if short.count == 0:
+            return exc  # nothing known to be lost (stdin a pipe with nothing read yet, say)
         return NotDeliveredError(exc, short.count, short.exact)
 
     # -- stdin -------------------------------------------------------------------
