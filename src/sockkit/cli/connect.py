@@ -24,9 +24,17 @@ Failures (refused, timed out, reset, TLS) print one line and exit 1; a bad
 endpoint or option exits 2."""
 
 EXAMPLES = """\
-examples:
-  sockkit connect 7007 < file > reply       send a file to an echo server, keep the reply
-  sockkit connect -4 localhost 7007          HOST PORT, as nc; IPv4 addresses only
+examples, as nc and ncat users type them:
+  sockkit connect 127.0.0.1 7007 < file       HOST PORT, as nc
+  sockkit connect -4 localhost 7007           IPv4 addresses only (-6: IPv6)
+  sockkit connect -z 127.0.0.1 20-25          which ports are open (status 0 if any)
+  sockkit connect -u -q 2 127.0.0.1 7007      UDP; wait 2 s for replies after stdin ends
+  sockkit connect -w 5 -C example.test 80     5 s to connect (and idle); CRLF line endings
+  sockkit connect -x 127.0.0.1 7007           hex dump of the traffic on stderr (-vv: text)
+  sockkit connect -c 'echo $NCAT_REMOTE_PORT' 127.0.0.1 7007
+                                              a program talks to the peer (-e: no shell)
+sockkit's endpoint forms:
+  sockkit connect 7007 < file > reply         send a file to an echo server, keep the reply
   echo hello | sockkit connect udp://127.0.0.1:7007
   sockkit connect tls://example.test:443 --tls-ca ca.pem
   sockkit connect -v --timeout 2 --idle-timeout 30 [::1]:7007

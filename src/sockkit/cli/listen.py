@@ -34,9 +34,16 @@ tls:// needs --tls-cert/--tls-key; --tls-ca then requires client certificates.
 SIGTERM stops the listener with status 0."""
 
 EXAMPLES = """\
-examples:
-  sockkit listen 9000 > received.bin         receive one file
-  sockkit listen --keep-open :9000           every peer, all interfaces
+examples, as nc and ncat users type them:
+  sockkit listen 127.0.0.1 9000 > got.bin     [HOST] PORT; a bare PORT is 127.0.0.1 only
+  sockkit listen -k 0.0.0.0 9000              --keep-open: every peer, each one logged
+  sockkit listen -k --exec /bin/cat 9000      a forking echo server (-c CMD: through sh)
+  sockkit listen -k --allow 10.0.0.0/8 -e ./handler :9000
+  sockkit listen -u 127.0.0.1 9000            UDP
+  sockkit listen -x 9000                      hex dump of the traffic on stderr (-vv: text)
+sockkit's endpoint forms:
+  sockkit listen 9000 > received.bin          receive one file
+  sockkit listen --keep-open :9000            every peer, all interfaces
   sockkit listen udp://127.0.0.1:9000
   sockkit listen tls://127.0.0.1:4433 --tls-cert cert.pem --tls-key key.pem
 """
