@@ -128,7 +128,11 @@ def apply_flags(
         changes["dump"] = "text"
     quit_after = args.quit_after
     if quit_after is not None and quit_after >= 0:
-        if endpoint.is_datagram and not listening:
+        if endpoint.is_datagram and listening:
+            raise UsageError(
+                f"-q does nothing for {endpoint}: a datagram listener runs until interrupted"
+            )
+        if endpoint.is_datagram:
             changes["wait"] = quit_after  # a datagram client's -q is how long to await replies
         else:
             changes["quit_after"] = quit_after
@@ -140,7 +144,10 @@ def apply_flags(
             changes["idle_timeout"] = options.idle_timeout or limit
         else:
             changes["timeout"] = options.timeout or limit
-            if endpoint.is_stream and options.idle_timeout is None:
+            if endpoint.is_datagram:
+                # As nc -u -w: how long to wait for replies once stdin has ended.
+                changes.setdefault("wait", limit if options.wait is None else options.wait)
+            elif options.idle_timeout is None:
                 changes["idle_timeout"] = limit
                 changes["idle_quits"] = True
     if listening and (args.allow or args.deny):

@@ -109,9 +109,9 @@ def run_program(sock: socket.socket, argv: Sequence[str], on_event: Event) -> in
 class ProgramServer:
     """Accept peers on a listening socket, one program per admitted peer; :meth:`run` once.
 
-    ``on_peer`` gets one line per peer accepted, refused or finished (shown
-    without ``--verbose`` under ``keep_open``); ``on_warning`` gets failures
-    that do not stop the listener.
+    ``on_peer`` gets one line per peer accepted or finished (shown without
+    ``--verbose`` under ``keep_open``), ``on_refused`` one per peer refused;
+    ``on_warning`` gets failures that do not stop the listener.
     """
 
     def __init__(
@@ -123,6 +123,7 @@ class ProgramServer:
         keep_open: bool,
         admission: Admission,
         on_peer: Event,
+        on_refused: Event,
         on_warning: Event,
     ) -> None:
         self._listener = listener
@@ -131,6 +132,7 @@ class ProgramServer:
         self._keep_open = keep_open
         self._admission = admission
         self._on_peer = on_peer
+        self._on_refused = on_refused
         self._on_warning = on_warning
         self._poll = select.poll()
         #: pidfd -> (child, peer name)
@@ -176,7 +178,7 @@ class ProgramServer:
             reason = self._admission.admit(address, len(self._children))
             if reason is not None:
                 sock.close()
-                self._on_peer(f"refused {name}: {reason}")
+                self._on_refused(f"refused {name}: {reason}")
                 continue
             self._start(sock, name)
             if not self._keep_open:

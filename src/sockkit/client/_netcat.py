@@ -241,6 +241,7 @@ def run_listen(
                 keep_open=options.keep_open,
                 admission=Admission(admission.access, max_conns=MAX_CHILDREN),
                 on_peer=on_peer if options.keep_open else on_event,
+                on_refused=on_peer,
                 on_warning=on_warning,
             ).run()
             return
