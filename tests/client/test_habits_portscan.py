@@ -13,7 +13,7 @@ from tests.client.conftest import need
 from tests.conftest import run_cli
 
 from sockkit._errors import UsageError
-from sockkit.client._portscan import parse_ports, scan
+from sockkit.client import parse_ports, scan_ports
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_a_thousand_ports_and_one_that_never_answers_take_bounded_time() -> None
         low = max(port - 500, 1)
         ports = list(range(low, low + 1000))
         started = time.monotonic()
-        _, results = scan("127.0.0.1", ports, timeout=1.0)
+        _, results = scan_ports("127.0.0.1", ports, timeout=1.0)
         elapsed = time.monotonic() - started
         for sock in queued:
             sock.close()
@@ -108,7 +108,7 @@ def test_udp_probe_tells_closed_from_silent() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spare:
             spare.bind(("127.0.0.1", 0))
             closed = spare.getsockname()[1]
-        _, results = scan("127.0.0.1", [listening, closed], udp=True, timeout=0.5)
+        _, results = scan_ports("127.0.0.1", [listening, closed], udp=True, timeout=0.5)
     assert [r.state for r in results] == ["open|filtered", "closed"]
 
 

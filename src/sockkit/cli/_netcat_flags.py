@@ -18,8 +18,7 @@ from typing import Any
 from sockkit._accept import AccessList, Admission
 from sockkit._endpoint import Endpoint
 from sockkit._errors import UsageError
-from sockkit.client import NetcatOptions
-from sockkit.client._exec import program_argv
+from sockkit.client import NetcatOptions, program_argv
 
 __all__ = ["add_connect_flags", "add_listen_flags", "apply_flags", "as_datagram", "print_line"]
 
@@ -180,7 +179,7 @@ PROBE_TIMEOUT = 2.0
 
 def run_port_scan(args: argparse.Namespace) -> int:
     """``connect -z HOST PORTS`` (or ``HOST:PORTS``): one line per port; 0 if any is open."""
-    from sockkit.client._portscan import parse_ports, scan
+    from sockkit.client import parse_ports, scan_ports
 
     host, ports = args.endpoint, getattr(args, "port", None)
     if ports is None:
@@ -199,7 +198,7 @@ def run_port_scan(args: argparse.Namespace) -> int:
         if given:
             raise UsageError(f"{option} does nothing with -z: no data is sent")
     timeout = args.wait_limit or args.timeout or PROBE_TIMEOUT
-    shown, results = scan(
+    shown, results = scan_ports(
         host, parse_ports(ports), udp=args.udp, family=family_of(args), timeout=timeout
     )
     proto = "udp" if args.udp else "tcp"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from sockkit._endpoint import format_sockaddr, lookup
 from sockkit._errors import UsageError
 
-__all__ = ["PortResult", "parse_ports", "scan"]
+__all__ = ["PortResult", "parse_ports", "scan_ports"]
 
 #: Probes in flight at once by default (descriptors held at most).
 CONCURRENCY = 64
@@ -67,7 +67,7 @@ def parse_ports(text: str) -> list[int]:
     return list(ports)[:MAX_PORTS]
 
 
-def scan(
+def scan_ports(
     host: str,
     ports: Iterable[int],
     *,
