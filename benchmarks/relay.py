@@ -127,13 +127,19 @@ def path(name: str, backends: dict[str, int], cpu: str, tmp: Path) -> Iterator[d
 
 
 def iperf(port: int, seconds: int, cpu: str) -> float:
-    out = subprocess.run(
-        pinned(cpu, ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]),
-        capture_output=True,
-        timeout=seconds + 30,
-    )
-    data = json.loads(out.stdout)
-    return float(data["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6  # MB/s
+    """MB/s received; NaN when iperf3 reports an error twice (e.g. the server still busy)."""
+    for _attempt in range(2):
+        out = subprocess.run(
+            pinned(cpu, ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J"]),
+            capture_output=True,
+            timeout=seconds + 30,
+        )
+        try:
+            data = json.loads(out.stdout)
+            return float(data["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6
+        except (ValueError, KeyError):
+            time.sleep(1)
+    return float("nan")
 
 
 def redis(
@@ -207,13 +213,20 @@ def main() -> int:
                             iperf(fronts["iperf"], args.seconds, client_cpu)
                         )
                         many = redis(fronts["redis"], "ping,set", 50, args.requests, client_cpu)
-                        r.setdefault("PING 50c req/s", []).append(many["PING_INLINE"][0])
-                        r.setdefault("SET 50c req/s", []).append(many["SET"][0])
+                        nan = (float("nan"), float("nan"))  # a run that printed no result
+                        r.setdefault("PING 50c req/s", []).append(many.get("PING_INLINE", nan)[0])
+                        r.setdefault("SET 50c req/s", []).append(many.get("SET", nan)[0])
                         one = redis(fronts["redis"], "ping", 1, args.requests // 5, client_cpu)
-                        r.setdefault("1c p50 ms", []).append(one["PING_INLINE"][1])
+                        r.setdefault("1c p50 ms", []).append(one.get("PING_INLINE", nan)[1])
                     print(f"round {rnd + 1} {name} done", file=sys.stderr)
     metrics = ["bulk MB/s", "PING 50c req/s", "SET 50c req/s", "1c p50 ms"]
-    med = {n: {m: statistics.median(results[n][m]) for m in metrics} for n in names}
+    med = {
+        n: {
+            m: statistics.median([v for v in results[n][m] if v == v] or [float("nan")])
+            for m in metrics
+        }
+        for n in names
+    }
     print(
         f"{args.rounds} rounds, medians; relays on CPU {relay_cpu}, clients/backends on CPU {client_cpu}\n"
     )

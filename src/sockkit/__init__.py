@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         open_listener,
         parse_endpoint,
         resolve,
+        resolve_service,
     )
     from sockkit._errors import (
         AddressInUseError,
@@ -43,11 +44,11 @@ if TYPE_CHECKING:
     )
     from sockkit.client._listener import Listener, listen, listen_datagram
     from sockkit.client._tls import TLSConfig
+    from sockkit.engines._contract import AccessList, Limits, ServeContext
     from sockkit.inspect._listing import list_sockets
     from sockkit.inspect._port_owner import port_owner
     from sockkit.inspect._query import SocketQuery
     from sockkit.inspect._record import SocketRecord
-    from sockkit.server._context import AccessList, Limits, ServeContext
     from sockkit.server._server import Server, serve
     from sockkit.server._tls import TLSFiles
     from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "open_listener": "sockkit._endpoint",
     "parse_endpoint": "sockkit._endpoint",
     "resolve": "sockkit._endpoint",
+    "resolve_service": "sockkit._endpoint",
     "AddressInUseError": "sockkit._errors",
     "ConnectError": "sockkit._errors",
     "ConnectionResetError": "sockkit._errors",
@@ -81,9 +83,9 @@ _EXPORTS: dict[str, str] = {
     "listen": "sockkit.client._listener",
     "listen_datagram": "sockkit.client._listener",
     "TLSConfig": "sockkit.client._tls",
-    "AccessList": "sockkit.server._context",
-    "Limits": "sockkit.server._context",
-    "ServeContext": "sockkit.server._context",
+    "AccessList": "sockkit.engines._contract",
+    "Limits": "sockkit.engines._contract",
+    "ServeContext": "sockkit.engines._contract",
     "Server": "sockkit.server._server",
     "serve": "sockkit.server._server",
     "TLSFiles": "sockkit.server._tls",
@@ -145,6 +147,7 @@ __all__ = [
     "parse_endpoint",
     "port_owner",
     "resolve",
+    "resolve_service",
     "run_bench",
     "serve",
 ]

@@ -38,13 +38,18 @@ How to drive :class:`Acceptor` from each kind of caller:
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import errno
 import ipaddress
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    # Not at run time: blocking callers (the fork engine above all, whose every
+    # child copies the parent's page tables) should not load asyncio.
+    import asyncio
 
 __all__ = [
     "ACCEPT_BATCH",
@@ -75,11 +80,19 @@ ACCEPT_BATCH = 64
 SockAddr = tuple[str, int] | tuple[str, int, int, int] | str | bytes
 
 
+class TrustedProxies(Protocol):
+    """What admission needs of ``--proxy-protocol`` (:class:`sockkit._proxy_admission.ProxyProtocol`)."""
+
+    def trusts(self, address: SockAddr) -> bool: ...
+
+
 class Refusal(enum.StrEnum):
     """Why a connection was closed before it was served; the text is what logs and counters show."""
 
     DENY = "deny"
     MAX_CONNS = "max-conns"
+    #: ``--proxy-protocol``: the peer is not one of the trusted proxies.
+    NOT_A_PROXY = "proxy-protocol: not a trusted proxy"
 
 
 class AccessList:
@@ -116,10 +129,21 @@ class Admission:
     access: AccessList = field(default_factory=AccessList)
     #: Most connections served at once (``None``: no limit).
     max_conns: int | None = None
+    #: ``--proxy-protocol``: only these peers are served, and the access list
+    #: then applies to the client their header names (checked after it is read).
+    proxies: TrustedProxies | None = None
+
+    @property
+    def refuses_any(self) -> bool:
+        """False when every peer is admitted: callers may skip :meth:`admit`."""
+        return not self.access.open or self.max_conns is not None or self.proxies is not None
 
     def admit(self, address: SockAddr, open_now: int = 0) -> Refusal | None:
         """``None`` to serve the peer at ``address`` (``open_now`` already open), else why not."""
-        if not self.access.open and not self.access.admit(address):
+        if self.proxies is not None:
+            if not self.proxies.trusts(address):
+                return Refusal.NOT_A_PROXY
+        elif not self.access.open and not self.access.admit(address):
             return Refusal.DENY
         if self.max_conns is not None and open_now >= self.max_conns:
             return Refusal.MAX_CONNS
@@ -205,7 +229,11 @@ class AsyncAcceptor:
         warn: Callable[[str], object],
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        self._loop = loop or asyncio.get_running_loop()
+        if loop is None:
+            import asyncio
+
+            loop = asyncio.get_running_loop()
+        self._loop = loop
         self._fd = sock.fileno()
         self._acceptor = Acceptor(sock, where, warn)
         self._on_accept = on_accept

@@ -318,7 +318,7 @@ def test_every_resolved_address_is_tried(
     port = one_shot_server.getsockname()[1]
     dead = AddressInfo(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.3", port))
     live = AddressInfo(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
-    monkeypatch.setattr(_endpoint, "resolve", lambda endpoint, **kwargs: [dead, live])
+    monkeypatch.setattr(_endpoint._open, "resolve", lambda endpoint, **kwargs: [dead, live])
     threading.Thread(target=lambda: one_shot_server.accept()[0].close(), daemon=True).start()
     events: list[str] = []
     stdin_r, stdin_w = os.pipe()

@@ -23,7 +23,7 @@ import pytest
 
 from sockkit._endpoint import Endpoint, open_connection, open_listener, parse_endpoint
 from sockkit.engines import get_engine
-from sockkit.server._context import ConnectionLog, Limits, ServeContext, StreamListener
+from sockkit.engines._contract import ConnectionLog, Limits, ServeContext, StreamListener
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 ENGINES = ["select", "poll", "epoll"]
@@ -50,13 +50,6 @@ class Chargen(Service):
         chunk = b"x" * min(limit, 16384)
         Chargen.produced += len(chunk)
         return chunk
-
-
-class Flood(Service):
-    """Answers any input with far more output than the cap allows."""
-
-    def received(self, data: bytes) -> bytes:
-        return b"f" * (16 * 1024 * 1024)
 
 
 class Boom(Service):
@@ -224,34 +217,11 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def echo_through(sock: socket.socket, payload: bytes) -> bytes:
-    """Send ``payload`` (from a thread), half-close, and read to EOF."""
-    writer = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
-    writer.start()
-    try:
-        return recv_all(sock)
-    finally:
-        writer.join(10)
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def rss_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 # -------------------------------------------------------------------- tests
@@ -260,21 +230,6 @@ def ipv6_loopback() -> bool:
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.mark.parametrize("transport", ["tcp4", "tcp6", "unix"])
-def test_echo_is_byte_exact_with_half_close(engine: str, transport: str, tmp_path: Path) -> None:
-    if transport == "tcp6" and not ipv6_loopback():
-        pytest.skip("no IPv6 loopback")
-    endpoint = {
-        "tcp4": "tcp://127.0.0.1:0",
-        "tcp6": "tcp://[::1]:0",
-        "unix": f"unix:{tmp_path}/echo.sock",
-    }[transport]
-    payload = os.urandom(1024 * 1024)
-    with serving(engine, Echo, endpoint) as server, server.connect() as sock:
-        assert echo_through(sock, payload) == payload
-    assert server.log.reasons("closed") == [None]
 
 
 def test_two_hundred_concurrent_clients(engine: str) -> None:
@@ -291,42 +246,6 @@ def test_two_hundred_concurrent_clients(engine: str) -> None:
             for sock in clients:
                 sock.close()
         server.log.wait_for("closed")
-
-
-def test_max_conns_refuses_extra_clients_at_once(engine: str) -> None:
-    with serving(engine, Echo, limits=Limits(max_conns=2)) as server:
-        first, second = server.connect(), server.connect()
-        for sock in (first, second):
-            sock.sendall(b"ping")
-            assert recv_exactly(sock, 4) == b"ping"
-        with server.connect() as third:
-            assert third.recv(16) == b""  # closed without a byte
-        assert server.log.wait_for("refused", "max-conns") == "max-conns"
-        first.close()
-        deadline = time.monotonic() + 5
-        while server.log.count("closed") < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with server.connect() as fourth:
-            fourth.sendall(b"again")
-            assert recv_exactly(fourth, 5) == b"again"
-        second.close()
-
-
-def test_idle_timeout_closes_silent_connection_only(engine: str) -> None:
-    with serving(engine, Echo, limits=Limits(idle_timeout=0.4)) as server:
-        silent, chatty = server.connect(), server.connect()
-        with silent, chatty:
-            started = time.monotonic()
-            for _ in range(8):  # 0.8 s of traffic: twice the timeout
-                chatty.sendall(b"x")
-                assert chatty.recv(1) == b"x"
-                time.sleep(0.1)
-            silent.settimeout(5)
-            assert silent.recv(1) == b""
-            assert time.monotonic() - started < 3
-            chatty.sendall(b"y")
-            assert chatty.recv(1) == b"y"
-        assert server.log.wait_for("closed", "idle") == "idle timeout"
 
 
 def test_client_that_never_reads_leaves_memory_flat(engine: str) -> None:
@@ -381,22 +300,6 @@ def test_echo_stops_reading_from_a_peer_that_does_not_read(engine: str) -> None:
         assert not writer.is_alive()
 
 
-def test_output_past_cap_disconnects(engine: str) -> None:
-    limits = Limits(high_water=16 * 1024, low_water=4 * 1024, output_cap=256 * 1024)
-    with serving(engine, Flood, limits=limits) as server, server.connect() as sock:
-        sock.sendall(b"go")
-        reason = server.log.wait_for("closed", "output cap")
-        assert reason is not None and "not reading" in reason
-
-
-def test_send_timeout_disconnects_stalled_reader(engine: str) -> None:
-    limits = Limits(send_timeout=0.3, high_water=16 * 1024, low_water=4 * 1024)
-    with serving(engine, Chargen, limits=limits) as server, server.connect() as sock:
-        reason = server.log.wait_for("closed", "send timeout")
-        assert reason is not None
-        sock.settimeout(0.01)
-
-
 def test_service_close_flushes_then_closes(engine: str) -> None:
     with serving(engine, Bye) as server, server.connect() as sock:
         sock.settimeout(5)
@@ -438,49 +341,6 @@ def test_wakeup_from_another_thread_flushes_output(engine: str) -> None:
         pusher.join()
         sock.settimeout(5)
         assert recv_exactly(sock, 7) == b"pushed\n"
-
-
-def test_stop_lets_open_connections_finish_then_returns(engine: str) -> None:
-    with serving(engine, Echo, limits=Limits(drain_timeout=5)) as server:
-        sock = server.connect()
-        sock.sendall(b"before")
-        assert recv_exactly(sock, 6) == b"before"
-        server.ctx.stop.set()
-        time.sleep(0.1)
-        sock.sendall(b"during drain")  # still served after the stop request
-        assert recv_exactly(sock, 12) == b"during drain"
-        with server.connect(timeout=2) as late:  # queued in the backlog, never served
-            late.sendall(b"late")
-            late.settimeout(0.3)
-            with pytest.raises(socket.timeout):
-                late.recv(4)
-        sock.close()
-        assert server.stop() < 2  # the last close ends the drain, long before 5 s
-
-
-def test_drain_deadline_closes_the_rest(engine: str) -> None:
-    with serving(engine, Echo, limits=Limits(drain_timeout=0.4)) as server:
-        with server.connect() as sock:
-            sock.sendall(b"x")
-            assert sock.recv(1) == b"x"
-            took = server.stop()
-            assert 0.3 < took < 3
-            sock.settimeout(2)
-            assert sock.recv(1) == b""
-        assert server.log.reasons("closed") == ["drain timeout: server stopping"]
-
-
-def test_file_descriptors_return_to_baseline(engine: str) -> None:
-    baseline = fd_count()
-    with serving(engine, Echo, limits=Limits(drain_timeout=0.2)) as server:
-        clients = [server.connect() for _ in range(50)]
-        for sock in clients:
-            sock.sendall(b"x")
-            assert sock.recv(1) == b"x"
-        server.stop()
-        for sock in clients:
-            sock.close()
-    assert fd_count() == baseline
 
 
 @pytest.fixture(scope="module")
@@ -569,6 +429,14 @@ def test_out_of_fds_backs_off_without_spinning(
 ) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with serving(engine, Echo, limits=Limits(drain_timeout=0.5)) as server:
+        # The engine thread opens descriptors of its own as it starts (epoll's,
+        # a wakeup pipe): one echo round trip proves it has, and waiting for
+        # the close means no descriptor of the server is freed while the test
+        # holds every free one (either would let accept() succeed: no EMFILE).
+        with server.connect() as probe:
+            probe.sendall(b"p")
+            assert recv_exactly(probe, 1) == b"p"
+        server.log.wait_for("closed")
         waiting = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         filler: list[int] = []
         try:
@@ -589,7 +457,7 @@ def test_out_of_fds_backs_off_without_spinning(
         with waiting:
             used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             assert used < 0.3, f"{used:.2f} s of CPU in 0.6 s while out of fds: a busy loop"
-            warnings = [r for r in caplog.records if "pausing accepts" in r.getMessage()]
+            warnings = [r for r in caplog.records if "cannot accept on" in r.getMessage()]
             assert len(warnings) == 1
             # Once fds are available again the waiting client is served.
             waiting.settimeout(5)

@@ -12,7 +12,15 @@ import pytest
 from tests.relay.conftest import Peer
 from tests.relay.test_pump import RelayProcess, _free_port
 
-from sockkit.relay._proxy_header import V2_SIGNATURE, proxy_header
+from sockkit._proxy_protocol import V2_SIGNATURE, ProxyHeader, ProxyHeaderReader
+from sockkit.relay._proxy_header import proxy_header
+
+
+def _read(header: bytes) -> ProxyHeader:
+    reader = ProxyHeaderReader()
+    parsed = reader.feed(header)
+    assert parsed is not None and parsed.length == len(header)
+    return parsed
 
 
 def test_v1_text_lines() -> None:
@@ -27,14 +35,14 @@ def test_v1_text_lines() -> None:
     assert proxy_header("v1", "/tmp/client.sock", "/tmp/front.sock") == b"PROXY UNKNOWN\r\n"
 
 
-def test_v2_binary_layout() -> None:
+def test_v2_reads_back_with_sockkits_parser() -> None:
     header = proxy_header("v2", ("10.1.2.3", 40000), ("10.9.8.7", 443))
     assert header[:12] == V2_SIGNATURE
-    assert header[12:16] == bytes([0x21, 0x11, 0, 12])
-    assert header[16:] == bytes([10, 1, 2, 3, 10, 9, 8, 7]) + (40000).to_bytes(2) + (443).to_bytes(
-        2
-    )
-    assert proxy_header("v2", b"", b"")[12:] == bytes([0x20, 0, 0, 0])
+    parsed = _read(header)
+    assert (parsed.version, parsed.local) == (2, False)
+    assert parsed.source == ("10.1.2.3", 40000) and parsed.destination == ("10.9.8.7", 443)
+    unix = _read(proxy_header("v2", b"", "/tmp/front.sock"))
+    assert unix.source is None  # an unnamed Unix client: no addresses to state
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")

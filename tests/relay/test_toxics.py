@@ -272,3 +272,12 @@ def test_toxic_added_to_a_live_spliced_connection_applies_to_the_next_bytes(
         sock.sendall(b"fast")
         assert sock.recv(10) == b"fast"
         assert time.monotonic() - started < 0.1
+
+
+def test_reset_peer_removed_before_its_timeout_does_not_fire(api: RelayAPI, peer: Peer) -> None:
+    name, port = proxy(api, peer.address, {"type": "reset_peer", "attributes": {"timeout": 300}})
+    with _connect(port) as sock:
+        api.call("DELETE", f"/proxies/{name}/toxics/reset_peer_downstream")
+        time.sleep(0.4)
+        sock.sendall(b"alive")
+        assert sock.recv(10) == b"alive"

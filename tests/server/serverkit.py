@@ -16,52 +16,38 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from reference_engine import ReferenceEngine
-
 from sockkit._endpoint import Endpoint, open_connection, parse_endpoint
-from sockkit.engines import ENGINES, available_engines
+from sockkit.engines import available_engines
 from sockkit.server import Limits, Server, ServerLog, make_logger
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parent.parent / "src")
 LAUNCHER = str(HERE / "launch_sockkit.py")
-LISTENING = re.compile(rb"listening on (\S+)")
+LISTENING = re.compile(rb"listening on ([^\s\"]+)")
 
 
 def engine_names() -> list[str]:
     """The engines every conformance test runs on.
 
-    Every engine available on this checkout; when none is, the reference
-    engine, so the suite itself still runs.  ``SOCKKIT_TEST_ENGINES=a,b``
-    picks engines instead (``reference`` among them, to check the suite).
+    Every engine available on this checkout; ``SOCKKIT_TEST_ENGINES=a,b``
+    picks engines instead.
     """
     chosen = os.environ.get("SOCKKIT_TEST_ENGINES")
     if chosen:
         return [name.strip() for name in chosen.split(",") if name.strip()]
-    return available_engines() or ["reference"]
+    return available_engines()
 
 
 def default_test_engine() -> str:
     """One engine for tests of the server itself (not of an engine)."""
     names = available_engines()
-    return "thread" if "thread" in names else (names[0] if names else "reference")
-
-
-def engine_arg(name: str) -> Any:
-    """What :class:`Server` takes for engine ``name`` in-process."""
-    return ReferenceEngine if name == "reference" else name
+    return "thread" if "thread" in names else names[0]
 
 
 def engine_shares_memory(name: str) -> bool:
-    if name == "reference":
-        return True
     from sockkit.engines import get_engine
 
     return get_engine(name).shares_memory
-
-
-def register_reference_engine() -> None:
-    ENGINES.setdefault("reference", "reference_engine:ReferenceEngine")
 
 
 # -- in-process servers ---------------------------------------------------
@@ -115,7 +101,7 @@ def _running_on_thread(
 ) -> Iterator[Running]:
     text = io.StringIO()
     log = ServerLog(make_logger(options.pop("log_level", "info"), "text", stream=text))
-    server = Server(service, endpoints, engine=engine_arg(engine), log=log, **options)
+    server = Server(service, endpoints, engine=engine, log=log, **options)
     with server:
         server.open()
         thread = threading.Thread(target=server.run, name="test-server", daemon=True)
@@ -132,7 +118,7 @@ def _running_on_thread(
 def _running_in_child(
     service: Any, endpoints: Sequence[str], engine: str, **options: Any
 ) -> Iterator[Running]:
-    server = Server(service, endpoints, engine=engine_arg(engine), log_level="warning", **options)
+    server = Server(service, endpoints, engine=engine, log_level="warning", **options)
     server.open(announce=False)
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -180,7 +166,7 @@ def cli_env() -> dict[str, str]:
 
 
 def sockkit_argv(*args: str) -> list[str]:
-    """``sockkit ARGS`` through a launcher that also knows the reference engine."""
+    """``sockkit ARGS`` through a launcher that also finds the services of these tests."""
     return [sys.executable, LAUNCHER, *args]
 
 
@@ -193,13 +179,19 @@ def run_sockkit(args: Sequence[str], timeout: float = 30) -> subprocess.Complete
 class ServeProcess:
     """A ``sockkit serve`` child started by :func:`serve_process`."""
 
-    def __init__(self, args: Sequence[str], count: int = 1, timeout: float = 15) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        count: int = 1,
+        timeout: float = 15,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
             sockkit_argv("serve", *args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=cli_env(),
+            env={**cli_env(), **(env or {})},
         )
         self.endpoints: list[str] = []
         self.stderr_lines: list[bytes] = []
@@ -244,8 +236,10 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(args: Sequence[str], count: int = 1) -> Iterator[ServeProcess]:
-    proc = ServeProcess(args, count)
+def serve_process(
+    args: Sequence[str], count: int = 1, env: dict[str, str] | None = None
+) -> Iterator[ServeProcess]:
+    proc = ServeProcess(args, count, env=env)
     try:
         yield proc
     finally:
@@ -330,7 +324,7 @@ def _pss_kib(pid: int) -> int:
             for line in f:
                 if line.startswith("Pss:"):
                     return int(line.split()[1])
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return 0  # exited meanwhile
     raise AssertionError(f"no Pss for {pid}")
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 from sample_services import ECHO, SHARED, STREAM_ONLY, TINY_REPLY
-from serverkit import default_test_engine, engine_arg, running, wait_for
+from serverkit import default_test_engine, running, wait_for
 
 from sockkit._endpoint import open_connection
 from sockkit._errors import TLSError, UsageError
@@ -21,7 +21,7 @@ from sockkit.engines import Engine
 from sockkit.server import ServeContext, Server, ServerLog, TLSFiles, make_logger
 
 ENGINE = default_test_engine()
-ENGINE_ARG = engine_arg(ENGINE)
+ENGINE_ARG = ENGINE
 
 
 def test_logs_one_listening_line_per_endpoint_with_the_real_port(tmp_path: Path) -> None:

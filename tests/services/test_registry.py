@@ -11,6 +11,7 @@ import pytest
 
 import sockkit
 from sockkit import UsageError
+from sockkit.cli.serve import _search_working_directory as search_working_directory
 from sockkit.services import (
     SERVICE_NAMES,
     ChatService,
@@ -108,6 +109,7 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    search_working_directory()  # what 'sockkit serve' does before loading a service
     yield name
     sys.modules.pop(name, None)
 
@@ -120,6 +122,18 @@ def test_load_a_stream_service_from_the_working_directory(user_module: str) -> N
     conn = MemoryConnection(spec.stream())
     conn.send(b"shout")
     assert conn.read() == b"SHOUT"
+
+
+def test_the_library_leaves_sys_path_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sk_cwd_only.py").write_text(
+        "from sockkit import Service\nclass S(Service): pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+    with pytest.raises(UsageError, match="no module named 'sk_cwd_only'"):
+        load_service("sk_cwd_only:S")
+    assert sys.path == before
 
 
 def test_load_a_datagram_service(user_module: str) -> None:
@@ -165,6 +179,7 @@ def test_a_module_that_fails_to_import_is_a_usage_error(
     (tmp_path / "sk_syntax_services.py").write_text("def broken(:\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != ""])
+    search_working_directory()  # what 'sockkit serve' does before loading a service
     try:
         with pytest.raises(UsageError, match="importing sk_broken_services failed"):
             load_service("sk_broken_services:X")

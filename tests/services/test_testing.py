@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sockkit.cli.serve import _search_working_directory as search_working_directory
 from sockkit.services import CLOSE, HALF_CLOSE, DatagramService, EchoService, Service
 from sockkit.services._registry import load_service
 from sockkit.testing import ContractViolation, MemoryConnection, exchange_datagram
@@ -207,6 +208,7 @@ def mymod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     (tmp_path / "mymod.py").write_text(module)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != ""])
+    search_working_directory()  # what 'sockkit serve' does before loading a service
     yield
     sys.modules.pop("mymod", None)
 

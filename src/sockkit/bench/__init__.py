@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sockkit.bench._histogram import Histogram
 from sockkit.bench._loadgen import MODES, Mode
-from sockkit.bench._result import BenchResult
+from sockkit.bench._result import BenchResult, Interval
 from sockkit.bench._runner import run_bench
 
-__all__ = ["MODES", "BenchResult", "Histogram", "Mode", "run_bench"]
+__all__ = ["MODES", "BenchResult", "Histogram", "Interval", "Mode", "run_bench"]

@@ -1,5 +1,8 @@
 """One load-generator process: an epoll loop over non-blocking sockets.
 
+(Over 400 lines: one loop per mode sharing the generator's socket handling; the
+modes read best side by side.)
+
 Why not asyncio: the generator must cost the machine as little as possible per
 request, so the server -- not the client -- is what gets measured.  One epoll
 object, one preallocated receive buffer (``recv_into``), requests sent as slices
@@ -41,6 +44,7 @@ from itertools import repeat
 from typing import Literal
 
 from sockkit.bench._histogram import SUB, SUB_BITS
+from sockkit.bench._interval import IntervalCallback, IntervalClock
 from sockkit.bench._pattern import DOUBLE, PERIOD, conn_seed
 from sockkit.bench._tally import Tally
 from sockkit.bench._target import Target
@@ -59,8 +63,10 @@ _NS = 1_000_000_000
 
 #: ``on_phase(name)``: "ready" (idle: all connections open), "measure", "done".
 PhaseCallback = Callable[[str], None]
-#: ``on_progress(phase, seconds_into_phase, requests, errors)``, about once a second.
+#: ``on_progress(phase, seconds_into_phase, requests, errors)``, about 4 times a second;
+#: phase is "warmup" (seconds into the warm-up) or "measure" (into the measured phase).
 ProgressCallback = Callable[[str, float, int, int], None]
+_PROGRESS_NS = _NS // 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,8 @@ class LoadSpec:
     pending: int = 256
     loss_timeout: float = 1.0
     index: int = 0
+    #: seconds per interval report (0: none)
+    interval: float = 0.0
 
 
 def _cpu_seconds() -> float:
@@ -106,7 +114,11 @@ class _Conn:
 
 class _Generator:
     def __init__(
-        self, spec: LoadSpec, on_phase: PhaseCallback | None, on_progress: ProgressCallback | None
+        self,
+        spec: LoadSpec,
+        on_phase: PhaseCallback | None,
+        on_progress: ProgressCallback | None,
+        on_interval: IntervalCallback | None = None,
     ) -> None:
         self.spec = spec
         self.tally = Tally()
@@ -120,6 +132,16 @@ class _Generator:
         self.record_latency = spec.mode != "stream"
         self.stopping = False
         self.next_progress = 0
+        self.clock = (
+            IntervalClock(spec.interval, on_interval)
+            if spec.interval > 0 and on_interval is not None
+            else None
+        )
+        # set by start_measuring / finish, so an interrupted run can still finish
+        self.cpu0 = 0.0
+        self.t_start = 0
+        self.measuring = False
+        self.finished = False
 
     # -- sockets ----------------------------------------------------------------------------
 
@@ -315,9 +337,12 @@ class _Generator:
         return start, start + int(self.spec.duration * _NS)
 
     def progress(self, now: int, t_measure: int, measuring: bool) -> None:
+        """Called once per loop: the interval clock's tick and the progress line's."""
+        if self.clock is not None and measuring:
+            self.clock.tick(now, self.tally)
         if self.on_progress is None or now < self.next_progress:
             return
-        self.next_progress = now + _NS
+        self.next_progress = now + _PROGRESS_NS
         phase = "measure" if measuring else "warmup"
         elapsed = (
             (now - t_measure) / _NS if measuring else self.spec.warmup + (now - t_measure) / _NS
@@ -329,13 +354,35 @@ class _Generator:
         tally.requests = tally.payload_bytes = 0
         tally.hist = type(tally.hist)()
         self.on_phase("measure")
-        return _cpu_seconds()
+        self.cpu0, self.t_start, self.measuring = _cpu_seconds(), time.monotonic_ns(), True
+        if self.clock is not None:
+            self.clock.start(self.t_start, tally)
+        return self.cpu0
 
     def finish(self, cpu0: float, t_start: int) -> None:
+        now = time.monotonic_ns()
+        self.finished = True
         self.tally.cpu_s = _cpu_seconds() - cpu0
-        self.tally.measured_s = (time.monotonic_ns() - t_start) / _NS
+        self.tally.measured_s = (now - t_start) / _NS
         self.tally.cpu_pct_max = 100 * self.tally.cpu_s / max(self.tally.measured_s, 1e-9)
+        if self.clock is not None:
+            self.clock.finish(now, self.tally)
         self.on_phase("done")
+
+    def interrupted(self) -> None:
+        """Stop early (Ctrl-C): close the measured phase where it is, so the tally is a result."""
+        self.tally.interrupted = True
+        if self.finished:
+            return
+        if not self.measuring:
+            # stopped while connecting or warming up: nothing was measured
+            self.tally.requests = self.tally.payload_bytes = 0
+            self.tally.hist = type(self.tally.hist)()
+            self.finished = True
+            return
+        if self.spec.mode == "idle":
+            self.tally.requests = len(self.live)
+        self.finish(self.cpu0, self.t_start)
 
     def run_stream(self) -> None:
         """``rr`` and ``stream`` over TCP or Unix stream sockets."""
@@ -550,22 +597,29 @@ def generate(
     spec: LoadSpec,
     on_phase: PhaseCallback | None = None,
     on_progress: ProgressCallback | None = None,
+    on_interval: IntervalCallback | None = None,
 ) -> Tally:
     """Run one generator process's share of the load to the end; return what it counted.
 
     Bounded in time: at most ``connect_timeout`` to connect, then ``warmup`` +
     ``duration``.  Failures of the server are counted in the tally, never raised.
+    ``KeyboardInterrupt`` ends the run early: the tally then covers what was
+    measured so far and has ``interrupted`` set (a second one propagates).
+    With ``spec.interval``, ``on_interval`` hears each interval of the measured phase.
     """
-    gen = _Generator(spec, on_phase, on_progress)
+    gen = _Generator(spec, on_phase, on_progress, on_interval)
     try:
-        if spec.target.is_datagram:
-            gen.run_datagram()
-        elif spec.mode == "connect":
-            gen.run_connect()
-        elif spec.mode == "idle":
-            gen.run_idle()
-        else:
-            gen.run_stream()
+        try:
+            if spec.target.is_datagram:
+                gen.run_datagram()
+            elif spec.mode == "connect":
+                gen.run_connect()
+            elif spec.mode == "idle":
+                gen.run_idle()
+            else:
+                gen.run_stream()
+        except KeyboardInterrupt:
+            gen.interrupted()
     finally:
         for c in list(gen.live.values()):
             gen.close(c)

@@ -25,7 +25,22 @@ from sockkit.bench._loadgen import Mode
 from sockkit.bench._procstat import tree_cpu, tree_memory
 from sockkit.bench._runner import run_bench
 
-__all__ = ["Measurement", "Workload", "measure"]
+__all__ = [
+    "MIN_GROWTH_FOR_MEMORY",
+    "MIN_IDLE_CONNS_FOR_MEMORY",
+    "Measurement",
+    "Workload",
+    "judge",
+    "measure",
+]
+
+#: Memory per idle connection is trusted only from this many connections, or
+#: from ``MIN_GROWTH_FOR_MEMORY`` bytes of growth in all: the server's resident
+#: memory moves in 4 KiB pages and allocator arenas of up to 1 MiB, so a few
+#: hundred connections of ~0.5 KiB each drown in that noise (and the growth can
+#: even come out negative).  A process per connection (300 x ~100 KiB) is plenty.
+MIN_IDLE_CONNS_FOR_MEMORY = 1000
+MIN_GROWTH_FOR_MEMORY = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,33 @@ class Measurement:
     established: int
     rss_per_conn: float | None = None
     pss_per_conn: float | None = None
+    #: why these figures cannot be trusted (errors, too few connections,
+    #: memory that did not grow); ``None`` when they can
+    problem: str | None = None
+
+
+def judge(
+    mode: str, ops_per_s: float, errors: int, established: int, pss_per_conn: float | None
+) -> str | None:
+    """Why a run's figures cannot be trusted, or ``None``.  Untrusted runs are never judged."""
+    problems = []
+    if errors:
+        problems.append(f"{errors:,} errors")
+    if mode == "idle":
+        growth = (pss_per_conn or 0.0) * established
+        if established < MIN_IDLE_CONNS_FOR_MEMORY and growth < MIN_GROWTH_FOR_MEMORY:
+            problems.append(
+                f"{established:,} connections are too few to measure memory"
+                f" (at least {MIN_IDLE_CONNS_FOR_MEMORY:,},"
+                f" or {MIN_GROWTH_FOR_MEMORY >> 20} MiB of growth)"
+            )
+        elif pss_per_conn is None:
+            problems.append("memory was not sampled")
+        elif pss_per_conn <= 0:
+            problems.append(f"memory did not grow (PSS {pss_per_conn / 1024:+.2f} KiB/conn)")
+    elif ops_per_s <= 0:
+        problems.append("no operation completed")
+    return "; ".join(problems) or None
 
 
 def measure(
@@ -102,6 +144,10 @@ def measure(
         before, after = samples["mem"]
         rss = (after.rss - before.rss) / established
         pss = (after.pss - before.pss) / established
+    errors = int(result.get("errors", 0)) + int(result.get("conn_failures", 0))
+    problem = judge(workload.mode, ops, errors, established, pss)
+    if problem is not None and workload.mode == "idle":
+        rss = pss = None  # an impossible figure is not shown at all
     return Measurement(
         ops_per_s=ops,
         mb_per_s=float(result.get("mb_per_s", 0.0)),
@@ -109,10 +155,11 @@ def measure(
         p99_us=result.get("p99_us"),
         server_cpu_us_per_op=per_op,
         client_cpu_pct=result.get("client_cpu_pct", 0.0),
-        errors=int(result.get("errors", 0)) + int(result.get("conn_failures", 0)),
+        errors=errors,
         established=established,
         rss_per_conn=rss,
         pss_per_conn=pss,
+        problem=problem,
     )
 
 

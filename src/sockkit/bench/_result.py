@@ -5,10 +5,27 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["SATURATED_PCT", "BenchResult"]
+__all__ = ["SATURATED_PCT", "BenchResult", "Interval"]
 
 #: A generator process at or above this share of one core measured itself, not the server.
 SATURATED_PCT = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One ``--interval`` report: seconds ``start_s``-``end_s`` of the measured phase.
+
+    ``requests`` verified in it, their rate, the echoed payload rate (10**6
+    bytes/s, one direction), the interval's own p99 latency and its errors.
+    """
+
+    start_s: float
+    end_s: float
+    requests: int
+    msgs_per_s: float
+    mb_per_s: float
+    p99_us: float | None
+    errors: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +54,9 @@ class BenchResult:
       so the figures measure the client rather than the server.
     - ``first_error``: the first error's reason, or ``""``.
     - ``warnings``: sentences for a person (saturation, port exhaustion).
+    - ``intervals``: the ``--interval`` reports, in order (empty without it).
+    - ``interrupted``: the run was stopped early (Ctrl-C); everything above
+      covers the part that was measured.
     """
 
     target: str
@@ -64,6 +84,8 @@ class BenchResult:
     saturated: bool
     first_error: str
     warnings: tuple[str, ...]
+    intervals: tuple[Interval, ...] = ()
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -73,10 +95,12 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["warnings"] = list(self.warnings)
+        data["intervals"] = [asdict(i) for i in self.intervals]
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BenchResult:
         fields = dict(data)
         fields["warnings"] = tuple(fields.get("warnings", ()))
+        fields["intervals"] = tuple(Interval(**i) for i in fields.get("intervals", ()))
         return cls(**fields)

@@ -2,9 +2,15 @@
 
 With ``processes > 1`` the connections are split over forked children; each runs
 :func:`~sockkit.bench._loadgen.generate` and writes its tally (and its phase
-changes) as JSON lines on a pipe.  The parent relays a phase to ``on_phase`` once
-every child has reached it, merges the tallies and reaps every child -- a child
+changes and intervals) as JSON lines on a pipe.  The parent relays a phase to
+``on_phase`` once every child has reached it, merges the tallies (and each
+interval once every child has reported it) and reaps every child -- a child
 never outlives the call, even when the parent is interrupted.
+
+Ctrl-C ends the load early with a result: the generator stops where it is and
+reports what it measured (``BenchResult.interrupted``).  Forked children ignore
+SIGINT; the parent asks them to stop with SIGUSR1 and still collects their
+tallies.  A second Ctrl-C stops at once, without a result.
 """
 
 from __future__ import annotations
@@ -15,10 +21,15 @@ import os
 import resource
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import replace
+from types import FrameType
+from typing import Any
 
 from sockkit._endpoint import Endpoint, open_connection
 from sockkit._errors import UsageError
+from sockkit.bench._interval import IntervalTally
 from sockkit.bench._loadgen import (
     MODES,
     LoadSpec,
@@ -27,7 +38,7 @@ from sockkit.bench._loadgen import (
     ProgressCallback,
     generate,
 )
-from sockkit.bench._result import SATURATED_PCT, BenchResult
+from sockkit.bench._result import SATURATED_PCT, BenchResult, Interval
 from sockkit.bench._tally import Tally
 from sockkit.bench._target import resolve_target
 
@@ -60,6 +71,10 @@ def _check(spec: LoadSpec, processes: int) -> None:
             raise UsageError("datagram targets support --mode rr only")
         if not 8 <= spec.size <= 65507:
             raise UsageError("datagram --size must be 8-65507 bytes (8 hold the sequence number)")
+    if spec.interval < 0 or (spec.interval and spec.interval < 0.1):
+        raise UsageError("--interval must be at least 0.1 seconds")
+    if spec.interval and spec.mode == "idle":
+        raise UsageError("--interval needs a load: idle mode has no throughput to report")
     if not 1 <= spec.src_ips <= 254:
         raise UsageError("--src-ips must be 1-254")
     if spec.src_ips > 1 and not spec.target.is_ipv4:
@@ -82,6 +97,8 @@ def run_bench(
     on_phase: PhaseCallback | None = None,
     on_progress: ProgressCallback | None = None,
     require_listener: bool = False,
+    interval: float = 0.0,
+    on_interval: Callable[[Interval], None] | None = None,
 ) -> BenchResult:
     """Load ``endpoint`` and return the verified measurements.
 
@@ -92,23 +109,56 @@ def run_bench(
     called about once a second (first process only).  With ``require_listener``
     a stream target is connected to once before the load, and a failure raises
     the :class:`~sockkit.ConnectError` that says why (nothing listening, ...)
-    instead of a result with every connection failed.
+    instead of a result with every connection failed.  ``interval`` > 0 cuts
+    the measured phase into reports of that many seconds, each given to
+    ``on_interval`` as it ends and kept in ``BenchResult.intervals``.
+    ``KeyboardInterrupt`` during the load gives a result marked ``interrupted``.
     """
     target = resolve_target(endpoint)
     if mode != "rr" or target.is_datagram:
         depth = depth if mode in ("rr", "stream") else 1
     spec = LoadSpec(
-        target, mode, conns, depth, size, duration, warmup, src_ips, connect_timeout, pending
+        target,
+        mode,
+        conns,
+        depth,
+        size,
+        duration,
+        warmup,
+        src_ips,
+        connect_timeout,
+        pending,
+        interval=interval,
     )
     _check(spec, processes)
     if require_listener and not target.is_datagram:
         open_connection(endpoint, timeout=min(connect_timeout, 5.0)).close()
     raise_fd_limit(conns // processes + conns % processes + _FD_SLACK)
+    intervals: list[Interval] = []
+
+    def interval_done(part: IntervalTally) -> None:
+        intervals.append(_interval(part))
+        if on_interval is not None:
+            on_interval(intervals[-1])
+
     if processes == 1:
-        tally = generate(spec, on_phase, on_progress)
+        tally = generate(spec, on_phase, on_progress, interval_done)
     else:
-        tally = _run_forked(spec, processes, on_phase, on_progress)
-    return _result(spec, processes, tally)
+        tally = _run_forked(spec, processes, on_phase, on_progress, interval_done)
+    return replace(_result(spec, processes, tally), intervals=tuple(intervals))
+
+
+def _interval(part: IntervalTally) -> Interval:
+    seconds = max(part.end_s - part.start_s, 1e-9)
+    return Interval(
+        start_s=part.start_s,
+        end_s=part.end_s,
+        requests=part.requests,
+        msgs_per_s=round(part.requests / seconds, 1),
+        mb_per_s=round(part.payload_bytes / seconds / 1e6, 3),
+        p99_us=_us(part.hist.percentile(0.99)),
+        errors=part.errors,
+    )
 
 
 def _run_forked(
@@ -116,10 +166,14 @@ def _run_forked(
     processes: int,
     on_phase: PhaseCallback | None,
     on_progress: ProgressCallback | None,
+    on_interval: Callable[[IntervalTally], None],
 ) -> Tally:
     read_fd, write_fd = os.pipe()
     pids: list[int] = []
     share, extra = divmod(spec.conns, processes)
+    # Children are born with the stop request's handler, so one asked to stop
+    # the instant it starts reports an empty tally instead of dying.
+    previous = _swap_stop_handler(_stop_early)
     try:
         for i in range(processes):
             child_spec = replace(spec, conns=share + (1 if i < extra else 0), index=i)
@@ -128,10 +182,12 @@ def _run_forked(
                 os.close(read_fd)
                 _child(child_spec, write_fd, on_progress if i == 0 else None)
             pids.append(pid)
+        _swap_stop_handler(previous)
         os.close(write_fd)
         write_fd = -1
-        return _collect(read_fd, processes, on_phase)
+        return _collect(read_fd, pids, on_phase, on_interval)
     finally:
+        _swap_stop_handler(previous)
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
@@ -149,11 +205,15 @@ def _child(
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+        signal.signal(signal.SIGUSR1, _stop_early)  # (a parent off the main thread could not)
 
         def phase(name: str) -> None:
             os.write(write_fd, json.dumps({"phase": name}).encode() + b"\n")
 
-        tally = generate(spec, phase, on_progress)
+        def interval(part: IntervalTally) -> None:
+            os.write(write_fd, json.dumps({"interval": part.to_dict()}).encode() + b"\n")
+
+        tally = generate(spec, phase, on_progress, interval)
         data = json.dumps({"tally": tally.to_dict()}).encode() + b"\n"
         view = memoryview(data)
         while view:
@@ -166,20 +226,61 @@ def _child(
         os._exit(status)
 
 
-def _collect(read_fd: int, processes: int, on_phase: PhaseCallback | None) -> Tally:
+def _stop_early(signum: int, frame: FrameType | None) -> None:  # pragma: no cover - child
+    raise KeyboardInterrupt
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _swap_stop_handler(handler: _Handler) -> _Handler:
+    """Set SIGUSR1's handler (main thread only; elsewhere a no-op); return the old one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGUSR1, handler)
+
+
+def _collect(
+    read_fd: int,
+    pids: list[int],
+    on_phase: PhaseCallback | None,
+    on_interval: Callable[[IntervalTally], None],
+) -> Tally:
+    processes = len(pids)
     merged: Tally | None = None
     done = 0
     seen: dict[str, int] = {}
+    parts: dict[int, tuple[int, IntervalTally]] = {}  # index -> (reports, merged)
     buffer = b""
+    interrupted = False
     with os.fdopen(os.dup(read_fd), "rb", buffering=0) as pipe:
         while done < processes:
-            chunk = pipe.read(65536)
+            try:
+                chunk = pipe.read(65536)
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGUSR1)
+                continue
             if not chunk:
                 raise UsageError(f"{processes - done} bench process(es) died without a result")
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 message = json.loads(line)
+                if "interval" in message:
+                    part = IntervalTally.from_dict(message["interval"])
+                    count, so_far = parts.get(part.index, (0, None))
+                    if so_far is not None:
+                        so_far.merge(part)
+                        part = so_far
+                    parts[part.index] = (count + 1, part)
+                    if count + 1 == processes:
+                        on_interval(parts.pop(part.index)[1])
+                    continue
                 if "phase" in message:
                     name = message["phase"]
                     seen[name] = seen.get(name, 0) + 1
@@ -192,7 +293,11 @@ def _collect(read_fd: int, processes: int, on_phase: PhaseCallback | None) -> Ta
                     merged = tally
                 else:
                     merged.merge(tally)
+    # a last interval some processes ended too early to report: what there is of it
+    for index in sorted(parts):
+        on_interval(parts[index][1])
     assert merged is not None
+    merged.interrupted = merged.interrupted or interrupted
     return merged
 
 
@@ -246,4 +351,5 @@ def _result(spec: LoadSpec, processes: int, tally: Tally) -> BenchResult:
         saturated=saturated,
         first_error=tally.first_error,
         warnings=tuple(warnings),
+        interrupted=tally.interrupted,
     )

@@ -1,19 +1,22 @@
-"""The servers ``bench compare`` measures: sockkit engines and raw peer servers.
+"""The servers ``bench compare`` measures, and starting and stopping them.
 
 A :class:`ServerSpec` says how to start one server on ``127.0.0.1`` with port 0;
-:class:`RunningServer` starts it pinned to a CPU, waits for its ``listening on``
-line, keeps draining its stderr (so a chatty server never blocks on a full
+:func:`builtin_servers` gives sockkit's engines and its :mod:`baselines
+<sockkit.bench.baselines>`, each run by :mod:`sockkit.bench._child` through the
+library (nothing here needs a source tree or the CLI).  A caller may bring its
+own specs (any program that prints ``listening on HOST:PORT``).
+
+:class:`RunningServer` starts one pinned to a CPU, waits for its ``listening
+on`` line, keeps draining its output (so a chatty server never blocks on a full
 pipe) and stops it with SIGTERM -- then kills, by PID, any descendant it left.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,139 +26,71 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import sockkit
 from sockkit._endpoint import Endpoint, parse_endpoint
-from sockkit._errors import SockkitError
+from sockkit._errors import SockkitError, UsageError
 from sockkit.bench._procstat import process_start_time, tree_pids
+from sockkit.bench.baselines import BASELINES, available_baselines
 
-__all__ = ["PEER_MODULES", "RunningServer", "ServerSpec", "discover_servers", "find_peers_dir"]
+__all__ = ["RunningServer", "ServerSpec", "builtin_servers"]
 
-#: peer script stem -> the module it needs (a peer whose module is missing is skipped)
-PEER_MODULES: dict[str, str | None] = {
-    "uvloop_protocol_echo": "uvloop",
-    "asyncio_protocol_echo": None,
-    "asyncio_streams_echo": None,
-    "selectors_echo": None,
-    "socketserver_threading_echo": None,
-    "socketserver_forking_echo": None,
-    "trio_echo": "trio",
-    "gevent_echo": "gevent",
-    "twisted_echo": "twisted",
-}
-_C_PEER = "c_epoll_echo"
 _LISTENING = re.compile(r"listening on (\S+)")
-_SRC = str(Path(sockkit.__file__).resolve().parent.parent)
+#: the directory holding this sockkit package, first on the child's path so it
+#: runs the same sockkit as this process (a checkout's src, or site-packages)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+#: engines that serve each connection in its own process
+_PER_CONNECTION_PROCESS = frozenset({"fork"})
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
-    """How to start one server: ``argv`` gets HOST and PORT appended for peers."""
+    """How to start one server: a command that prints ``listening on HOST:PORT``."""
 
     name: str
-    kind: str  # "engine" or "peer"
+    kind: str  # "engine", "baseline" or "peer"
     argv: tuple[str, ...]
     #: one process per connection: idle-connection counts are capped for it
     per_connection_process: bool = False
-    #: arguments after HOST and PORT (a peer's options)
-    extra: tuple[str, ...] = ()
 
 
-def find_peers_dir() -> Path | None:
-    """``benchmarks/peers`` under the working directory, else beside this checkout's ``src``."""
-    for base in (Path.cwd(), Path(_SRC).parent):
-        candidate = base / "benchmarks" / "peers"
-        if candidate.is_dir():
-            return candidate
-    return None
+def _child(kind: str, name: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "sockkit.bench._child", kind, name)
 
 
-def _engine_specs(wanted: list[str] | None, skipped: dict[str, str]) -> list[ServerSpec]:
-    if importlib.util.find_spec("sockkit.cli.serve") is None:
-        skipped["engines"] = "sockkit serve is not in this checkout"
-        return []
-    from sockkit.engines import ENGINES, available_engines
-
-    available = available_engines()
-    specs = []
-    for name in ENGINES:
-        if wanted is not None and name not in wanted:
-            continue
-        if name not in available:
-            skipped[name] = "engine not available here"
-            continue
-        argv: tuple[str, ...] = (sys.executable, "-m", "sockkit", "serve", "echo", "127.0.0.1:0")
-        argv += ("--engine", name, "--log-level", "warning", "--drain-timeout", "2")
-        specs.append(ServerSpec(name, "engine", argv, name == "fork"))
-    return specs
-
-
-def _peer_specs(
-    peers_dir: Path | None, wanted: list[str] | None, build_dir: Path, skipped: dict[str, str]
-) -> list[ServerSpec]:
-    if peers_dir is None:
-        skipped["peers"] = "no benchmarks/peers directory found"
-        return []
-    specs = []
-    for stem, module in PEER_MODULES.items():
-        if wanted is not None and stem.removesuffix("_echo") not in wanted and stem not in wanted:
-            continue
-        script = peers_dir / f"{stem}.py"
-        if not script.exists():
-            skipped[stem] = "peer script not present"
-        elif module is not None and importlib.util.find_spec(module) is None:
-            skipped[stem] = f"{module} is not installed"
-        else:
-            specs.append(
-                ServerSpec(
-                    stem, "peer", (sys.executable, str(script)), stem.endswith("forking_echo")
-                )
-            )
-    # The minimal reactor again on select() and poll(): the baselines for the
-    # engines on those system calls (the plain one uses epoll, as
-    # selectors.DefaultSelector does on Linux).
-    script = peers_dir / "selectors_echo.py"
-    for mechanism in ("select", "poll"):
-        stem = f"selectors_{mechanism}_echo"
-        if script.exists() and (wanted is None or stem in wanted or stem[:-5] in wanted):
-            specs.append(
-                ServerSpec(stem, "peer", (sys.executable, str(script)), extra=(mechanism,))
-            )
-    if wanted is None or _C_PEER in wanted or "c_epoll" in wanted:
-        binary = _build_c_peer(peers_dir / f"{_C_PEER}.c", build_dir, skipped)
-        if binary is not None:
-            specs.append(ServerSpec(_C_PEER, "peer", (str(binary),)))
-    return specs
-
-
-def _build_c_peer(source: Path, build_dir: Path, skipped: dict[str, str]) -> Path | None:
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if not source.exists():
-        skipped[_C_PEER] = "source not present"
-        return None
-    if compiler is None:
-        skipped[_C_PEER] = "no C compiler"
-        return None
-    binary = build_dir / _C_PEER
-    done = subprocess.run(
-        [compiler, "-O2", "-o", str(binary), str(source)], capture_output=True, timeout=120
-    )
-    if done.returncode != 0:
-        skipped[_C_PEER] = "build failed: " + done.stderr.decode(errors="replace")[:200]
-        return None
-    return binary
-
-
-def discover_servers(
-    engines: list[str] | None, peers: list[str] | None, build_dir: Path
+def builtin_servers(
+    engines: list[str] | None, baselines: list[str] | None
 ) -> tuple[list[ServerSpec], dict[str, str]]:
-    """Every server to compare, and ``{name: why it was skipped}`` for the others.
+    """sockkit's engines and baselines to compare, and ``{name: why skipped}`` for the others.
 
-    ``engines``/``peers``: names to keep (``None``: all; an empty list: none).
+    ``engines``/``baselines``: names to keep (``None``: all available; an empty
+    list: none).  A baseline may be named without its ``_echo`` suffix.
     """
+    from sockkit.engines import available_engines, get_engine
+
     skipped: dict[str, str] = {}
-    specs = _engine_specs(engines, skipped)
-    specs += _peer_specs(find_peers_dir(), peers, build_dir, skipped)
+    specs: list[ServerSpec] = []
+    for name in available_engines() if engines is None else engines:
+        try:
+            get_engine(name)
+        except UsageError as exc:
+            skipped[name] = str(exc)
+            continue
+        specs.append(
+            ServerSpec(name, "engine", _child("engine", name), name in _PER_CONNECTION_PROCESS)
+        )
+    here = available_baselines()
+    wanted = list(BASELINES) if baselines is None else [_full(n) for n in baselines]
+    for name in wanted:
+        if name not in BASELINES:
+            skipped[name] = f"no such baseline; choose from {', '.join(BASELINES)}"
+        elif name not in here:
+            skipped[name] = f"{BASELINES[name]} is not installed"
+        else:
+            specs.append(ServerSpec(name, "baseline", _child("baseline", name)))
     return specs, skipped
+
+
+def _full(name: str) -> str:
+    return name if name.endswith("_echo") else f"{name}_echo"
 
 
 class RunningServer:
@@ -164,10 +99,9 @@ class RunningServer:
     def __init__(self, spec: ServerSpec, cpu: int | None, timeout: float = 20.0) -> None:
         self.spec = spec
         argv = list(spec.argv)
-        if spec.kind == "peer":
-            argv += ["127.0.0.1", "0", *spec.extra]
         env = dict(os.environ)
-        env["PYTHONPATH"] = _SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = _PACKAGE_ROOT + (os.pathsep + path if path else "")
         preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
         self.proc = subprocess.Popen(
             argv,

@@ -33,6 +33,8 @@ class Tally:
     cpu_s: float = 0.0
     cpu_pct_max: float = 0.0
     first_error: str = ""
+    #: the run was stopped early (Ctrl-C): the figures cover what was measured
+    interrupted: bool = False
     hist: Histogram = field(default_factory=Histogram)
 
     def note_error(self, reason: str, count: int = 1) -> None:
@@ -68,4 +70,5 @@ class Tally:
         self.cpu_s += other.cpu_s
         self.cpu_pct_max = max(self.cpu_pct_max, other.cpu_pct_max)
         self.first_error = self.first_error or other.first_error
+        self.interrupted = self.interrupted or other.interrupted
         self.hist.merge(other.hist)

@@ -1,12 +1,18 @@
-"""``bench compare``: sockkit's engines against raw peer servers, side by side.
+"""``bench compare``: sockkit's engines against baseline servers, side by side.
 
 For each round, each server (in an order rotated per round, so no server always
 runs first or last) is started fresh, pinned to one CPU while the load runs on
 another, primed with a short unmeasured run (a fresh Python server is often
 several times slower on its first run), then given the workloads (a)-(e).  The
 report holds, per server and workload, the median over rounds of throughput,
-latency, server CPU per operation and memory per idle connection, plus the
-ratios and targets named in ``benchmarks/RESULTS.md``.
+latency, server CPU per operation and memory per idle connection, and each
+server's ratio to the raw uvloop ``Protocol`` baseline.
+
+The servers are sockkit's engines and :mod:`~sockkit.bench.baselines`, plus any
+a caller brings (``extra``); goals to judge the figures by are the caller's too
+(``targets``), built with :func:`worst_cpu_ratio` and :func:`ratio_of`, which
+never judge a figure that could not be trusted.  sockkit's own goals and peer
+servers live with its benchmarks, not here.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,17 +32,23 @@ from typing import Any
 from sockkit._errors import SockkitError, UsageError
 from sockkit.bench._measure import Measurement, Workload, measure
 from sockkit.bench._runner import raise_fd_limit
-from sockkit.bench._servers import RunningServer, ServerSpec, discover_servers
+from sockkit.bench._servers import RunningServer, ServerSpec, builtin_servers
+from sockkit.bench.targets import Results, Target, judged, ratio_of, worst_cpu_ratio
 
 __all__ = [
     "BASELINE",
     "SCALES",
     "CompareConfig",
     "CompareReport",
+    "Results",
     "Scale",
+    "ServerSpec",
     "Target",
+    "judged",
+    "ratio_of",
     "run_compare",
     "workloads_for",
+    "worst_cpu_ratio",
 ]
 
 #: The server every ratio is taken against.
@@ -93,30 +105,14 @@ def workloads_for(idle_conns: int) -> list[Workload]:
 
 @dataclass(frozen=True, slots=True)
 class CompareConfig:
-    """What to compare.  ``engines``/``peers``: names to keep, ``None`` for all."""
+    """What to compare.  ``engines``/``baselines``: names to keep, ``None`` for all."""
 
     scale: str = "full"
     rounds: int | None = None
     idle_conns: int | None = None
     engines: list[str] | None = None
-    peers: list[str] | None = None
+    baselines: list[str] | None = None
     loadgen: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One recorded goal: ``value`` compared with ``limit`` (``<=`` or ``>=``)."""
-
-    text: str
-    value: float | None
-    limit: float
-    at_most: bool
-
-    @property
-    def met(self) -> bool | None:
-        if self.value is None:
-            return None
-        return self.value <= self.limit if self.at_most else self.value >= self.limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +130,8 @@ class CompareReport:
     targets: list[Target]
     started: str
     seconds: float
+    #: stopped early (Ctrl-C): the figures cover the servers measured so far
+    interrupted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -150,10 +148,14 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def _summarise(runs: list[Measurement]) -> Measurement:
-    fields = {}
+    fields: dict[str, Any] = {}
+    problems = [m.problem for m in runs if m.problem is not None]
     for name in Measurement.__dataclass_fields__:
         values = [getattr(m, name) for m in runs]
-        if name in ("errors",):
+        if name == "problem":
+            # one untrusted round makes the median untrusted too
+            fields[name] = "; ".join(dict.fromkeys(problems)) or None
+        elif name in ("errors",):
             fields[name] = sum(values)
         elif name == "established":
             fields[name] = min(values)
@@ -198,9 +200,16 @@ def _resolve_loadgen(loadgen: str | None, build_dir: Path) -> str | None:
     return found
 
 
-def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
-    """Start, prime, load and stop every server; return the medians and targets.
+def run_compare(
+    config: CompareConfig,
+    log: Log | None = None,
+    *,
+    extra: Sequence[ServerSpec] = (),
+    targets: Callable[[Results], list[Target]] | None = None,
+) -> CompareReport:
+    """Start, prime, load and stop every server; return the medians (and ``targets``' verdicts).
 
+    The servers are the engines and baselines ``config`` names, then ``extra``.
     Raises :class:`UsageError` for a bad configuration and :class:`SockkitError`
     when no server could be found at all.  Servers that fail to start are
     recorded in ``skipped``; every started process is stopped before returning.
@@ -219,25 +228,32 @@ def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sockkit-compare-") as tmp:
         loadgen = _resolve_loadgen(config.loadgen, Path(tmp))
-        specs, skipped = discover_servers(config.engines, config.peers, Path(tmp))
+        specs, skipped = builtin_servers(config.engines, config.baselines)
+        specs += extra
         if not specs:
             raise SockkitError(
                 "no server to compare: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             )
         per_round: dict[str, dict[str, list[Measurement]]] = {s.name: {} for s in specs}
-        for r in range(rounds):
-            order = specs[r % len(specs) :] + specs[: r % len(specs)]
-            for spec in order:
-                say(f"round {r + 1}/{rounds}: {spec.name}")
-                t_server = time.monotonic()
-                try:
-                    _run_server(
-                        spec, workloads, scale, server_cpu, load_cpu, loadgen, per_round, say
-                    )
-                except SockkitError as exc:
-                    skipped[spec.name] = str(exc)
-                    say(f"  {spec.name} skipped: {exc}")
-                say(f"  ({time.monotonic() - t_server:.1f} s)")
+        interrupted = False
+        try:
+            for r in range(rounds):
+                order = specs[r % len(specs) :] + specs[: r % len(specs)]
+                for spec in order:
+                    say(f"round {r + 1}/{rounds}: {spec.name}")
+                    t_server = time.monotonic()
+                    try:
+                        _run_server(
+                            spec, workloads, scale, server_cpu, load_cpu, loadgen, per_round, say
+                        )
+                    except SockkitError as exc:
+                        skipped[spec.name] = str(exc)
+                        say(f"  {spec.name} skipped: {exc}")
+                    say(f"  ({time.monotonic() - t_server:.1f} s)")
+        except KeyboardInterrupt:
+            # Every started server was stopped on the way out: report what was measured.
+            interrupted = True
+            say("interrupted: reporting what was measured so far")
     names = [s.name for s in specs if per_round[s.name]]
     results = {
         name: {key: _summarise(runs) for key, runs in per_round[name].items()} for name in names
@@ -261,9 +277,10 @@ def run_compare(config: CompareConfig, log: Log | None = None) -> CompareReport:
         skipped=skipped,
         results=results,
         rounds={n: per_round[n] for n in names},
-        targets=_targets(results),
+        targets=targets(results) if targets is not None else [],
         started=started,
         seconds=round(time.monotonic() - t0, 1),
+        interrupted=interrupted,
     )
 
 
@@ -320,75 +337,3 @@ def _one_line(m: Measurement) -> str:
     if m.errors:
         text += f", {m.errors} ERRORS"
     return text
-
-
-def _cpu(results: dict[str, dict[str, Measurement]], server: str, key: str) -> float | None:
-    m = results.get(server, {}).get(key)
-    return None if m is None else m.server_cpu_us_per_op
-
-
-def _worst_ratio(
-    results: dict[str, dict[str, Measurement]], server: str, base: str
-) -> float | None:
-    ratios = []
-    for key in "abcd":
-        mine, theirs = _cpu(results, server, key), _cpu(results, base, key)
-        if mine is not None and theirs:
-            ratios.append(mine / theirs)
-    return max(ratios) if ratios else None
-
-
-def _targets(results: dict[str, dict[str, Measurement]]) -> list[Target]:
-    """The goals in RESULTS.md, evaluated where both sides were measured."""
-    from sockkit.engines import default_engine
-
-    try:
-        default = default_engine()
-    except SockkitError:
-        default = "uvloop"
-    targets = [
-        Target(
-            f"{default} (default) server CPU/op <= 1.00x raw uvloop Protocol, worst of (a)-(d)",
-            _worst_ratio(results, default, BASELINE),
-            1.0,
-            True,
-        )
-    ]
-    idle = results.get(default, {}).get("e")
-    pss = None if idle is None or idle.pss_per_conn is None else idle.pss_per_conn / 1024
-    targets.append(Target(f"{default} (default) PSS per idle connection, KiB", pss, 0.5, True))
-    for engine, baseline in (
-        ("select", "selectors_select_echo"),
-        ("poll", "selectors_poll_echo"),
-        ("epoll", "selectors_echo"),
-    ):
-        if baseline not in results:
-            baseline = "selectors_echo"
-        mechanism = "epoll" if baseline == "selectors_echo" else engine
-        targets.append(
-            Target(
-                f"{engine} server CPU/op <= 1.0x minimal selectors reactor ({mechanism}),"
-                " worst of (a)-(d)",
-                _worst_ratio(results, engine, baseline),
-                1.0,
-                True,
-            )
-        )
-    targets.append(
-        Target(
-            "thread server CPU/op <= 0.9x socketserver ThreadingTCPServer, worst of (a)-(d)",
-            _worst_ratio(results, "thread", "socketserver_threading_echo"),
-            0.9,
-            True,
-        )
-    )
-    fork, forking = (
-        results.get("fork", {}).get("d"),
-        results.get("socketserver_forking_echo", {}).get("d"),
-    )
-    ratio = fork.ops_per_s / forking.ops_per_s if fork and forking and forking.ops_per_s else None
-    targets.append(Target("fork connection rate >= 2x ForkingTCPServer (d)", ratio, 2.0, False))
-    mine, c = results.get(default, {}).get("c"), results.get("c_epoll_echo", {}).get("c")
-    ratio = mine.mb_per_s / c.mb_per_s if mine and c and c.mb_per_s else None
-    targets.append(Target(f"{default} bulk (c) MB/s >= 0.95x C epoll echo", ratio, 0.95, False))
-    return targets

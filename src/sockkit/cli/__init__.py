@@ -81,11 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sub is not None:
         module, name, rest = importlib.import_module(sub), f"{name} {rest[0]}", rest[1:]
     parser = CommandParser(
-        prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES
+        prog=f"sockkit {name}",
+        description=module.DESCRIPTION,
+        epilog=module.EXAMPLES,
+        **getattr(module, "PARSER_OPTIONS", {}),
     )
     module.add_arguments(parser)
     try:
         ns = parser.parse_args(rest)
+        ns.argv = [name, *rest]  # the command line as given, for serve's reload
         status: int = module.run(ns)
         sys.stdout.flush()  # here, so a reader that left is met inside this try
         return status

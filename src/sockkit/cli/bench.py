@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sockkit._endpoint import parse_endpoint
 from sockkit._errors import UsageError
-from sockkit.bench import MODES, BenchResult, run_bench
+from sockkit.bench import MODES, BenchResult, Interval, run_bench
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "run"]
 
@@ -21,9 +21,10 @@ byte.  Reports messages/s, MB/s, latency percentiles, errors and the load
 generator's own CPU use.  Exit status 1 when any request failed verification or
 a connection failed.
 
-'sockkit bench compare' starts every available sockkit engine (and the raw peer
-servers in benchmarks/peers) in turn and measures them side by side: throughput,
-latency, server CPU per operation and memory per idle connection."""
+'sockkit bench compare' starts every available sockkit engine and the baseline
+servers it ships (raw asyncio and uvloop Protocols, minimal selectors reactors)
+in turn and measures them side by side: throughput, latency, server CPU per
+operation and memory per idle connection."""
 
 EXAMPLES = """\
 examples:
@@ -33,10 +34,13 @@ examples:
   sockkit bench 7007 --mode idle --conns 10000    hold 10k verified connections
   sockkit bench unix:/tmp/echo.sock --mode stream --size 65536
   sockkit bench udp://127.0.0.1:7007 --json       datagrams; losses counted
+  sockkit bench 7007 --duration 10 --interval 1   one line per second, as iperf3 -i 1
   sockkit bench compare --scale tiny --out /tmp/cmp
 """
 
-_COMPARE_ONLY = ("rounds", "scale", "loadgen", "out", "idle_conns", "engines", "peers", "markdown")
+_COMPARE_ONLY = (
+    "rounds", "scale", "loadgen", "out", "idle_conns", "engines", "baselines", "markdown",
+)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect-timeout", type=float, default=10.0, help="seconds to connect all"
     )
     parser.add_argument("--pending", type=int, default=256, help="handshakes in flight at once")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="one line per S seconds of the measured phase (throughput, p99), as iperf3 -i",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object (BenchResult)")
     group = parser.add_argument_group("compare options")
     group.add_argument("--rounds", type=int, default=None, help="rounds to alternate servers over")
@@ -67,7 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--out", default=None, help="directory for compare.json / compare.png")
     group.add_argument("--idle-conns", type=int, default=None, help="idle connections (workload e)")
     group.add_argument("--engines", default=None, help="comma-separated engines (default: all)")
-    group.add_argument("--peers", default=None, help="comma-separated peers, or 'none'")
+    group.add_argument(
+        "--baselines",
+        "--peers",
+        dest="baselines",
+        default=None,
+        help="comma-separated baselines (uvloop_protocol, asyncio_protocol, selectors,"
+        " selectors_poll, selectors_select), or 'none'",
+    )
     group.add_argument("--markdown", default=None, help="also write the table as Markdown here")
 
 
@@ -81,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     endpoint = parse_endpoint(args.endpoint)
     size = args.size if args.size is not None else (65536 if args.mode == "stream" else 64)
     conns = args.conns if args.conns is not None else (4 if args.mode == "stream" else 50)
-    progress = _Progress(args.duration) if sys.stderr.isatty() and not args.json else None
+    progress = (
+        _Progress(args.warmup, args.duration) if sys.stderr.isatty() and not args.json else None
+    )
+    interval_line = None if args.json else _IntervalLines(progress, args.mode)
     result = run_bench(
         endpoint,
         mode=args.mode,
@@ -97,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         on_progress=progress,
         # a person gets one clear line when nothing listens; --json gets the result
         require_listener=not args.json,
+        interval=args.interval,
+        on_interval=interval_line,
     )
     if progress is not None:
         progress.clear()
@@ -106,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(format_result(result, color=_color(sys.stdout)))
     for warning in result.warnings:
         sys.stderr.write(f"sockkit: warning: {warning}\n")
+    if result.interrupted:
+        return 130  # as any command stopped by Ctrl-C, after the partial report (as iperf3)
     return 0 if result.ok else 1
 
 
@@ -115,20 +140,47 @@ def _color(stream: object) -> bool:
 
 
 class _Progress:
-    """A one-line progress display on stderr (terminals only)."""
+    """A one-line progress display on stderr (terminals only): the warm-up, then the measure."""
 
-    def __init__(self, duration: float) -> None:
-        self.duration = duration
+    def __init__(self, warmup: float, duration: float) -> None:
+        self.total = {"warmup": warmup, "measure": duration}
 
     def __call__(self, phase: str, elapsed: float, requests: int, errors: int) -> None:
-        rate = requests / elapsed if phase == "measure" and elapsed > 0 else 0.0
-        line = f"  {phase} {elapsed:5.1f}s/{self.duration:g}s  {rate:12,.0f} req/s  errors {errors}"
-        sys.stderr.write("\r" + line)
+        total = self.total.get(phase, 0.0)
+        line = f"  {phase} {min(elapsed, total):4.1f}s/{total:g}s"
+        if phase == "measure":
+            rate = requests / elapsed if elapsed > 0 else 0.0
+            line += f"  {rate:12,.0f} req/s  errors {errors}"
+        sys.stderr.write("\r\x1b[K" + line)
         sys.stderr.flush()
 
     def clear(self) -> None:
         sys.stderr.write("\r\x1b[K")
         sys.stderr.flush()
+
+
+class _IntervalLines:
+    """``--interval`` lines on stdout as they come, as iperf3 prints them (header first)."""
+
+    def __init__(self, progress: _Progress | None, mode: str) -> None:
+        self.progress = progress
+        self.unit = "conn/s" if mode == "connect" else "msg/s"
+        self.header_done = False
+
+    def __call__(self, part: Interval) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+        if not self.header_done:
+            sys.stdout.write(
+                f"  {'interval':>15}  {self.unit:>12}  {'MB/s':>9}  {'p99':>10}  errors\n"
+            )
+            self.header_done = True
+        span = f"{part.start_s:.2f}-{part.end_s:.2f} s"
+        sys.stdout.write(
+            f"  {span:>15}  {part.msgs_per_s:12,.0f}  {part.mb_per_s:9,.2f}"
+            f"  {_fmt_us(part.p99_us):>10}  {part.errors:,}\n"
+        )
+        sys.stdout.flush()
 
 
 def _fmt_us(value: float | None) -> str:
@@ -145,7 +197,15 @@ def format_result(r: BenchResult, color: bool = False) -> str:
         f"{r.target}  {r.mode}  {r.conns} conns x depth {r.depth} x {r.size} B"
         f"  {r.duration_s:g} s measured, {r.processes} process{plural}"
     ]
-    if r.mode == "idle":
+    if r.interrupted:
+        lines.append(
+            f"  interrupted: partial results of the {r.duration_s:g} s measured"
+            if r.duration_s > 0
+            else "  interrupted before the measured phase: nothing was measured"
+        )
+    if r.interrupted and r.duration_s <= 0:
+        pass  # nothing measured: no figures to show
+    elif r.mode == "idle":
         lines.append(
             f"  connections  {r.established:,} open and verified in {r.connect_s:.2f} s,"
             f" {r.requests:,} still open after the hold"
@@ -175,7 +235,7 @@ def _names(text: str | None) -> list[str] | None:
 
 def _compare_command(args: argparse.Namespace) -> str:
     parts = ["python -m sockkit bench compare", f"--scale {args.scale or 'full'}"]
-    for name in ("rounds", "idle_conns", "engines", "peers", "loadgen", "out", "markdown"):
+    for name in ("rounds", "idle_conns", "engines", "baselines", "loadgen", "out", "markdown"):
         value = getattr(args, name)
         if value is not None:
             parts.append(f"--{name.replace('_', '-')} {value}")
@@ -187,20 +247,17 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from sockkit.bench._plot import plot_available, write_plot
-    from sockkit.bench._report import format_markdown, format_table
     from sockkit.bench.compare import CompareConfig, run_compare
+    from sockkit.bench.report import format_table, write_files
 
     config = CompareConfig(
         scale=args.scale or "full",
         rounds=args.rounds,
         idle_conns=args.idle_conns,
         engines=_names(args.engines),
-        peers=_names(args.peers),
+        baselines=_names(args.baselines),
         loadgen=args.loadgen,
     )
-    out = Path(args.out or ".")
-    out.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
         if not args.json:
@@ -211,24 +268,19 @@ def _compare(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     report = run_compare(config, log)
-    data = report.to_json()
-    (out / "compare.json").write_text(json.dumps(data, indent=1) + "\n")
+    markdown = Path(args.markdown) if args.markdown else None
+    written, plot_skipped = write_files(
+        report, Path(args.out or "."), markdown, _compare_command(args)
+    )
     if args.json:
-        print(json.dumps(data))
+        print(json.dumps(report.to_json()))
     else:
         sys.stdout.write(format_table(report))
-        print(f"wrote {out / 'compare.json'}")
-    if plot_available():
-        write_plot(report, out / "compare.png")
-        if not args.json:
-            print(f"wrote {out / 'compare.png'}")
-    else:
-        sys.stderr.write(
-            "sockkit: plot skipped: matplotlib is not installed (pip install matplotlib)\n"
-        )
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(report, _compare_command(args)))
-        if not args.json:
-            print(f"wrote {args.markdown}")
+        for path in written:
+            print(f"wrote {path}")
+    if plot_skipped:
+        sys.stderr.write(f"sockkit: plot skipped: {plot_skipped}\n")
+    if report.interrupted:
+        return 130
     errors = sum(m.errors for per in report.results.values() for m in per.values())
     return 0 if errors == 0 else 1

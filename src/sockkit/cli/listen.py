@@ -46,6 +46,8 @@ sockkit's endpoint forms:
   sockkit listen --keep-open :9000            every peer, all interfaces
   sockkit listen udp://127.0.0.1:9000
   sockkit listen tls://127.0.0.1:4433 --tls-cert cert.pem --tls-key key.pem
+  sockkit listen systemd:                    the socket systemd socket activation passed
+  sockkit listen fd:3                        an inherited listening socket on descriptor 3
 """
 
 

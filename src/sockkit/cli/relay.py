@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
-from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
+from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.relay import (
+    DATAGRAM_TYPES,
+    STREAM_TYPES,
     Faults,
+    RelayTLS,
     load_config,
+    log_handler,
+    make_observers,
     parse_rate,
     parse_size,
     run_relay,
     run_relays,
 )
-from sockkit.relay._log import log, log_handler
-from sockkit.relay._tls import RelayTLS
-from sockkit.relay._toxics import DATAGRAM_TYPES, STREAM_TYPES
 
 SUBCOMMANDS = {"ctl": "sockkit.cli.relay_ctl"}
 
@@ -56,13 +60,16 @@ examples:
   sockkit relay unix:/tmp/front.sock tcp://127.0.0.1:6379 -v
   sockkit relay --api 127.0.0.1:8474 --config proxies.json
   sockkit relay ctl toxic add redis latency latency=100 --stream downstream
+  sockkit relay systemd:web 127.0.0.1:8080        accept on the socket systemd named 'web'
 """
 
 _CONDITIONS = {"from_connection", "until_connection", "after_bytes", "after_seconds", "pattern"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("listen", nargs="?", help="endpoint to accept on")
+    parser.add_argument(
+        "listen", nargs="?", help="endpoint to accept on (also fd:N, systemd:[NAME])"
+    )
     parser.add_argument("target", nargs="?", help="endpoint to forward to")
     parser.add_argument(
         "--latency", type=float, default=0.0, metavar="MS", help="added delay per chunk (>= 0)"
@@ -119,6 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    log = logging.getLogger("sockkit.relay")
     handler = log_handler(sys.stderr, args.log_format)
     log.addHandler(handler)
     log.setLevel(args.log_level.upper())
@@ -140,13 +148,15 @@ def _run(args: argparse.Namespace) -> int:
         if not specs and api is None:
             raise UsageError("relay needs LISTEN and TARGET, or --api HOST:PORT, or --config FILE")
         _no_single_proxy_options(args)
-        run_relays(specs, api=api, on_api=_announce_api, tls=tls)
+        run_relays(specs, api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
+        notify_stopping()
         return 0
     listen = parse_endpoint(args.listen)
     target = parse_endpoint(
         args.target,
         default_transport=listen.transport if listen.is_datagram and not listen.is_unix else "tcp",
     )
+    target = resolve_service(target)  # an unknown service name is a usage error now, not per client
     faults = _faults(args, datagram=listen.is_datagram)
     _tls_options_apply(args, listen, target)
     toxics = [body for text in args.toxic for body in _toxic_spec(text, listen.is_datagram)]
@@ -155,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
         spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
         if args.send_proxy:
             spec["send_proxy"] = args.send_proxy
-        run_relays([spec, *specs], api=api, on_api=_announce_api, tls=tls)
+        run_relays([spec, *specs], api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
+        notify_stopping()
         return 0
     run_relay(
         listen,
@@ -165,15 +176,19 @@ def _run(args: argparse.Namespace) -> int:
         observers=observers,
         send_proxy=args.send_proxy,
         tls=tls,
+        on_ready=_ready,
     )
+    notify_stopping()
     return 0
+
+
+def _ready(proxies: object) -> None:
+    notify_ready()  # to systemd (Type=notify), once every proxy listens
 
 
 def _observers(args: argparse.Namespace) -> list[Any]:
     if not (args.verbose or args.hex or args.pcap):
         return []
-    from sockkit.relay._dump import make_observers
-
     return make_observers(verbose=args.verbose, hexdump=args.hex, pcap=args.pcap)
 
 
@@ -283,8 +298,8 @@ def _toxic_spec(text: str, datagram: bool) -> list[dict[str, Any]]:
 
 
 def _api_address(text: str) -> tuple[str, int]:
-    endpoint = parse_endpoint(text)
-    if endpoint.is_unix or endpoint.is_datagram:
+    endpoint = resolve_service(parse_endpoint(text))
+    if endpoint.is_unix or endpoint.is_datagram or not isinstance(endpoint.port, int):
         raise UsageError(f"--api takes HOST:PORT, not {text!r}")
     return endpoint.host or "127.0.0.1", endpoint.port
 
@@ -293,3 +308,4 @@ def _announce_api(host: str, port: int) -> None:
     where = f"[{host}]" if ":" in host else host
     sys.stderr.write(f"api on http://{where}:{port}\n")
     sys.stderr.flush()
+    notify_ready()

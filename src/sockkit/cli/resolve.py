@@ -6,8 +6,16 @@ import argparse
 import socket
 
 from sockkit import _inet
-from sockkit._endpoint import format_sockaddr, lookup, reverse_lookup
-from sockkit._errors import UsageError
+from sockkit._endpoint import (
+    Endpoint,
+    format_sockaddr,
+    lookup,
+    parse_address,
+    parse_port,
+    resolve_service,
+    reverse_lookup,
+)
+from sockkit._errors import EndpointError, UsageError
 from sockkit.cli._output import print_json, print_table
 
 DESCRIPTION = """\
@@ -60,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     host = args.host or None
     infos = lookup(
         host,
-        args.service,
+        _service_port(args.service),
         family=_FAMILIES.get(args.family or "", socket.AF_UNSPEC),
         socktype=_TYPES.get(args.type or "", 0),
         passive=args.passive,
@@ -100,24 +108,33 @@ def _proto_name(proto: int) -> str:
     return _PROTO_NAMES.get(proto, str(proto))
 
 
-def _split_addr_port(text: str) -> tuple[str, int]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 0
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        if not port.isdigit():
-            raise UsageError(f"bad address {text!r}: expected ADDR, ADDR:PORT or [IPv6]:PORT")
-        return host, int(port)
-    return text, 0
+def _service_port(text: str | None) -> int | str | None:
+    # The endpoint grammar's port rule, so 70000 is refused here as everywhere.
+    if text is None:
+        return None
+    try:
+        return parse_port(text)
+    except EndpointError as exc:
+        raise UsageError(f"bad service {text!r}: {exc.expected}") from None
+
+
+def _reverse_target(text: str) -> Endpoint:
+    bad = f"bad address {text!r}: expected ADDR, ADDR:PORT or [IPv6]:PORT"
+    try:
+        endpoint = resolve_service(parse_address(text))
+    except EndpointError as exc:
+        raise UsageError(f"bad address {text!r}: {exc.expected}") from None
+    host = endpoint.host or ""
+    try:
+        _inet.pton(host.partition("%")[0])
+    except UsageError:
+        raise UsageError(bad) from None
+    return endpoint
 
 
 def _reverse(text: str, as_json: bool) -> int:
-    host, port = _split_addr_port(text)
-    try:
-        _inet.pton(host)
-    except UsageError:
-        raise UsageError(f"bad address {text!r}: expected ADDR, ADDR:PORT or [IPv6]:PORT") from None
+    endpoint = _reverse_target(text)
+    host, port = endpoint.host or "", int(endpoint.port)
     name, service = reverse_lookup(host, port)
     result = {"address": host, "port": port, "host": name, "service": service}
     if as_json:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
+import os
 import re
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
+from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
+
+if TYPE_CHECKING:
+    from sockkit._proxy_admission import ProxyProtocol
+    from sockkit.server import ServerLog
+    from sockkit.services import ServiceSpec
 
 DESCRIPTION = """\
 Serve SERVICE (echo, discard, chargen, daytime, time, chat, or module:Class) on
@@ -31,9 +42,19 @@ examples:
   sockkit serve echo tls://127.0.0.1:7443 --tls-cert cert.pem --tls-key key.pem
   sockkit serve --engine thread --max-conns 100 --idle-timeout 30
   sockkit serve --workers 4 :8000               four processes on one port
-  sockkit serve mypkg.services:Upper 7100       your own Service subclass"""
+  sockkit serve chat :7000 --proxy-protocol 10.0.0.5/32   behind HAProxy send-proxy(-v2)
+  kill -HUP $PID                                reload: new generation, same sockets, old drains
+  sockkit serve @/etc/sockkit/chat.args         arguments from a file (one a line), re-read on reload
+  sockkit serve mypkg.services:Upper 7100       your own Service subclass
+  sockkit serve chat systemd:                   every socket systemd passed (LISTEN_FDS)
+  sockkit serve echo fd:3                       the listening socket on descriptor 3
+  sockkit serve chat --workers 4 --backplane redis://127.0.0.1:6379   one room, 4 processes"""
 
 DEFAULT_ENDPOINT = "7007"
+
+#: ``sockkit serve @FILE`` reads arguments from FILE, one per line; a reload
+#: (SIGHUP) reads it again, so changed options take effect.
+PARSER_OPTIONS = {"fromfile_prefix_chars": "@"}
 
 
 def _octal_mode(text: str) -> int:
@@ -66,6 +87,13 @@ def add_arguments(parser: CommandParser) -> None:
         default=1,
         metavar="N",
         help="processes sharing the endpoints",
+    )
+    eng.add_argument(
+        "--reload-signal",
+        default="HUP",
+        choices=("HUP", "USR1", "USR2", "none"),
+        help="start a new generation (same command line, same sockets), then drain this one"
+        " (default HUP)",
     )
     eng.add_argument(
         "--threads", type=positive_int, metavar="N", help="worker threads of the pool engine"
@@ -108,6 +136,12 @@ def add_arguments(parser: CommandParser) -> None:
         help="never serve these (wins over --allow)",
     )
     acc.add_argument(
+        "--proxy-protocol",
+        metavar="CIDR[,CIDR...]",
+        help="peers in these networks are proxies that must open with a PROXY header"
+        " (v1 or v2, within 3 s); everyone else is refused",
+    )
+    acc.add_argument(
         "--mode",
         type=_octal_mode,
         metavar="OCTAL",
@@ -122,6 +156,12 @@ def add_arguments(parser: CommandParser) -> None:
     )
     tls.add_argument(
         "--tls-client-ca", metavar="FILE", help="require client certificates signed by this CA"
+    )
+    chat = parser.add_argument_group("chat")
+    chat.add_argument(
+        "--backplane",
+        metavar="redis://HOST:PORT[/DB]",
+        help="share chat rooms through Redis pub/sub: across --workers, --engine fork and hosts",
     )
     log = parser.add_argument_group("logging")
     log.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -165,8 +205,11 @@ def _is_service_name(word: str) -> bool:
 
 
 def _is_endpoint(word: str) -> bool:
+    if word.startswith(INHERITED_PREFIXES):
+        return True  # fd:abc is then a bad endpoint, not an unknown service
+    # A port that is a name must be a known service here: ``module:Class`` is not an endpoint.
     try:
-        parse_endpoint(word)
+        resolve_service(parse_endpoint(word))
     except UsageError:
         return False
     return True
@@ -212,9 +255,11 @@ def reject_inapplicable(args: argparse.Namespace, endpoints: Sequence[str]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from sockkit.server import Limits, TLSFiles, serve
+    from sockkit.server import Limits, ServerLog, TLSFiles, make_logger, serve
 
+    _search_working_directory()
     service, endpoints = split_targets(args.targets)
+    endpoints = [text for given in endpoints for text in expand_inherited(given)]
     reject_inapplicable(args, endpoints)
     limits = replace(
         Limits(),
@@ -230,12 +275,19 @@ def run(args: argparse.Namespace) -> int:
         tls = TLSFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
     elif args.tls_key is not None or args.tls_client_ca is not None:
         raise UsageError("--tls-key and --tls-client-ca need --tls-cert FILE")
+    service_source: str | ServiceSpec = service
+    log = ServerLog(make_logger(args.log_level, args.log_format))
+    if args.backplane is not None:
+        service_source = _chat_with_backplane(service, args.backplane, log)
+    reload_command = None
+    if args.reload_signal != "none" and getattr(args, "argv", None):
+        reload_command = [sys.executable, "-m", "sockkit", *args.argv]
     # This process only serves from here on: what start-up built (modules,
     # the parser) lives until exit, so keep the collector from rescanning it
     # whenever connections' objects trigger a collection.
     gc.freeze()
     serve(
-        service,
+        service_source,
         endpoints,
         engine=args.engine,
         limits=limits,
@@ -245,7 +297,45 @@ def run(args: argparse.Namespace) -> int:
         backlog=args.backlog,
         mode=0o600 if args.mode is None else args.mode,
         workers=args.workers,
-        log_level=args.log_level,
-        log_format=args.log_format,
+        log=log,
+        reload_command=reload_command,
+        proxy_protocol=_proxy_protocol(args.proxy_protocol),
+        reload_signal=getattr(signal, f"SIG{args.reload_signal}", signal.SIGHUP),
     )
     return 0
+
+
+def _chat_with_backplane(service: str, url: str, log: ServerLog) -> ServiceSpec:
+    """The chat service with its room carried through Redis; Redis must answer now (else exit 1)."""
+    from sockkit.backplane import RedisBackplane, parse_redis_url
+    from sockkit.services import chat_spec
+
+    if service != "chat":
+        raise UsageError(f"--backplane is for the chat service, not {service!r}")
+    backplane = RedisBackplane(
+        parse_redis_url(url), log=lambda text: log.event(logging.WARNING, text)
+    )
+    backplane.check()
+    return chat_spec(backplane=backplane)
+
+
+def _proxy_protocol(text: str | None) -> ProxyProtocol | None:
+    from sockkit._proxy_admission import ProxyProtocol
+
+    if text is None:
+        return None
+    try:
+        return ProxyProtocol.from_option(text)
+    except ValueError as exc:
+        raise UsageError(f"bad --proxy-protocol {text!r}: {exc}") from None
+
+
+def _search_working_directory() -> None:
+    """Let ``serve mymod:Upper`` find ``./mymod.py``, as ``python -m`` would.
+
+    The installed ``sockkit`` script, unlike ``python -m``, does not put the
+    working directory on ``sys.path``; the library never edits it.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)

@@ -306,7 +306,8 @@ def run_listen(
         pump.run_one(first)
     finally:
         listener.close()
-        remove_socket_file(real)
+        if endpoint.fd is None:  # an inherited socket's file is its owner's
+            remove_socket_file(real)
 
 
 def in_family(endpoint: Endpoint, family: int, *, passive: bool = False) -> list[Endpoint]:

@@ -15,35 +15,22 @@ runs, through four hooks (like ``socketserver``'s ``process_request``):
 
 from __future__ import annotations
 
-import errno
 import logging
 import select
 import socket
 from abc import abstractmethod
 
+from sockkit._accept import Acceptor, SockAddr
 from sockkit._endpoint import format_sockaddr
 from sockkit._errors import translate_os_error
 from sockkit.engines._base import Engine
 from sockkit.engines._blocking import Connection
-from sockkit.server._context import (
-    REFUSED_DENY,
-    REFUSED_MAX_CONNS,
-    ServeContext,
-    StreamListener,
-)
+from sockkit.engines._contract import ServeContext, StreamListener
+from sockkit.engines._lifecycle import Drain
 
 __all__ = ["AcceptingEngine"]
 
 _logger = logging.getLogger("sockkit.engines")
-
-#: Connections taken per readiness event, so one busy listener cannot starve the others.
-_ACCEPT_BATCH = 32
-#: How long to wait before accepting again when the process is out of file descriptors.
-_EMFILE_BACKOFF = 0.1
-#: Errors meaning the process (or system) ran out of a resource: back off, retry.
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: Errors meaning only that this one client vanished before we accepted it.
-_CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT})
 
 
 class AcceptingEngine(Engine):
@@ -58,7 +45,9 @@ class AcceptingEngine(Engine):
         try:
             self._accept_until_stopped()
         finally:
-            self.drain(ctx.limits.drain_timeout)
+            drain = Drain(ctx)
+            drain.begin(self.open_count())
+            self.drain(drain)
 
     # -- hooks --------------------------------------------------------------
 
@@ -77,10 +66,11 @@ class AcceptingEngine(Engine):
         """
 
     @abstractmethod
-    def drain(self, timeout: float) -> None:
-        """Let open connections finish for up to ``timeout`` seconds, end the rest, clean up.
+    def drain(self, drain: Drain) -> None:
+        """Let open connections finish while ``drain.step()`` allows, end the rest, clean up.
 
-        Returns only when no thread or child process of this engine is left.
+        Wait in slices of at most ``drain.step()`` seconds (a second stop makes
+        it 0).  Returns only when no thread or child process of this engine is left.
         """
 
     def extra_fd(self) -> int | None:
@@ -99,76 +89,48 @@ class AcceptingEngine(Engine):
     def _accept_until_stopped(self) -> None:
         ctx = self.ctx
         poller = select.poll()
-        listeners: dict[int, StreamListener] = {}
+        acceptors: dict[int, tuple[Acceptor, StreamListener]] = {}
         for listener in ctx.listeners:
-            # Non-blocking so that a client that vanished between poll and accept
-            # (or another worker process that won the race) cannot stall the loop.
-            listener.sock.setblocking(False)
-            listeners[listener.sock.fileno()] = listener
+            # Non-blocking (Acceptor sees to it) so that a client that vanished
+            # between poll and accept, or another worker that won the race,
+            # cannot stall the loop.
+            acceptor = Acceptor(listener.sock, str(listener.endpoint), _logger.warning)
+            acceptors[listener.sock.fileno()] = (acceptor, listener)
             poller.register(listener.sock, select.POLLIN)
         poller.register(ctx.stop.fd, select.POLLIN)
         extra = self.extra_fd()
         if extra is not None:
             poller.register(extra, select.POLLIN)
         stop = ctx.stop
-        out_of_fds = False
         while not stop.is_set():
             for fd, _ in poller.poll(self.poll_timeout_ms()):
-                listener_or_none = listeners.get(fd)
-                if listener_or_none is None:
+                found = acceptors.get(fd)
+                if found is None:
                     if fd == extra:
                         self.on_extra_fd()
                     continue
-                listener = listener_or_none
-                for _ in range(_ACCEPT_BATCH):
-                    try:
-                        sock, addr = listener.sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as exc:
-                        if exc.errno in _CLIENT_GONE:
-                            continue
-                        if exc.errno not in _EXHAUSTED:
-                            where = str(listener.endpoint)
-                            raise translate_os_error(exc, "accept on", where) from exc
-                        if not out_of_fds:
-                            _logger.warning(
-                                "cannot accept on %s: %s; retrying every %.1fs",
-                                listener.endpoint,
-                                exc.strerror,
-                                _EMFILE_BACKOFF,
-                            )
-                            out_of_fds = True
-                        # Wait instead of retrying at once: the listener stays
-                        # readable, so an immediate retry would spin.
-                        stop.wait(_EMFILE_BACKOFF)
-                        break
-                    if out_of_fds:
-                        _logger.warning("accepting on %s again", listener.endpoint)
-                        out_of_fds = False
-                    self._hand_off(sock, addr, listener)
+                acceptor, listener = found
+                try:
+                    for got in acceptor.batch():
+                        if isinstance(got, float):
+                            stop.wait(got)  # the listener stays readable: never retry at once
+                            break
+                        self._hand_off(got[0], got[1], listener)
+                except OSError as exc:
+                    raise translate_os_error(exc, "accept on", str(listener.endpoint)) from exc
 
-    def _hand_off(self, sock: socket.socket, addr: object, listener: StreamListener) -> None:
+    def _hand_off(self, sock: socket.socket, addr: SockAddr, listener: StreamListener) -> None:
         ctx = self.ctx
-        if not ctx.access.open and not ctx.access.admit(_host_of(sock.family, addr)):
-            self._refuse(sock, addr, REFUSED_DENY)
-            return
-        max_conns = ctx.limits.max_conns
-        if max_conns is not None and self.open_count() >= max_conns:
-            self._refuse(sock, addr, REFUSED_MAX_CONNS)
-            return
-        reason = self.dispatch(Connection(sock, addr, listener, ctx))
+        admission = ctx.admission
+        reason: str | None = None
+        if admission.refuses_any:
+            reason = admission.admit(addr, self.open_count())
+        if reason is None:
+            reason = self.dispatch(Connection(sock, addr, listener, ctx))
         if reason is not None:
             self._refuse(sock, addr, reason)
 
-    def _refuse(self, sock: socket.socket, addr: object, reason: str) -> None:
+    def _refuse(self, sock: socket.socket, addr: SockAddr, reason: str) -> None:
         family = sock.family
         sock.close()
         self.ctx.log.refused(format_sockaddr(family, addr), reason)
-
-
-def _host_of(family: int, addr: object) -> str:
-    """The IP address ``access.admit`` wants ("" for Unix peers, which it always admits)."""
-    if family == socket.AF_UNIX or not isinstance(addr, tuple):
-        return ""
-    return str(addr[0])

@@ -21,8 +21,9 @@ What the loops already do, and we rely on:
   descriptors: see ``tests/engines/test_aio_engine.py``.)
 
 Stop: the stop signal's fd is watched with ``add_reader``.  Once it is
-readable the servers are closed (accepting stops at once), open connections
-get up to ``limits.drain_timeout`` seconds, then the rest are aborted.
+readable the servers are closed (accepting stops at once) and the drain of
+:mod:`._lifecycle` runs: listeners closed, open connections given up to
+``limits.drain_timeout`` seconds (less after a second stop), the rest aborted.
 Because uvloop closes the socket a server was created from, its server is
 given a ``dup()`` of the listening socket: the listener itself stays open
 for the server that owns it to close.
@@ -38,9 +39,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sockkit.engines._aio_accept import Acceptor
-from sockkit.engines._aio_protocol import Door, Hub, protocol_class
+from sockkit.engines._aio_protocol import Conn, Door, Hub, protocol_class
+from sockkit.engines._aio_proxy import proxied_protocol_class
 from sockkit.engines._base import Engine
-from sockkit.server._context import ServeContext, StreamListener
+from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
+from sockkit.engines._lifecycle import Drain
 
 __all__ = ["AsyncioEngine", "UvloopEngine"]
 
@@ -119,7 +122,7 @@ class UvloopEngine(AsyncioEngine):
             return _accept(hub, listener)  # admission before the handshake: see _aio_accept
         sock = listener.sock
         door = _door(hub, listener)
-        factory = protocol_class(door)
+        factory = _protocol(hub, door)
         own = sock.dup()
         try:
             if sock.family == socket.AF_UNIX:
@@ -134,9 +137,17 @@ def _door(hub: Hub, listener: StreamListener) -> Door:
     return Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
 
 
+def _protocol(hub: Hub, door: Door) -> type[Conn]:
+    """The protocol class for a listener: with ``--proxy-protocol``, one that reads the header."""
+    proxy = hub.admission.proxies
+    if proxy is None:
+        return protocol_class(door)
+    return proxied_protocol_class(door, proxy)  # type: ignore[arg-type]
+
+
 def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
     door = _door(hub, listener)
-    acceptor = Acceptor(door, listener.sock, protocol_class(door), str(listener.endpoint))
+    acceptor = Acceptor(door, listener.sock, _protocol(hub, door), str(listener.endpoint))
     acceptor.start()
     return acceptor
 
@@ -145,14 +156,14 @@ async def _serve(
     ctx: ServeContext, listen: Callable[[Hub, StreamListener], Awaitable[_Listening]]
 ) -> None:
     loop = asyncio.get_running_loop()
-    hub = Hub(loop, ctx.limits, ctx.access, ctx.log)
+    hub = Hub(loop, ctx.limits, ctx.access, ctx.log, ctx.proxy)
     servers: list[_Listening] = []
-    stop_requested: asyncio.Future[None] = loop.create_future()
+    #: Set on every stop request (the first begins the drain, a second ends it).
+    stop_seen = asyncio.Event()
 
     def on_stop() -> None:
-        loop.remove_reader(ctx.stop.fd)  # level-triggered: it would fire forever
-        if not stop_requested.done():
-            stop_requested.set_result(None)
+        ctx.stop.consume()  # level-triggered: it would fire for ever
+        stop_seen.set()
 
     loop.add_reader(ctx.stop.fd, on_stop)
     sweeper = _Sweeper(hub)
@@ -160,26 +171,33 @@ async def _serve(
     try:
         for listener in ctx.listeners:
             servers.append(await listen(hub, listener))
-        await stop_requested
+        await stop_seen.wait()
     finally:
-        loop.remove_reader(ctx.stop.fd)
         for server in servers:
             server.close()
-        await _drain(hub, ctx.limits.drain_timeout)
+        drain = Drain(ctx)
+        drain.begin(len(hub.conns))
+        await _drain(hub, drain, stop_seen)
+        loop.remove_reader(ctx.stop.fd)
         sweeper.cancel()
         for server in servers:
             await server.wait_closed()
 
 
-async def _drain(hub: Hub, timeout: float) -> None:
-    """Give open connections ``timeout`` seconds to end, then abort the rest and wait for them."""
+async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
+    """Let open connections end while ``drain`` allows, then abort the rest and wait for them."""
     hub.stopping = True
-    if hub.conns:
-        hub.drained = hub.loop.create_future()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(hub.drained), timeout)
+    while hub.conns:
+        left = drain.remaining()
+        if left <= 0:
+            break
+        hub.drained = drained = hub.loop.create_future()
+        stop_seen.clear()
+        again = asyncio.ensure_future(stop_seen.wait())
+        await asyncio.wait({drained, again}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        again.cancel()
     for conn in list(hub.conns):
-        conn.abort("stopped")
+        conn.abort(CloseReason.SERVER_STOPPING)
     # Aborted transports report connection_lost on a later loop turn.
     for _ in range(100):
         if not hub.conns:

@@ -28,24 +28,15 @@ starts reading right after ``connection_made`` even if it paused reading.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 from collections.abc import Callable
 
+from sockkit._accept import AsyncAcceptor, SockAddr
 from sockkit._endpoint import format_sockaddr
 from sockkit.engines._aio_protocol import Door
 
-__all__ = ["ACCEPT_BATCH", "EMFILE_BACKOFF", "Acceptor"]
-
-#: Connections taken per readiness event.
-ACCEPT_BATCH = 64
-#: Seconds to wait before accepting again once the process is out of descriptors.
-EMFILE_BACKOFF = 0.5
-
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: The client went away between the kernel's accept queue and us: just go on.
-_CLIENT_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT})
+__all__ = ["Acceptor"]
 
 _logger = logging.getLogger("sockkit.engines")
 
@@ -53,8 +44,11 @@ _logger = logging.getLogger("sockkit.engines")
 class Acceptor:
     """Accepts on one listening socket and hands each connection to the loop.
 
-    ``start()`` begins (and after a back-off resumes) accepting; ``close()``
-    stops at once; ``wait_closed()`` waits for connections still being set up.
+    The accepting itself (batches, the back-off) is :class:`AsyncAcceptor`'s;
+    this adds what the engine needs: admission before a TLS handshake, and
+    adopting each socket into a transport.  ``start()`` begins accepting;
+    ``close()`` stops at once; ``wait_closed()`` waits for connections still
+    being set up.
     """
 
     def __init__(
@@ -66,30 +60,19 @@ class Acceptor:
     ) -> None:
         self._door = door
         self._loop = door.hub.loop
-        self._sock = sock
-        self._fd = sock.fileno()
         self._factory = protocol_factory
-        self._where = where
-        self._retry: asyncio.TimerHandle | None = None
-        self._exhausted = False
-        self._closed = False
+        self._accepting = AsyncAcceptor(
+            sock, self._accepted, where=where, warn=_logger.warning, loop=self._loop
+        )
         self._adopting: set[asyncio.Task[None]] = set()
         # Only TLS peers are admitted here; plain ones in connection_made.
         self._admits_here = door.tls is not None
 
     def start(self) -> None:
-        self._retry = None
-        if not self._closed:
-            self._sock.setblocking(False)
-            self._loop.add_reader(self._fd, self._accept)
+        self._accepting.start()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._loop.remove_reader(self._fd)
-        if self._retry is not None:
-            self._retry.cancel()
+        self._accepting.close()
 
     async def wait_closed(self) -> None:
         """Cancel connections still in their TLS handshake (the drain is over) and wait."""
@@ -98,43 +81,16 @@ class Acceptor:
         if self._adopting:
             await asyncio.gather(*self._adopting, return_exceptions=True)
 
-    def _accept(self) -> None:
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, addr = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in _CLIENT_GONE:
-                    continue
-                if exc.errno in _EXHAUSTED:
-                    self._back_off(exc)
-                    return
-                raise  # the loop logs it and keeps serving
-            if self._exhausted:
-                self._exhausted = False
-                _logger.warning("accepting on %s again", self._where)
-            if self._admits_here:
-                reason = self._door.refusal(addr, len(self._adopting))
-                if reason is not None:
-                    conn.close()
-                    self._refused(addr, reason)
-                    continue
-            task = self._loop.create_task(self._adopt(conn, addr))
-            self._adopting.add(task)
-            task.add_done_callback(self._adopting.discard)
-
-    def _back_off(self, exc: OSError) -> None:
-        if not self._exhausted:
-            self._exhausted = True
-            _logger.warning(
-                "cannot accept on %s: %s; retrying every %.1fs",
-                self._where,
-                exc.strerror,
-                EMFILE_BACKOFF,
-            )
-        self._loop.remove_reader(self._fd)
-        self._retry = self._loop.call_later(EMFILE_BACKOFF, self.start)
+    def _accepted(self, conn: socket.socket, addr: SockAddr) -> None:
+        if self._admits_here:
+            reason = self._door.refusal(addr, len(self._adopting))
+            if reason is not None:
+                conn.close()
+                self._refused(addr, reason)
+                return
+        task = self._loop.create_task(self._adopt(conn, addr))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
 
     async def _adopt(self, conn: socket.socket, addr: object) -> None:
         door = self._door

@@ -1,5 +1,8 @@
 """The asyncio Protocol that joins one transport to one :class:`~sockkit.services.Service`.
 
+(Over 400 lines: the unlogged hot-path protocol and its counting variant are
+kept side by side so the per-message differences stay visible.)
+
 Callback order (asyncio's, see ``asyncio.protocols``)::
 
     connection_made → data_received* → [eof_received] → connection_lost
@@ -29,8 +32,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
+from sockkit._accept import TrustedProxies
 from sockkit._endpoint import format_sockaddr
-from sockkit.server._context import AccessList, ConnectionLog, Limits
+from sockkit.engines._contract import (
+    AccessList,
+    Admission,
+    CloseReason,
+    ConnectionLog,
+    Limits,
+    service_error,
+)
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_class"]
@@ -52,6 +63,7 @@ class Hub:
 
     __slots__ = (
         "access",
+        "admission",
         "conns",
         "custom_water",
         "drained",
@@ -68,12 +80,14 @@ class Hub:
         limits: Limits,
         access: AccessList,
         log: ConnectionLog,
+        proxy: TrustedProxies | None = None,
     ) -> None:
         self.loop = loop
         #: The thread running ``loop`` (a Hub is made on it).
         self.thread = threading.get_ident()
         self.limits = limits
         self.access = access
+        self.admission = Admission(access, limits.max_conns, proxy)
         self.log = log
         #: Every admitted connection: counted for
         #: ``max_conns``, swept for timeouts, closed at the end of a drain.
@@ -128,7 +142,9 @@ class Door:
         # permissions); with neither rules nor max_conns admission is free.
         # TLS connections are admitted by the acceptor, before the handshake.
         checks_access = not hub.access.open and family != socket.AF_UNIX
-        self.gate = checks_access or hub.limits.max_conns is not None
+        self.gate = (
+            checks_access or hub.limits.max_conns is not None or hub.admission.proxies is not None
+        )
         self.simple = not (self.gate or tls or self.logs or self.custom_water)
         if tls is not None:
             self.gate = False
@@ -140,13 +156,7 @@ class Door:
         handshakes under way), so ``max_conns`` holds for them too.
         """
         hub = self.hub
-        max_conns = hub.limits.max_conns
-        if max_conns is not None and len(hub.conns) + pending >= max_conns:
-            return "max-conns"
-        unix = self.family == socket.AF_UNIX
-        if not hub.access.open and not unix and name and not hub.access.admit(name[0]):
-            return "deny"
-        return None
+        return hub.admission.admit(name, len(hub.conns) + pending)
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         name = transport.get_extra_info("peername")
@@ -205,7 +215,10 @@ class Conn(asyncio.Protocol):
         service = self._service
         out = service.received(data)
         if out:
-            self._transport.write(out)
+            try:
+                self._transport.write(out)
+            except RuntimeError:
+                pass  # after write_eof(): returned after HALF_CLOSE, dropped as on every engine
         if service.state or service.producing:
             self._settle()
 
@@ -233,7 +246,7 @@ class Conn(asyncio.Protocol):
         transport = self._transport
         transport.pause_reading()
         if transport.get_write_buffer_size() > self._door.hub.limits.output_cap:
-            self.abort("output-cap")
+            self.abort(CloseReason.OUTPUT_CAP)
 
     def resume_writing(self) -> None:
         self._paused = False
@@ -316,9 +329,12 @@ class Conn(asyncio.Protocol):
 
     def _send(self, out: bytes) -> None:
         transport = self._transport
-        transport.write(out)
+        try:
+            transport.write(out)
+        except RuntimeError:
+            return  # after write_eof(): returned after HALF_CLOSE, dropped as on every engine
         if self._paused and transport.get_write_buffer_size() > self._door.hub.limits.output_cap:
-            self.abort("output-cap")
+            self.abort(CloseReason.OUTPUT_CAP)
 
     def _settle(self) -> None:
         """Act on ``state`` and ``producing`` after a service call."""
@@ -421,8 +437,7 @@ class CountedConn(Conn):
         service = self._service
         out = service.received(data)
         if out:
-            self._nout += len(out)
-            self._transport.write(out)
+            self._send(out)
         if service.state or service.producing:
             self._settle()
 
@@ -442,7 +457,12 @@ class CountedConn(Conn):
         log = self._door.hub.log
         reason = self._close_reason
         if reason is None and exc is not None:
-            reason = str(exc) or type(exc).__name__
+            # A transport reports a socket error as an OSError; anything else
+            # came out of the service (the loop caught it in a callback).
+            if isinstance(exc, OSError):
+                reason = str(exc) or type(exc).__name__
+            else:
+                reason = service_error(exc)
         duration = self._door.hub.loop.time() - self._started
         log.closed(self._peer, self._nin, self._nout, duration, reason)
 
@@ -455,11 +475,11 @@ class CountedConn(Conn):
             self._idle_mark = moved
             self._idle_since = now
         elif limits.idle_timeout is not None and now - self._idle_since >= limits.idle_timeout:
-            self.abort("idle-timeout")
+            self.abort(CloseReason.IDLE_TIMEOUT)
             return
         pending = transport.get_write_buffer_size()
         if pending > limits.output_cap:
-            self.abort("output-cap")
+            self.abort(CloseReason.OUTPUT_CAP)
             return
         if limits.send_timeout is None:
             return
@@ -468,7 +488,7 @@ class CountedConn(Conn):
             self._send_mark = mark
             self._send_since = now
         elif now - self._send_since >= limits.send_timeout:
-            self.abort("send-timeout")
+            self.abort(CloseReason.SEND_TIMEOUT)
 
 
 def protocol_class(door: Door) -> type[Conn]:

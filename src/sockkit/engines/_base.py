@@ -1,24 +1,28 @@
 """The engine contract.
 
-An engine is a driver: it takes a :class:`~sockkit.server._context.ServeContext`
+An engine is a driver: it takes a :class:`~sockkit.engines._contract.ServeContext`
 (listening sockets, a service factory per listener, limits, access rules, a log
 and a stop signal) and serves stream connections until the stop signal is set.
 
 Every engine promises the same:
 
-- For each accepted connection: refuse at once (close, ``log.refused``) when
-  ``access.admit`` says no or ``limits.max_conns`` connections are already open;
-  otherwise do the TLS handshake where the listener has a context (bounded by
+- Accept through :mod:`sockkit._accept` (batches; out of descriptors: one log
+  line, the shared back-off, never a busy loop).  For each accepted
+  connection: refuse at once (close, ``log.refused``) when
+  ``ctx.admission.admit`` gives a :class:`~sockkit._accept.Refusal`; otherwise
+  do the TLS handshake where the listener has a context (bounded by
   ``limits.handshake_timeout``), then drive one :class:`~sockkit.services.Service`
   by its call grammar, with ``log.opened``/``log.closed`` around it.
 - Output: send at once, buffer the rest; above ``limits.high_water`` stop asking
   the service to produce and stop reading from the peer; past
   ``limits.output_cap``, or without progress for ``limits.send_timeout``,
-  disconnect.  ``limits.idle_timeout`` closes a silent connection.
-- EMFILE/ENFILE in accept: log once, back off, retry; never a busy loop.
-- When ``stop`` is set: stop accepting at once (listening sockets stay open for
-  the server to close), let open connections finish for up to
-  ``limits.drain_timeout`` seconds, then close them, and return from
+  disconnect.  ``limits.idle_timeout`` closes a silent connection.  Every
+  close an engine decides is logged with a
+  :class:`~sockkit.engines._contract.CloseReason`, the same text on every engine.
+- When ``stop`` is set: follow :mod:`sockkit.engines._lifecycle` -- stop
+  accepting, call ``Drain.begin`` (listeners closed at once), let open
+  connections go on while ``Drain.remaining()`` allows (a second stop ends it),
+  close the rest with ``CloseReason.SERVER_STOPPING``, and return from
   :meth:`Engine.run` with no thread or child process left behind.
 """
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from sockkit.server._context import ServeContext
+from sockkit.engines._contract import ServeContext
 
 __all__ = ["Engine"]
 

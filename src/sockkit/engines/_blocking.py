@@ -1,5 +1,8 @@
 """One connection, served in the calling thread: the loop the fork, thread and pool engines share.
 
+(Over 400 lines: the TLS handshake, the pump around the core and the blocking
+echo fast path are one connection's three phases and share its fds and lock.)
+
 :meth:`Connection.run` joins one accepted socket to one
 :class:`~sockkit.services.Service` and returns when the connection is over.  The
 three classic engines differ only in *where* it runs (a child process, a new
@@ -14,11 +17,12 @@ two rooms' members wake each other while holding their own locks); a poll on
 one more fd costs about a tenth of a request's CPU and keeps every service
 call on one thread.
 
-Output follows the engine contract: send at once, keep what the kernel did
-not take in ``pending``; at ``high_water`` stop reading (and producing) until
-the peer drains it below ``low_water``; past ``output_cap``, or with no send
-progress for ``send_timeout``, disconnect.  ``idle_timeout`` counts from the
-last byte moved either way.
+The rules (output buffer, water marks, cap, deadlines, half-close order,
+close reasons) are :class:`~sockkit.engines._core.ConnectionCore`'s;
+:meth:`Connection._pump` only moves bytes and waits.  A service that only
+answers what it is sent (echo), with no timeouts, takes a blocking fast path
+(:meth:`Connection._serve_replies`), where the kernel's socket buffer is the
+output buffer.
 """
 
 from __future__ import annotations
@@ -34,9 +38,19 @@ import ssl
 import threading
 import time
 
+from sockkit._accept import Refusal
 from sockkit._endpoint import format_sockaddr
-from sockkit.server._context import REFUSED_TLS, ServeContext, StreamListener
-from sockkit.services._base import CLOSE, HALF_CLOSE, Service
+from sockkit._proxy_admission import ProxiedPeer, ProxyStage, read_header_blocking
+from sockkit._proxy_protocol import ProxyHeaderError
+from sockkit.engines._contract import (
+    REFUSED_TLS,
+    CloseReason,
+    ServeContext,
+    StreamListener,
+    service_error,
+)
+from sockkit.engines._core import ConnectionCore, EndOfStream, tick_interval
+from sockkit.services._base import CLOSE, Service
 
 __all__ = ["Aborted", "Connection"]
 
@@ -81,6 +95,7 @@ class Connection:
         "bytes_in",
         "bytes_out",
         "ctx",
+        "first",
         "listener",
         "sock",
     )
@@ -98,6 +113,8 @@ class Connection:
         self.buffer: memoryview | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        #: Bytes read with a PROXY header that belong to the service.
+        self.first = b""
         self._efd = -1
         self._closed = False
         # Guards the fds against being closed while another thread uses them:
@@ -130,10 +147,16 @@ class Connection:
         try:
             if self.aborted:
                 self._close()
-                log.refused(peer, "server stopping")
+                log.refused(peer, CloseReason.SERVER_STOPPING)
                 return
             if isinstance(self.addr, tuple):  # TCP: answers must not wait for Nagle
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            via = None
+            if ctx.proxy is not None:
+                proxied = self._proxy_header(peer)
+                if proxied is None:
+                    return
+                peer, via = proxied.peer, proxied.via
             if self.listener.tls is not None and not self._handshake(peer):
                 return
             service = self.listener.factory()
@@ -149,17 +172,20 @@ class Connection:
         logging_on = log.enabled
         if logging_on:
             started = time.monotonic()
-            log.opened(peer, str(self.listener.endpoint))
+            if via is None:
+                log.opened(peer, str(self.listener.endpoint))
+            else:
+                log.opened(peer, str(self.listener.endpoint), via)
         reason: str | None = "error"
         try:
             reason = self._serve(service, peer)
         except Aborted:
-            reason = "server stopping"
+            reason = CloseReason.SERVER_STOPPING
         except OSError as exc:
-            reason = "server stopping" if self.aborted else _describe(exc)
+            reason = CloseReason.SERVER_STOPPING if self.aborted else _describe(exc)
         except Exception as exc:
             _logger.exception("service %s failed for %s", type(service).__name__, peer)
-            reason = f"service error: {type(exc).__name__}"
+            reason = service_error(exc)
         finally:
             try:
                 service.closed()
@@ -169,6 +195,23 @@ class Connection:
             if logging_on:
                 duration = time.monotonic() - started
                 log.closed(peer, self.bytes_in, self.bytes_out, duration, reason)
+
+    def _proxy_header(self, peer: str) -> ProxiedPeer | None:
+        """Read the PROXY header in time and admit the client it names; else log, close, None."""
+        assert self.ctx.proxy is not None
+        stage = ProxyStage(self.addr)  # type: ignore[arg-type]
+        try:
+            proxied = read_header_blocking(self.sock, stage, self.ctx.proxy.timeout)
+        except ProxyHeaderError as exc:
+            self.ctx.log.refused(peer, CloseReason.SERVER_STOPPING if self.aborted else str(exc))
+            self._close()
+            return None
+        if not self.ctx.access.admit(proxied.address):
+            self.ctx.log.refused(proxied.peer, Refusal.DENY)
+            self._close()
+            return None
+        self.first = proxied.leftover
+        return proxied
 
     def _handshake(self, peer: str) -> bool:
         """Do the TLS handshake within ``handshake_timeout``; on failure log, close, say False."""
@@ -188,7 +231,7 @@ class Connection:
             tls.do_handshake()
         except (OSError, ValueError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-            reason = "server stopping" if self.aborted else f"{REFUSED_TLS}: {why}"
+            reason = CloseReason.SERVER_STOPPING if self.aborted else f"{REFUSED_TLS}: {why}"
             self.ctx.log.refused(peer, reason)
             self._close()
             return False
@@ -205,24 +248,33 @@ class Connection:
             self.sock.close()
 
     def _serve(self, service: Service, peer: str) -> str | None:
-        """The loop proper; returns the close reason (``None``: a normal end).
+        """Serve to the end; returns the close reason (``None``: a normal end).
 
-        Socket errors propagate (the caller turns them into a reason).  Locals
-        stand in for attributes on the per-message path; ``bytes_in``/``out``
-        are written back however the loop ends.
+        Socket errors propagate (the caller turns them into a reason).  A
+        service that only answers what it is sent, without timeouts, takes
+        the blocking fast path; every other one is pumped around the core.
         """
         limits = self.ctx.limits
         if (
             type(service).produce is Service.produce
+            and not self.first
             and limits.idle_timeout is None
             and limits.send_timeout is None
         ):
             return self._serve_replies(service, peer)
+        core = ConnectionCore(service, limits)
+        try:
+            return self._pump(core, peer)
+        finally:
+            self.bytes_in, self.bytes_out = core.bytes_in, core.bytes_out
+
+    def _pump(self, core: ConnectionCore, peer: str) -> str | None:
+        """The I/O pump around :class:`ConnectionCore`: sockets and waiting here, rules there."""
         sock = self.sock
         efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         with self._lock:
             self._efd = efd
-        service.wakeup = self._wake
+        core.service.wakeup = self._wake
         sock.setblocking(False)
         poller = select.poll()
         poller.register(efd, _POLLIN)
@@ -234,109 +286,77 @@ class Connection:
         # threshold (128 KiB) that is an mmap/munmap pair per message.
         buffer = self._read_buffer()
         recv_into = sock.recv_into
-        send = sock.send
-        high, low, cap = limits.high_water, limits.low_water, limits.output_cap
-        idle, send_timeout = limits.idle_timeout, limits.send_timeout
-        timed = idle is not None or send_timeout is not None
         tls = sock if isinstance(sock, ssl.SSLSocket) else None
-        pending = bytearray()  # output the kernel has not taken yet
-        reading = True  # until the peer's EOF (or the service's CLOSE)
-        shut_wr = False
+        interval = tick_interval(self.ctx.limits)
+        timeout_ms = -1 if interval is None else int(interval * 1000) + 1
+        next_tick = 0.0 if interval is None else time.monotonic() + interval
         mask = 0
-        bytes_in = bytes_out = 0
-        last_io = last_sent = time.monotonic()
-        timeout_ms = -1
-        try:
-            out = service.connected(peer)
-            while True:
-                if out:
-                    if shut_wr:
-                        pass  # the service spoke after its own half-close: nowhere to send it
-                    elif pending:
-                        pending += out
-                        if len(pending) > cap:
-                            return "output cap exceeded"
+        core.start(peer)
+        if self.first:  # what followed a PROXY header: the service's first bytes
+            core.receive(self.first)
+        while True:
+            self._send_all_possible(core)
+            if core.should_close:
+                return core.close_reason
+            if tls is not None and core.wants_read and tls.pending():
+                events = [(sock_fd, _POLLIN)]  # decrypted bytes already wait in the TLS layer
+            else:
+                want = (_POLLIN if core.wants_read else 0) | (_POLLOUT if core.wants_write else 0)
+                if want != mask:
+                    poller.modify(sock_fd, want)
+                    mask = want
+                events = poll(timeout_ms)
+            if interval is not None:
+                now = time.monotonic()
+                if now >= next_tick:
+                    core.tick(now)
+                    next_tick = now + interval
+            for fd, ev in events:
+                if fd == efd:
+                    with contextlib.suppress(BlockingIOError):
+                        os.eventfd_read(efd)
+                    if self.aborted:
+                        return CloseReason.SERVER_STOPPING
+                    continue
+                if core.wants_read and ev & (_POLLIN | _POLLGONE):
+                    try:
+                        n = recv_into(buffer)
+                    except _WOULD_BLOCK:
+                        continue
+                    if n:
+                        core.receive(buffer[:n].tobytes())
+                    elif self.aborted:
+                        return CloseReason.SERVER_STOPPING
                     else:
-                        try:
-                            sent = send(out)
-                        except _WOULD_BLOCK:
-                            sent = 0
-                        bytes_out += sent
-                        if sent < len(out):
-                            pending += memoryview(out)[sent:]
-                            if len(pending) > cap:
-                                return "output cap exceeded"
-                        if timed:
-                            last_io = last_sent = time.monotonic()
-                    out = b""
-                state = service.state
-                if state:
-                    reading = reading and state == HALF_CLOSE
-                    if not pending:
-                        if state == CLOSE:
-                            return service.close_reason
-                        if not shut_wr:
-                            sock.shutdown(socket.SHUT_WR)
-                            shut_wr = True
-                        if not reading:
-                            return service.close_reason  # both directions are done
-                if service.producing and state != CLOSE and not shut_wr and len(pending) < low:
-                    out = service.produce(high - len(pending))
-                    if out:
-                        continue
-                if tls is not None and reading and tls.pending():
-                    events = [(sock_fd, _POLLIN)]  # decrypted bytes already wait in the TLS layer
-                else:
-                    want = (_POLLIN if reading and len(pending) < high else 0) | (
-                        _POLLOUT if pending else 0
-                    )
-                    if want != mask:
-                        poller.modify(sock_fd, want)
-                        mask = want
-                    if timed:
-                        timeout_ms = _timeout_ms(idle, send_timeout, last_io, last_sent, pending)
-                        if timeout_ms == 0:
-                            return _expired(idle, send_timeout, last_io, last_sent, pending)
-                    events = poll(timeout_ms)
-                for fd, ev in events:
-                    if fd == efd:
-                        with contextlib.suppress(BlockingIOError):
-                            os.eventfd_read(efd)
-                        if self.aborted:
-                            return "server stopping"
-                        continue
-                    if pending and ev & (_POLLOUT | _POLLGONE):
-                        try:
-                            sent = send(pending)
-                        except _WOULD_BLOCK:
-                            sent = 0
-                        if sent:
-                            del pending[:sent]
-                            bytes_out += sent
-                            if timed:
-                                last_io = last_sent = time.monotonic()
-                    if reading and ev & (_POLLIN | _POLLGONE):
-                        try:
-                            n = recv_into(buffer)
-                        except _WOULD_BLOCK:
-                            continue
-                        if timed:
-                            last_io = time.monotonic()
-                        if n:
-                            bytes_in += n
-                            out = service.received(buffer[:n].tobytes())
-                        else:
-                            reading = False
-                            if self.aborted:
-                                return "server stopping"
-                            out = service.eof_received()
-                    elif ev & _POLLGONE and not pending:
-                        # Not reading and nothing to send, yet the socket reports
-                        # hang-up: the peer is gone.  Polling on would spin.
-                        return "server stopping" if self.aborted else "peer closed"
-        finally:
-            self.bytes_in = bytes_in
-            self.bytes_out = bytes_out
+                        core.receive_eof()
+                elif ev & _POLLGONE and not core.out:
+                    # Not reading and nothing to send, yet the socket reports
+                    # hang-up: the peer is gone.  Polling on would spin.
+                    return CloseReason.SERVER_STOPPING if self.aborted else "peer closed"
+
+    def _send_all_possible(self, core: ConnectionCore) -> None:
+        """Send what the core holds until the socket is full; let a producer fill the room."""
+        send = self.sock.send
+        while not core.should_close:
+            data = core.data_to_send()
+            if isinstance(data, EndOfStream):
+                self.sock.shutdown(socket.SHUT_WR)
+                core.fin_sent()
+                continue
+            if data:
+                size = len(data)
+                try:
+                    sent = send(data)
+                except _WOULD_BLOCK:
+                    sent = 0
+                core.sent(sent)
+                if sent < size:
+                    return  # the socket is full: wait for POLLOUT
+                continue
+            before = core.bytes_out + len(core.out)
+            core.writable()
+            if core.bytes_out + len(core.out) == before and not core.fin_due:
+                return  # the service has nothing more for now
 
     def _read_buffer(self) -> memoryview:
         if self.buffer is None or len(self.buffer) != self.ctx.limits.read_size:
@@ -371,6 +391,7 @@ class Connection:
         bulk_size = min(self.ctx.limits.read_size, 64 * 1024)
         bulk = False
         sendall = sock.sendall
+        cap = self.ctx.limits.output_cap
         reading = True
         shut_wr = False
         bytes_in = bytes_out = 0
@@ -378,6 +399,14 @@ class Connection:
             out = service.connected(peer)
             while True:
                 if out and not shut_wr:
+                    if len(out) > cap:
+                        # What the kernel does not take at once is the output
+                        # buffer, as on every engine: past the cap, disconnect.
+                        sent = _send_now(sock, out)
+                        bytes_out += sent
+                        if len(out) - sent > cap:
+                            return CloseReason.OUTPUT_CAP
+                        out = out[sent:]
                     sendall(out)
                     bytes_out += len(out)
                 state = service.state
@@ -400,7 +429,7 @@ class Connection:
                     out = service.received(data)
                 else:
                     if self.aborted:
-                        return "server stopping"
+                        return CloseReason.SERVER_STOPPING
                     reading = False
                     out = service.eof_received()
         finally:
@@ -408,37 +437,15 @@ class Connection:
             self.bytes_out = bytes_out
 
 
-def _timeout_ms(
-    idle: float | None,
-    send_timeout: float | None,
-    last_io: float,
-    last_sent: float,
-    pending: bytearray,
-) -> int:
-    """Milliseconds until the nearest of the idle and send deadlines (-1: none applies)."""
-    deadline = None
-    if idle is not None:
-        deadline = last_io + idle
-    if send_timeout is not None and pending:
-        sent_by = last_sent + send_timeout
-        deadline = sent_by if deadline is None else min(deadline, sent_by)
-    if deadline is None:
-        return -1
-    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
-
-
-def _expired(
-    idle: float | None,
-    send_timeout: float | None,
-    last_io: float,
-    last_sent: float,
-    pending: bytearray,
-) -> str:
-    """Which deadline passed, as a close reason."""
-    now = time.monotonic()
-    if send_timeout is not None and pending and now >= last_sent + send_timeout:
-        return "send timeout"
-    return "idle timeout"
+def _send_now(sock: socket.socket, data: bytes) -> int:
+    """Send what the kernel takes without waiting; the socket stays blocking."""
+    sock.setblocking(False)
+    try:
+        return sock.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError):
+        return 0
+    finally:
+        sock.setblocking(True)
 
 
 def _peer_text(addr: object) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from sockkit.engines._accept import AcceptingEngine, _logger
 from sockkit.engines._blocking import Aborted, Connection
+from sockkit.engines._lifecycle import Drain
 
 __all__ = ["ForkEngine"]
 
@@ -132,15 +133,14 @@ class ForkEngine(AcceptingEngine):
                     stream.flush()
             os._exit(code)
 
-    def drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def drain(self, drain: Drain) -> None:
         try:
             self._reap()
             while self._children:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                step = drain.step()
+                if step <= 0:
                     break
-                self._wait_for_exit(left)
+                self._wait_for_exit(step)
             self._signal_children(signal.SIGTERM, _TERM_GRACE)
             self._signal_children(signal.SIGKILL, None)
         finally:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 
 from sockkit.engines._accept import AcceptingEngine, _logger
 from sockkit.engines._blocking import Connection
+from sockkit.engines._lifecycle import Drain
 
 __all__ = ["PoolEngine"]
 
@@ -69,14 +69,9 @@ class PoolEngine(AcceptingEngine):
                     self._live.discard(conn)
                     self._ended.notify_all()
 
-    def drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def drain(self, drain: Drain) -> None:
         with self._lock:
-            while self._live:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._ended.wait(left)
+            drain.wait(self._ended, lambda: self._live)
             live = list(self._live)
         # Queued connections are ended too: run() sees the abort and refuses them.
         for conn in live:

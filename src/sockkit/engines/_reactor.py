@@ -5,17 +5,18 @@ chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`
 
 - Every registered fd has a handler, a bound method ``handler(mask)``; the
   loop is ``for fd, mask in wait(timeout): handlers[fd](mask)``, nothing more.
-- Listeners are non-blocking; each readiness accepts up to ``_ACCEPT_BATCH``
-  connections.  Refusals (deny, max-conns, select's fd limit) close at once.
-  EMFILE/ENFILE stop watching the listeners until a connection closes or a
-  short back-off passes: never a busy loop.
+- Listeners are accepted by :class:`sockkit._accept.Acceptor` (batches, the
+  shared back-off).  Refusals (deny, max-conns, select's fd limit) close at
+  once.  Out of descriptors, the listeners are not watched until a connection
+  closes or the back-off passes: never a busy loop.
 - Timeouts (idle, send, TLS handshake, EMFILE back-off, drain) are served by
-  one coarse sweep every ``min(timeout / 2, 1 s)`` that compares each
-  connection's byte counters with the marks it left last time, so no
+  one coarse sweep every ``min(timeout / 2, 1 s)``; idle and send deadlines
+  are each connection core's ``tick``, read from byte counters, so no
   per-message timestamps.  With none of them configured, ``wait`` blocks
   without a timeout and no clock is read.
-- ``ctx.stop.fd`` is watched: on stop the listeners are unregistered at once,
-  open connections may go on for ``limits.drain_timeout``, then are closed.
+- ``ctx.stop.fd`` is watched: on stop the listeners are unregistered and
+  closed at once, then the drain of :mod:`._lifecycle` runs (a second stop
+  closes what is left at once).
 - ``wakeup`` from another thread goes through a self-pipe.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -33,33 +33,28 @@ import threading
 import time
 from typing import ClassVar
 
+from sockkit._accept import ACCEPT_BATCH, Acceptor, SockAddr
 from sockkit._endpoint import format_sockaddr
-from sockkit._errors import SockkitError
+from sockkit._errors import SockkitError, translate_os_error
 from sockkit.engines._base import Engine
+from sockkit.engines._contract import CloseReason, ServeContext, StreamListener, service_error
+from sockkit.engines._lifecycle import Drain
 from sockkit.engines._reactor_conn import Connection, TlsConnection
-from sockkit.engines._reactor_poll import READ, WRITE, EpollPoller, Poller, PollPoller, SelectPoller
-from sockkit.server._context import ServeContext, StreamListener
+from sockkit.engines._reactor_poll import READ, EpollPoller, Poller, PollPoller, SelectPoller
+from sockkit.engines._reactor_proxy import ProxiedConnection
 
 __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
 
 _log = logging.getLogger("sockkit.engines.reactor")
 
-#: Most connections accepted per listener readiness, so one busy listener
-#: cannot starve the connections already open.
-_ACCEPT_BATCH = 64
 #: Coarsest sweep period: timeouts fire at most this late (plus half the timeout).
 _MAX_TICK = 1.0
-#: EMFILE back-off: first delay, doubled up to the last.
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 1.0
-_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-_RETRY = (BlockingIOError, InterruptedError)
 
 
 class _Acceptor:
-    """A listener as the reactor sees it: its handler accepts a batch."""
+    """A listener as the reactor sees it: its handler accepts a batch (policy: sockkit._accept)."""
 
-    __slots__ = ("family", "kind", "listener", "local", "proto", "reactor", "sock")
+    __slots__ = ("acceptor", "family", "listener", "local", "reactor", "sock")
 
     def __init__(self, reactor: _Reactor, listener: StreamListener) -> None:
         self.reactor = reactor
@@ -68,31 +63,24 @@ class _Acceptor:
         self.local = str(listener.endpoint)
         # Read once: socket.family converts to an enum on every access.
         self.family = int(listener.sock.family)
-        self.kind = int(listener.sock.type)
-        self.proto = listener.sock.proto
+        self.acceptor = Acceptor(listener.sock, self.local, _log.warning)
 
     def on_readable(self, mask: int) -> None:
-        # The C-level accept: socket.accept() wraps the same call but reads the
-        # listener's family and type as enums for every connection it returns.
-        accept = self.sock._accept  # type: ignore[attr-defined]
-        family, kind, proto = self.family, self.kind, self.proto
-        make = socket.socket
         reactor = self.reactor
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                fd, addr = accept()
-                sock = make(family, kind, proto, fd)
-            except _RETRY:
-                return
-            except OSError as exc:
-                if exc.errno in _OUT_OF_FDS:
-                    reactor.back_off(exc)
+        accept = self.acceptor.accept  # Acceptor.batch() unrolled: this is per connection
+        try:
+            for _ in range(ACCEPT_BATCH):
+                got = accept()
+                if got is None:
                     return
-                # ECONNABORTED and friends: that client gave up; try the next.
-                continue
-            reactor.admit(self, sock, addr)
-            if reactor.stopping or reactor.backing_off:
-                return
+                if isinstance(got, float):
+                    reactor.back_off(got)
+                    return
+                reactor.admit(self, *got)
+                if reactor.stopping or reactor.backing_off:
+                    return
+        except OSError as exc:
+            raise translate_os_error(exc, "accept on", self.local) from exc
 
 
 class _Reactor:
@@ -108,10 +96,10 @@ class _Reactor:
         self.stopping = False
         self.done = False
         self.backing_off = False
-        self._backoff_delay = _BACKOFF_FIRST
-        self._out_of_fds_logged = False
+        # None when nobody can be refused: the admission call is skipped.
+        self._admission = ctx.admission if ctx.admission.refuses_any else None
         self._resume_at = 0.0
-        self._drain_deadline = 0.0
+        self._drain = Drain(ctx)
         self._thread_id = threading.get_ident()
         self._woken: collections.deque[Connection] = collections.deque()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -123,9 +111,13 @@ class _Reactor:
         self._tls = any(listener.tls is not None for listener in ctx.listeners)
         if self._tls:
             periods.append(limits.handshake_timeout / 2)
+        if ctx.proxy is not None:
+            periods.append(ctx.proxy.timeout / 4)
         #: Sweep period, or None when no per-connection timeout is configured.
         self._tick: float | None = (
-            min(periods) if limits.idle_timeout or limits.send_timeout or self._tls else None
+            min(periods)
+            if limits.idle_timeout or limits.send_timeout or self._tls or ctx.proxy
+            else None
         )
         self._next_sweep = 0.0
         #: When the loop must next look at the clock (None: block indefinitely).
@@ -190,7 +182,7 @@ class _Reactor:
     def close(self) -> None:
         """Close every connection still open and the reactor's own fds.  Listeners stay open."""
         for conn in list(self.conns.values()):
-            conn.close("server stopped")
+            conn.close(CloseReason.SERVER_STOPPING)
         self.poller.close()
         wake_fds = (self._wake_r, self._wake_w)
         self._wake_r = self._wake_w = -1
@@ -200,29 +192,31 @@ class _Reactor:
 
     # ------------------------------------------------------------- accepting
 
-    def admit(self, acceptor: _Acceptor, sock: socket.socket, addr: object) -> None:
+    def admit(self, acceptor: _Acceptor, sock: socket.socket, addr: SockAddr) -> None:
         """Refuse or start serving one accepted socket.  No byte is read before ``admit``."""
         ctx = self.ctx
         family = acceptor.family
         peer = format_sockaddr(family, addr)
-        reason = None
-        if not ctx.access.open and isinstance(addr, tuple) and not ctx.access.admit(addr[0]):
-            reason = "deny"
-        elif ctx.limits.max_conns is not None and len(self.conns) >= ctx.limits.max_conns:
-            reason = "max-conns"
-        elif self.fd_limit is not None and sock.fileno() >= self.fd_limit:
+        admission = self._admission
+        reason: str | None = None if admission is None else admission.admit(addr, len(self.conns))
+        if reason is None and self.fd_limit is not None and sock.fileno() >= self.fd_limit:
             reason = f"fd {sock.fileno()} is past what select() can watch; use poll or epoll"
         if reason is not None:
             sock.close()
             ctx.log.refused(peer, reason)
             return
-        self._backoff_delay = _BACKOFF_FIRST
-        self._out_of_fds_logged = False
         sock.setblocking(False)
         if family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener = acceptor.listener
+        if ctx.proxy is not None:
+            proxied = ProxiedConnection(
+                self, sock, addr, peer, acceptor.local, listener.factory, ctx.proxy.timeout
+            )
+            self.conns[proxied.fd] = proxied
+            proxied.begin()
+            return
         if listener.tls is not None:
             try:
                 tls_sock = listener.tls.wrap_socket(
@@ -245,24 +239,18 @@ class _Reactor:
             service = listener.factory()
         except Exception as exc:
             _log.error("service factory failed for %s", peer, exc_info=exc)
-            conn.close(f"service error: {exc}")
+            conn.close(service_error(exc))
             return
         try:
-            conn.start(service)
+            conn.begin_serving(service)
         except Exception as exc:
             conn.fail(exc)
 
-    def back_off(self, exc: OSError) -> None:
-        """Out of fds: stop watching the listeners until a close or a short delay."""
-        if not self._out_of_fds_logged:  # once per streak: admit() re-arms it
-            self._out_of_fds_logged = True
-            _log.warning(
-                "accept failed (%s); pausing accepts for %.2fs", exc.strerror, self._backoff_delay
-            )
+    def back_off(self, delay: float) -> None:
+        """Out of fds: stop watching the listeners until a close or ``delay`` seconds."""
         self.backing_off = True
         self._watch_listeners(False)
-        self._resume_at = time.monotonic() + self._backoff_delay
-        self._backoff_delay = min(self._backoff_delay * 2, _BACKOFF_MAX)
+        self._resume_at = time.monotonic() + delay
         self._schedule()
 
     def _resume_accepting(self) -> None:
@@ -310,10 +298,13 @@ class _Reactor:
     # ------------------------------------------------------- stop and timers
 
     def _on_stop(self, mask: int) -> None:
+        self.ctx.stop.consume()
+        if self.stopping:  # asked again: close what is left now
+            self._schedule()
+            return
         self.stopping = True
-        self.poller.unregister(self.ctx.stop.fd)
         self._watch_listeners(False)
-        self._drain_deadline = time.monotonic() + self.ctx.limits.drain_timeout
+        self._drain.begin(len(self.conns))
         if not self.conns:
             self.done = True
         self._schedule()
@@ -326,13 +317,13 @@ class _Reactor:
         if self.backing_off:
             times.append(self._resume_at)
         if self.stopping:
-            times.append(self._drain_deadline)
+            times.append(self._drain.deadline if not self.ctx.stop.hurried() else 0.0)
         self._wake_at = min(times) if times else None
 
     def _on_timer(self, now: float) -> None:
-        if self.stopping and now >= self._drain_deadline:
+        if self.stopping and self._drain.remaining() <= 0:
             for conn in list(self.conns.values()):
-                conn.close("drain timeout: server stopping")
+                conn.close(CloseReason.SERVER_STOPPING)
             self.done = True
             return
         if self.backing_off and now >= self._resume_at:
@@ -343,34 +334,19 @@ class _Reactor:
         self._schedule()
 
     def _sweep(self, now: float) -> None:
-        """Close connections past a timeout.  Progress is read from byte counters."""
-        limits = self.ctx.limits
-        idle = limits.idle_timeout
-        send = limits.send_timeout
-        handshake = limits.handshake_timeout
+        """Let every connection's core check its deadlines; close the ones past one."""
+        handshake = self.ctx.limits.handshake_timeout
         for conn in list(self.conns.values()):
+            if isinstance(conn, ProxiedConnection) and conn.header_late(now):
+                conn.close(f"proxy-protocol: no PROXY header within {conn.deadline:g} s")
+                continue
             if not conn.serving:
                 if now - conn.opened_at >= handshake:
-                    conn.close("tls handshake timeout")
+                    conn.close(CloseReason.TLS_HANDSHAKE_TIMEOUT)
                 continue
-            if idle is not None:
-                total = conn.bytes_in + conn.bytes_out
-                if total != conn.io_mark:
-                    conn.io_mark = total
-                    conn.io_since = now
-                elif now - conn.io_since >= idle:
-                    conn.close("idle timeout")
-                    continue
-            if send is not None:
-                # Waiting to write (output buffered, or a producer waiting
-                # for room) with no byte sent since the last sweep: stalled.
-                if not conn.events & WRITE:
-                    conn.out_mark = -1
-                elif conn.bytes_out != conn.out_mark:
-                    conn.out_mark = conn.bytes_out
-                    conn.out_since = now
-                elif now - conn.out_since >= send:
-                    conn.close("send timeout: the peer is not reading")
+            conn.tick(now)
+            if conn.should_close:
+                conn.close(conn.close_reason)
 
 
 class _ReactorEngine(Engine):

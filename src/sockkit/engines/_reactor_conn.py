@@ -1,20 +1,19 @@
-"""One connection of the reactor: a non-blocking socket joined to one Service.
+"""One connection of the reactor: a non-blocking socket, pumped around its connection core.
 
-A :class:`Connection` is driven only by the reactor thread, through the bound
-method it registers as its fd's handler (``handler(mask)``).  Rules:
+A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionCore`
+subclass (one object per connection) driven only by the reactor thread,
+through the bound method it registers as its fd's handler (``handler(mask)``).
+The rules -- output buffer, water marks, cap, deadlines, half-close order,
+close reasons -- are the core's; this module only moves bytes:
 
-- Output is sent at once; what the socket does not take is buffered in
-  ``out`` and WRITE interest is registered only while ``out`` is non-empty
-  (or the service is ``producing``).
-- ``len(out) > high_water`` pauses the connection (no READ interest, no
-  ``produce``); draining to ``low_water`` resumes it.  ``len(out) >
-  output_cap`` disconnects it.
-- ``produce(limit)`` is asked once per writable event while the buffer is
-  below low water, so a peer that never reads leaves server memory flat.
-- The plain-echo hot path (:meth:`Connection.on_readable`) is one
-  ``recv_into`` (the reactor's shared buffer; ``received`` gets an exact-size
-  copy), one ``received`` call and one ``send``; everything else (state changes,
-  buffering, interest changes) lives off that path.
+- READ events: ``recv_into`` the reactor's shared buffer, hand the bytes to
+  the service.  The echo case is inlined (:meth:`Connection.on_readable`):
+  when nothing waits in the core's buffer the reply is sent at once; anything
+  else (a remainder, a state change, a producing service) goes to the core.
+- WRITE events: :meth:`Connection.pump` sends what ``data_to_send()`` gives
+  (or shuts down writing on ``END_OF_STREAM``), lets a producing service
+  fill the room, closes when the core says so, and registers the interest
+  the core wants (``wants_read`` / ``wants_write``).
 - ``closed()`` is called once, whatever ended the connection, and the reactor
   is told (:meth:`ConnectionHost.connection_gone`) so it can resume accepting
   or finish a drain.
@@ -34,9 +33,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sockkit._errors import translate_os_error
+from sockkit.engines._contract import ServeContext
+from sockkit.engines._core import ConnectionCore, EndOfStream
 from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
-from sockkit.server._context import ServeContext
-from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, Service
+from sockkit.services._base import Service
 
 __all__ = ["Connection", "ConnectionHost", "TlsConnection"]
 
@@ -45,6 +45,10 @@ _READY_TO_WRITE = WRITE | ERROR
 _RETRY = (BlockingIOError, InterruptedError)
 
 _log = logging.getLogger("sockkit.engines.reactor")
+
+#: What a connection holds until its service exists (during a TLS handshake).
+_NO_SERVICE = Service()
+_BASE_CONNECTED = Service.connected
 
 
 class ConnectionHost(Protocol):
@@ -66,40 +70,30 @@ class ConnectionHost(Protocol):
         """Whether the caller runs on the reactor thread."""
 
 
-class Connection:
-    """A plain (TCP or Unix) connection; see the module docstring."""
+class Connection(ConnectionCore):
+    """A plain (TCP or Unix) connection: the reactor's pump around its :class:`ConnectionCore`.
+
+    The pump is a subclass of the core, so a connection is still one object.
+    """
 
     __slots__ = (
-        "_high",
-        "_low",
         "_recv_into",
         "_send",
         "_view",
-        "bytes_in",
-        "bytes_out",
         "closed",
-        "closing",
         "events",
         "fd",
         "host",
-        "io_mark",
-        "io_since",
         "local",
         "opened_at",
-        "out",
-        "out_mark",
-        "out_since",
-        "paused",
         "peer",
-        "reading",
-        "service",
         "serving",
-        "shut_wr",
         "sock",
     )
 
     def __init__(self, host: ConnectionHost, sock: socket.socket, peer: str, local: str) -> None:
-        limits = host.ctx.limits
+        now = time.monotonic()
+        super().__init__(_NO_SERVICE, host.ctx.limits, now)
         self.host = host
         self.sock = sock
         self.fd = sock.fileno()
@@ -108,30 +102,14 @@ class Connection:
         self._recv_into = sock.recv_into
         self._view = host.read_view
         self._send: Callable[[bytes | bytearray | memoryview], int] = sock.send
-        self._high = limits.high_water
-        self._low = limits.low_water
-        self.service: Service = Service()
-        self.out = bytearray()
-        self.bytes_in = 0
-        self.bytes_out = 0
         self.events = 0
-        self.reading = True
-        self.paused = False
-        self.closing = False
         self.closed = False
-        self.shut_wr = False
         self.serving = False
-        self.opened_at = time.monotonic()
-        # Marks for the reactor's coarse sweep: it compares byte counters with
-        # these instead of the hot path stamping a time on every message.
-        self.io_mark = -1
-        self.io_since = self.opened_at
-        self.out_mark = -1
-        self.out_since = self.opened_at
+        self.opened_at = now
 
     # ---------------------------------------------------------------- start
 
-    def start(self, service: Service) -> None:
+    def begin_serving(self, service: Service) -> None:
         """Begin serving: install ``wakeup``, log the open, call ``connected``.
 
         Call once, after any handshake; the connection is then registered.
@@ -140,16 +118,21 @@ class Connection:
         self.serving = True
         service.wakeup = self.wakeup
         self.host.ctx.log.opened(self.peer, self.local)
-        self.sync()
-        out = service.connected(self.peer)
-        if out:
-            self.write(out)
-        self.after_call()
+        if type(service).connected is _BASE_CONNECTED and not (service.state or service.producing):
+            self.sync()  # no greeting and nothing to act on: what start() would conclude
+            return
+        self.start(self.peer)
+        self.pump()
 
     # ------------------------------------------------------------- hot path
 
     def on_readable(self, mask: int) -> None:
-        """READ is the only interest: recv, feed the service, send its reply."""
+        """READ is the only interest: recv, feed the service, send its reply.
+
+        The echo case inlined (the per-message cost): when nothing waits in
+        the core's buffer the reply is sent at once; anything else -- a
+        remainder, a state change, a producing service -- goes to the core.
+        """
         view = self._view
         try:
             size = self._recv_into(view)
@@ -164,9 +147,9 @@ class Connection:
             service = self.service
             out = service.received(data)
             if out:
-                if self.out:
-                    self.write(out)
-                else:  # write()'s fast path, inlined: this is the per-message cost
+                if self.out or self._done_sending:
+                    self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
+                else:
                     try:
                         sent = self._send(out)
                     except _RETRY:
@@ -176,116 +159,57 @@ class Connection:
                         return
                     self.bytes_out += sent
                     if sent != len(out):
-                        self.keep(out, sent)
-            if service.state or service.producing:
-                self.after_call()
+                        self.output(memoryview(out)[sent:])
+            if self.out or service.state or service.producing:
+                self.settle()
+                self.pump()
         else:
-            self.on_eof()
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` now, buffering what the socket does not take."""
-        if self.out:
-            self.out += data  # keep order behind what is already waiting
-            self._buffered()
-            return
-        try:
-            sent = self._send(data)
-        except _RETRY:
-            sent = 0
-        except OSError as exc:
-            self.lost(exc)
-            return
-        self.bytes_out += sent
-        if sent != len(data):
-            self.keep(data, sent)
-
-    def keep(self, data: bytes, sent: int) -> None:
-        """Buffer what the socket did not take of ``data`` (``sent`` bytes went)."""
-        self.out += memoryview(data)[sent:]
-        self._buffered()
+            self.receive_eof()
+            self.pump()
 
     # ------------------------------------------------------------ slow path
 
     def on_event(self, mask: int) -> None:
         """Handler while WRITE interest is registered (alone or with READ)."""
         if mask & _READY_TO_WRITE:
-            self.on_writable()
-        if mask & _READY_TO_READ and not self.closed and self.reading and not self.paused:
+            self.writable()
+            self.pump()
+        if mask & _READY_TO_READ and not self.closed and self.wants_read:
             self.on_readable(mask)
 
-    def on_writable(self) -> None:
-        """Drain the buffer; resume below low water; ask for more output when producing."""
-        out = self.out
-        if out:
+    def pump(self) -> None:
+        """Send what the core holds (or the FIN), then act on its verdict and interest."""
+        if self.closed:
+            return
+        data = self.data_to_send()
+        if isinstance(data, EndOfStream):
             try:
-                sent = self._send(out)
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                self.lost(exc)
+                return
+            self.fin_sent()
+        elif data:
+            try:
+                sent = self._send(data)
             except _RETRY:
                 sent = 0
             except OSError as exc:
                 self.lost(exc)
                 return
-            if sent:
-                del out[:sent]
-                self.bytes_out += sent
-        if self.paused and len(out) <= self._low:
-            self.paused = False
-        service = self.service
-        if service.producing and not self.closing and len(out) < self._low:
-            produced = service.produce(self._high - len(out))
-            if produced:
-                self.write(produced)
-            if self.closed:
+            self.sent(sent)
+            if sent and self.wants_write and not self.out:
+                self.writable()  # room now: a producing service may hand out more
+                self.pump()
                 return
-        self.after_call()
-
-    def on_eof(self) -> None:
-        """The peer finished sending: stop reading, tell the service."""
-        self.reading = False
-        out = self.service.eof_received()
-        if out:
-            self.write(out)
-        self.after_call()
-
-    def after_call(self) -> None:
-        """Act on the service's state, then bring the registration in line."""
-        if self.closed:
+        if self.should_close:
+            self.close(self.close_reason)
             return
-        state = self.service.state
-        if state != OPEN:
-            if state == CLOSE:
-                self.closing = True
-                self.reading = False
-                if not self.out:
-                    self.close(self.service.close_reason)
-                    return
-            elif state == HALF_CLOSE and not self.shut_wr and not self.out:
-                self.shut_wr = True
-                try:
-                    self.sock.shutdown(socket.SHUT_WR)
-                except OSError as exc:
-                    self.lost(exc)
-                    return
         self.sync()
 
-    def _buffered(self) -> None:
-        """Output went into the buffer: enforce the cap, pause above high water."""
-        pending = len(self.out)
-        if pending > self._high:
-            if pending > self.host.ctx.limits.output_cap:
-                self.close("output cap exceeded: the peer is not reading")
-                return
-            self.paused = True
-        if not self.events & WRITE:
-            self.sync()
-
     def wanted_events(self) -> int:
-        """The poller interest the connection's state calls for."""
-        events = 0
-        if self.reading and not self.paused:
-            events = READ
-        if self.out or (self.service.producing and not self.closing):
-            events |= WRITE
-        return events
+        """The poller interest the core's state calls for."""
+        return (READ if self.wants_read else 0) | (WRITE if self.wants_write else 0)
 
     def sync(self) -> None:
         """Register, modify or unregister so the poller matches :meth:`wanted_events`.
@@ -323,9 +247,9 @@ class Connection:
         self.close(str(translate_os_error(exc, "serve", self.peer)))
 
     def fail(self, exc: BaseException) -> None:
-        """The service raised: log the traceback, close this connection only."""
-        _log.error("service error on %s", self.peer, exc_info=exc)
-        self.close(f"service error: {type(exc).__name__}: {exc}")
+        """The service raised in an inlined call: log the traceback, close this connection only."""
+        self.failed(exc)
+        self.close(self.close_reason)
 
     def close(self, reason: str | None) -> None:
         """Unregister, close the socket, call ``closed()`` and log.  Idempotent."""
@@ -397,7 +321,7 @@ class TlsConnection(Connection):
         # registers the serving handlers.
         self.host.poller.unregister(self.fd)
         self.events = 0
-        self.start(factory())
+        self.begin_serving(factory())
 
     def _want(self, events: int) -> None:
         if events != self.events:
@@ -418,18 +342,13 @@ class TlsConnection(Connection):
                 self.lost(exc)
                 return
             if not size:
-                self.on_eof()
+                self.receive_eof()
+                self.pump()
                 return
-            self.bytes_in += size
-            data = view[:size].tobytes()
-            service = self.service
-            out = service.received(data)
-            if out:
-                self.write(out)
-            if service.state or service.producing:
-                self.after_call()
+            self.receive(view[:size].tobytes())
+            self.pump()
             # Bytes already decrypted inside OpenSSL make no fd readiness.
-            if self.closed or not self.reading or self.paused or not sock.pending():
+            if self.closed or not self.wants_read or not sock.pending():
                 return
 
     def _tls_send(self, data: bytes | bytearray | memoryview) -> int:

@@ -8,10 +8,10 @@ at once, so the engine holds nothing for connections that have ended.
 from __future__ import annotations
 
 import threading
-import time
 
 from sockkit.engines._accept import AcceptingEngine, _logger
 from sockkit.engines._blocking import Connection
+from sockkit.engines._lifecycle import Drain
 
 __all__ = ["ThreadEngine"]
 
@@ -54,14 +54,9 @@ class ThreadEngine(AcceptingEngine):
                 del self._live[conn]
                 self._ended.notify_all()
 
-    def drain(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def drain(self, drain: Drain) -> None:
         with self._lock:
-            while self._live:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._ended.wait(left)
+            drain.wait(self._ended, lambda: self._live)
             live = list(self._live.items())
         for conn, _ in live:
             conn.abort()

@@ -47,9 +47,11 @@ def port_owner(transport: str | Endpoint, host: str | None = None, port: int = 0
     so with the socket owner's uid.  Never raises for lack of privilege.
     """
     if not isinstance(transport, str):
-        endpoint = transport
+        from sockkit._endpoint import resolve_service  # a service-name port becomes its number
+
+        endpoint = resolve_service(transport)
         transport = endpoint.transport
-        host, port = (endpoint.path, 0) if endpoint.is_unix else (endpoint.host, endpoint.port)
+        host, port = (endpoint.path, 0) if endpoint.is_unix else (endpoint.host, int(endpoint.port))
     if transport in ("unix", "unixgram"):
         if not host:
             return None

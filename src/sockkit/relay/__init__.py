@@ -17,21 +17,28 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint
 from sockkit._errors import SockkitError, UsageError
+from sockkit.relay._dump import make_observers
 from sockkit.relay._faults import Faults, parse_rate, parse_size
-from sockkit.relay._link import Observer
+from sockkit.relay._host import Observer
+from sockkit.relay._log import log_handler
 from sockkit.relay._proxy import Proxy
 from sockkit.relay._registry import ApiError, Registry
 from sockkit.relay._tls import RelayTLS
-from sockkit.relay._toxics import Toxic, ToxicError, parse_toxic
+from sockkit.relay._toxics import DATAGRAM_TYPES, STREAM_TYPES, Toxic, ToxicError, parse_toxic
 
 __all__ = [
+    "DATAGRAM_TYPES",
+    "STREAM_TYPES",
     "Faults",
+    "Observer",
     "Proxy",
     "Registry",
     "RelayTLS",
     "Toxic",
     "ToxicError",
     "load_config",
+    "log_handler",
+    "make_observers",
     "parse_rate",
     "parse_size",
     "parse_toxic",
@@ -73,8 +80,8 @@ def run_relay(
             raise UsageError(f"bad toxic {body.get('type')!r}: {exc}") from None
     spec: dict[str, Any] = {
         "name": "relay",
-        "listen": str(listen),
-        "upstream": str(target),
+        "listen": listen,  # the parsed value: fd:N / systemd: endpoints are not parsed twice
+        "upstream": target,
         "toxics": bodies,
     }
     if send_proxy is not None:
@@ -152,6 +159,8 @@ async def _main(
                 for body in spec.get("toxics") or ():
                     registry.add_toxic(spec["name"], body)
             except ApiError as exc:
+                if isinstance(exc.__cause__, SockkitError):
+                    raise exc.__cause__ from None  # as it is (the CLI names an address's holder)
                 raise (SockkitError if exc.status >= 500 else UsageError)(
                     f"proxy {spec.get('name')!r}: {exc.message}"
                 ) from None

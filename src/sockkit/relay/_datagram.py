@@ -22,7 +22,7 @@ from sockkit.relay._packets import PacketFaults
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sockkit.relay._proxy import Proxy
+    from sockkit.relay._host import ProxyView
 
 __all__ = ["DatagramRelay"]
 
@@ -62,7 +62,7 @@ class _Upstream(asyncio.DatagramProtocol):
 class DatagramRelay(asyncio.DatagramProtocol):
     """Forwards datagrams from the proxy's socket to its target and replies back."""
 
-    def __init__(self, proxy: Proxy, listener: socket.socket, idle: float = 60.0) -> None:
+    def __init__(self, proxy: ProxyView, listener: socket.socket, idle: float = 60.0) -> None:
         self.proxy = proxy
         self.listener = listener
         self.idle = idle

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 from sockkit._traffic_dump import BACK, OUT, TrafficDump
 
 if TYPE_CHECKING:
-    from sockkit.relay._link import Link, Observer
+    from sockkit.relay._host import Observer
+    from sockkit.relay._link import Link
 
 __all__ = ["PcapWriter", "make_observers"]
 

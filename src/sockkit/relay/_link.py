@@ -25,15 +25,12 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
+from sockkit.relay._host import Observer, ProxyView
 from sockkit.relay._pump_splice import SplicePump, splice_usable
 from sockkit.relay._sides import Side
 from sockkit.relay._toxics import Toxic
-
-if TYPE_CHECKING:
-    from sockkit.relay._proxy import Proxy
 
 __all__ = ["Link", "Observer"]
 
@@ -43,9 +40,6 @@ _PATTERN_TAIL = 1024  # longest pattern a condition may wait for
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _EOF = b""
 _CLOSE = None
-
-# (link, way, offset, data): sees every byte as it is written
-Observer = Callable[["Link", str, int, bytes], None]
 
 
 class _Closed(Exception):
@@ -57,7 +51,7 @@ class Link:
 
     def __init__(
         self,
-        proxy: Proxy,
+        proxy: ProxyView,
         number: int,
         client: Side,
         upstream: Side,
@@ -117,14 +111,23 @@ class Link:
         if toxic.type == "timeout" and not toxic.attr("timeout"):
             self._timers[key] = asyncio.get_running_loop().call_later(1e9, lambda: None)
             return
-        wait = toxic.attr("timeout") / 1000
         age = time.monotonic() - self.started
-        # +1 ms: the loop's timers may fire up to a millisecond early, never late enough to matter
-        wait = max(wait, toxic.when.get("after_seconds", 0) - age) + 0.001
+        wait = max(0.0, toxic.when.get("after_seconds", 0) - age) + toxic.attr("timeout") / 1000
+        self._schedule(toxic, time.monotonic() + wait)
+
+    def _schedule(self, toxic: Toxic, due: float) -> None:
+        key = (toxic.name, toxic.serial)
+        wait = max(0.0, due - time.monotonic())
+        self._timers[key] = asyncio.get_running_loop().call_later(wait, self._fire, toxic, due)
+
+    def _fire(self, toxic: Toxic, due: float) -> None:
+        if toxic not in self.proxy.toxics:
+            return  # removed or changed since it was armed
+        if time.monotonic() < due:
+            # uvloop measures timers from the loop's cached clock, so one may fire early
+            return self._schedule(toxic, due)
         action = self.reset if toxic.type == "reset_peer" else self.close
-        self._timers[key] = asyncio.get_running_loop().call_later(
-            wait, action, f"{toxic.type} {toxic.name}"
-        )
+        action(f"{toxic.type} {toxic.name}")
 
     def _pieces(self, way: str, data: bytes) -> list[tuple[bytes, list[Toxic]]]:
         """``data`` cut where conditional toxics start, each piece with the toxics on it."""

@@ -24,7 +24,8 @@ from sockkit._accept import AsyncAcceptor, SockAddr
 from sockkit._endpoint import Endpoint, format_sockaddr, open_listener, sockaddr_endpoint
 from sockkit._errors import SockkitError
 from sockkit.relay._dial import dial
-from sockkit.relay._link import Link, Observer
+from sockkit.relay._host import Observer
+from sockkit.relay._link import Link
 from sockkit.relay._log import event
 from sockkit.relay._proxy_header import proxy_header
 from sockkit.relay._sides import PlainSide, Side, tls_accept, tls_connect
@@ -142,7 +143,7 @@ class Proxy:
         if self.upstream.is_tls and self._connect_ctx is None:
             self._connect_ctx = connect_context(self.tls)
         where = self.listen
-        if self.bound is not None and not where.is_unix:
+        if self.bound is not None and not where.is_unix and where.fd is None:
             where = where.with_port(self.bound.port)
         sock = open_listener(where)
         self._sock = sock
@@ -180,9 +181,15 @@ class Proxy:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-            if self.bound is not None and self.bound.is_unix and not self.bound.is_abstract:
+            bound = self.bound
+            if (
+                bound is not None
+                and bound.is_unix
+                and not bound.is_abstract
+                and self.listen.fd is None
+            ):
                 with contextlib.suppress(OSError):
-                    os.unlink(self.bound.path or "")
+                    os.unlink(bound.path or "")
         links = list(self.links.values())
         for link in links:
             link.close("proxy stopped")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import SockkitError, UsageError
 from sockkit._version import __version__
 from sockkit.relay._proxy import Proxy
@@ -34,10 +34,13 @@ class ApiError(Exception):
 
 
 def _endpoint(text: object, what: str, datagram_hint: bool = False) -> Endpoint:
+    if isinstance(text, Endpoint):
+        return resolve_service(text)  # already parsed (the command line's LISTEN and TARGET)
     if not isinstance(text, str) or not text:
         raise ApiError(400, f"missing required field: {what}")
     try:
-        return parse_endpoint(text, default_transport="udp" if datagram_hint else "tcp")
+        endpoint = parse_endpoint(text, default_transport="udp" if datagram_hint else "tcp")
+        return resolve_service(endpoint)
     except SockkitError as exc:
         raise ApiError(400, f"bad {what} {text!r}: {exc}") from None
 
@@ -84,16 +87,21 @@ class Registry:
         if send_proxy is not None and listen.is_datagram:
             raise ApiError(400, "send_proxy applies to stream proxies")
         proxy = Proxy(
-            name, listen, upstream, enabled=enabled, upstream_text=body["upstream"], tls=self.tls
+            name,
+            listen,
+            upstream,
+            enabled=enabled,
+            upstream_text=str(body["upstream"]),
+            tls=self.tls,
         )
         proxy.send_proxy = send_proxy
         if enabled:
             try:
                 await proxy.start()
             except UsageError as exc:
-                raise ApiError(400, str(exc)) from None
+                raise ApiError(400, str(exc)) from exc
             except SockkitError as exc:
-                raise ApiError(500, str(exc)) from None
+                raise ApiError(500, str(exc)) from exc
         self.proxies[name] = proxy
         return proxy
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sockkit.server._context import (
+from sockkit.engines._contract import (
     AccessList,
     ConnectionLog,
     Limits,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sockkit._endpoint import Endpoint, format_sockaddr
-from sockkit.server._context import AccessList, StopSignal
+from sockkit.engines._contract import AccessList, Refusal, StopSignal
 from sockkit.server._log import ServerLog
 from sockkit.services._base import DatagramService
 
@@ -91,9 +91,8 @@ class DatagramThread(threading.Thread):
     def _answer(self, data: bytes, address: Any) -> None:
         sock = self.listener.sock
         peer = format_sockaddr(sock.family, address or "")
-        host = address[0] if isinstance(address, tuple) else peer
-        if not self.access.admit(host):
-            self.log.refused(peer, "deny")
+        if not self.access.admit(address or ""):
+            self.log.refused(peer, Refusal.DENY)
             return
         try:
             reply = self.service.datagram(data, peer)

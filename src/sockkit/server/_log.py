@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any, Literal, TextIO
 
 from sockkit._errors import UsageError
-from sockkit.server._context import ConnectionLog
+from sockkit.engines._contract import ConnectionLog
 
 __all__ = ["LOG_LEVELS", "LogFormat", "ServerLog", "make_logger"]
 
@@ -138,13 +138,23 @@ class ServerLog(ConnectionLog):
         )
         self.logger.handle(record)
 
-    def opened(self, peer: str, local: str) -> None:
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
         self._count("opened")
         if not self.enabled:
             return  # counted; nothing to format (below --log-level info)
-        self.event(
-            logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
-        )
+        if via is None:
+            self.event(
+                logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
+            )
+        else:
+            self.event(
+                logging.INFO,
+                f"opened {peer} -> {local} via={via}",
+                event="opened",
+                peer=peer,
+                local=local,
+                via=via,
+            )
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
@@ -164,6 +174,16 @@ class ServerLog(ConnectionLog):
             bytes_out=bytes_out,
             duration=round(duration, 6),
             reason=reason,
+        )
+
+    def draining(self, count: int, timeout: float) -> None:
+        noun = "connection" if count == 1 else "connections"
+        self.event(
+            logging.INFO,
+            f"draining {count} {noun} (up to {timeout:g} s; Ctrl-C again to close them now)",
+            event="draining",
+            connections=count,
+            timeout=timeout,
         )
 
     def refused(self, peer: str, reason: str) -> None:

@@ -1,24 +1,30 @@
 """``--workers N``: N processes serving the same endpoints, and the supervisor that keeps them.
 
-How the workers share an endpoint:
-
-- TCP/TLS/UDP: every worker binds its own socket to the same port with
-  SO_REUSEPORT and the kernel spreads connections (or datagrams) over them.
-  The supervisor's own socket only found the real port; it leaves the group
-  (closes) once every worker has bound, before ``listening on`` is logged, so
-  no connection waits in a queue nobody accepts from.
-- Unix sockets have no SO_REUSEPORT: the supervisor keeps its listener and
-  every worker inherits it and accepts from the one shared queue.
+How the workers share an endpoint: the supervisor keeps every listening
+socket open and every worker inherits it, so all accept from one kernel queue
+(or read one datagram socket).  A worker that dies -- even by SIGKILL -- takes
+only the connections it had accepted; those still queued wait for the others
+and for its replacement.  (With one SO_REUSEPORT socket per worker, the kernel
+drops a socket's queued connections when it closes.)  The price is that idle
+workers all wake for a new connection and one wins the accept().
 
 The supervisor (one thread, no engine) forks the workers, replaces a worker
-that dies (at most one per second while workers keep dying young), forwards
-SIGTERM to all when it is asked to stop, waits for every one -- killing
-whichever outlives the drain deadline by a margin -- and leaves no zombie.
+that dies (at most one per second while workers keep dying young).  Asked to
+stop, it closes its own listeners at once (removing Unix socket files), so new
+clients are refused while the workers drain; it forwards SIGTERM to every
+worker (again on a second stop: the workers then close what is left at once),
+waits for every one -- killing whichever outlives the drain deadline by a
+margin -- and leaves no zombie.  Workers ignore SIGINT: Ctrl-C reaches the
+whole process group, and only the supervisor's forwarded SIGTERM counts.
+
+The supervisor knows nothing of :class:`~sockkit.server.Server`: it is given
+a :class:`Workforce`, the few calls it makes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -26,17 +32,17 @@ import selectors
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from sockkit._errors import SockkitError
-from sockkit.server._context import StopSignal
+from sockkit.engines._contract import StopSignal
+from sockkit.engines._lifecycle import HURRY_POLL
 
-if TYPE_CHECKING:
-    from sockkit.server._server import Server
+__all__ = ["Supervisor", "Workforce"]
 
-__all__ = ["Supervisor"]
-
+_PR_SET_PDEATHSIG = 1
 #: How long a new worker may take to bind its sockets.
 _READY_TIMEOUT = 15.0
 #: A worker that dies younger than this is replaced only after this long.
@@ -45,14 +51,34 @@ _RESPAWN_BACKOFF = 1.0
 _KILL_MARGIN = 5.0
 
 
-class Supervisor:
-    """Runs ``server.workers`` worker processes until ``server.stop_signal`` is set.
+@dataclass(frozen=True, slots=True)
+class Workforce:
+    """What the supervisor needs from the server it runs workers for."""
 
-    Call :meth:`run` once, in the main thread, after ``server.open(announce=False)``.
+    #: How many worker processes to keep.
+    count: int
+    #: Runs in a new worker: given its own stop signal and a ``ready()`` to call
+    #: once its sockets are bound; serves until that signal is set, then returns.
+    run_worker: Callable[[StopSignal, Callable[[], None]], None]
+    #: Every worker is ready: say ``listening on``.
+    all_ready: Callable[[], None]
+    #: A stop began: close the supervisor's listeners and socket files now.
+    close_listeners: Callable[[], None]
+    #: Logs a line (``level, message``).
+    event: Callable[[int, str], None]
+    #: How long workers may drain before they are killed (plus a margin).
+    drain_timeout: float
+
+
+class Supervisor:
+    """Runs ``workforce.count`` worker processes until ``stop`` is set.
+
+    Call :meth:`run` once, in the main thread, after the listeners are open.
     """
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, workforce: Workforce, stop: StopSignal) -> None:
+        self.workforce = workforce
+        self.stop = stop
         #: pid -> when it started
         self.children: dict[int, float] = {}
         #: pid -> wait status, for the log line of a worker that ended
@@ -65,6 +91,7 @@ class Supervisor:
             self._start_all()
             self._supervise()
         finally:
+            self.workforce.close_listeners()
             self._stop_all()
             signal.signal(signal.SIGCHLD, previous)
             os.close(self._child_r)
@@ -77,16 +104,12 @@ class Supervisor:
     # -- start ------------------------------------------------------------
 
     def _start_all(self) -> None:
-        ready_pipes = [self._spawn() for _ in range(self.server.workers)]
+        ready_pipes = [self._spawn() for _ in range(self.workforce.count)]
         for ready in ready_pipes:
             assert ready is not None
             if not _wait_ready(ready):
                 raise SockkitError("a worker process failed to start (see the message above)")
-        # Every worker holds its own SO_REUSEPORT socket now: leave the group.
-        for lst in self.server.all_listeners():
-            if not lst.endpoint.is_unix:
-                lst.sock.close()
-        self.server.announce()
+        self.workforce.all_ready()
 
     def _spawn(self, with_ready_pipe: bool = True) -> int | None:
         """Fork one worker; return the read end of its ready pipe (or ``None``)."""
@@ -109,17 +132,19 @@ class Supervisor:
             os.close(self._child_r)
             os.close(self._child_w)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            server = self.server
-            server.stop_signal.close()  # the supervisor's; this worker gets its own
-            server.stop_signal = stop = StopSignal()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda signum, frame: stop.set())
-            server.reopen_shared_port()
-            if ready_w >= 0:
-                os.write(ready_w, b"r")
-                os.close(ready_w)
-            server.serve_here()
-            server.release()
+            self.stop.close()  # the supervisor's; this worker gets its own
+            stop = StopSignal()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
+            _die_with_parent()
+
+            def ready() -> None:
+                if ready_w >= 0:
+                    os.write(ready_w, b"r")
+                    os.close(ready_w)
+
+            self.workforce.run_worker(stop, ready)
         except SockkitError as exc:
             sys.stderr.write(f"sockkit: worker {os.getpid()}: {exc}\n")
             status = 1
@@ -134,7 +159,7 @@ class Supervisor:
     # -- supervise --------------------------------------------------------
 
     def _supervise(self) -> None:
-        stop = self.server.stop_signal
+        stop = self.stop
         with selectors.DefaultSelector() as selector:
             selector.register(stop.fd, selectors.EVENT_READ)
             selector.register(self._child_r, selectors.EVENT_READ)
@@ -150,9 +175,7 @@ class Supervisor:
                     ):
                         break
                     ended = how_it_ended(self._statuses.pop(pid, 0))
-                    self.server.log.event(
-                        logging.WARNING, f"worker {pid} {ended}; starting another"
-                    )
+                    self.workforce.event(logging.WARNING, f"worker {pid} {ended}; starting another")
                     self._spawn(with_ready_pipe=False)
 
     def _reap(self) -> list[int]:
@@ -171,15 +194,19 @@ class Supervisor:
         return dead
 
     def _stop_all(self) -> None:
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.server.limits.drain_timeout + _KILL_MARGIN
+        self._signal_all(signal.SIGTERM)
+        hurried = False
+        deadline = time.monotonic() + self.workforce.drain_timeout + _KILL_MARGIN
         while self.children and time.monotonic() < deadline:
             for pid in self._reap():
                 self.children.pop(pid, None)
+            if not hurried and self.stop.hurried():
+                hurried = True
+                self._signal_all(signal.SIGTERM)  # a second stop: workers close what is left
             if self.children:
-                _wait_readable(self._child_r, min(0.5, max(0.0, deadline - time.monotonic())))
+                _wait_readable(
+                    self._child_r, min(HURRY_POLL, max(0.0, deadline - time.monotonic()))
+                )
                 _drain_pipe(self._child_r)
         for pid in list(self.children):
             with contextlib.suppress(ProcessLookupError):
@@ -187,6 +214,24 @@ class Supervisor:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
             del self.children[pid]
+
+    def _signal_all(self, sig: int) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies, even by SIGKILL.
+
+    Otherwise orphaned workers would go on serving the inherited listeners with
+    nobody to stop them.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before the prctl took
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _wait_ready(fd: int) -> bool:

@@ -26,18 +26,39 @@ Rules and limits, and why:
 
 The room's lock guards membership and every member's queue: thread engines
 call different members from different threads at the same time.
+
+Across processes and hosts a room may have a :class:`Backplane` (Redis
+pub/sub: :mod:`sockkit.backplane`).  The room stays sans-I/O: it hands every
+line it spreads to ``backplane.publish`` (which must not block) and the
+backplane hands lines from other servers to :meth:`ChatRoom.receive_remote`
+from its own thread.  A server's own lines reach its members in-process and
+are never taken back from the backplane, so no sender hears itself.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 from sockkit.services._base import CLOSE, Service
 
-__all__ = ["DEFAULT_MAX_LINE", "DEFAULT_QUEUE_CAP", "ChatRoom", "ChatService"]
+__all__ = ["DEFAULT_MAX_LINE", "DEFAULT_QUEUE_CAP", "Backplane", "ChatRoom", "ChatService"]
 
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_QUEUE_CAP = 1024 * 1024
+
+
+class Backplane(Protocol):
+    """Carries a room's lines to the same room on other servers (processes or hosts)."""
+
+    def start(self, room: ChatRoom) -> None:
+        """Begin carrying ``room``'s lines; called at every join, so it must be cheap when running.
+
+        Called again in a forked process, it starts that process's own carrier.
+        """
+
+    def publish(self, message: bytes) -> None:
+        """Send ``message`` (whole lines) to the other servers; must never block."""
 
 
 class ChatRoom:
@@ -52,12 +73,14 @@ class ChatRoom:
         max_line: int = DEFAULT_MAX_LINE,
         queue_cap: int = DEFAULT_QUEUE_CAP,
         notices: bool = False,
+        backplane: Backplane | None = None,
     ) -> None:
         if max_line < 1 or queue_cap < 1:
             raise ValueError("max_line and queue_cap must be at least 1")
         self.max_line = max_line
         self.queue_cap = queue_cap
         self.notices = notices
+        self.backplane = backplane
         self._lock = threading.Lock()
         # A dict rather than a set: members hear lines in the order they joined.
         self._members: dict[ChatService, None] = {}
@@ -72,6 +95,8 @@ class ChatRoom:
 
     def join(self, member: ChatService) -> None:
         """Add ``member``; the others hear a join notice if ``notices`` is on."""
+        if self.backplane is not None:
+            self.backplane.start(self)
         with self._lock:
             self._members[member] = None
         if self.notices:
@@ -87,17 +112,32 @@ class ChatRoom:
     def broadcast(self, sender: ChatService, message: bytes) -> None:
         """Queue ``message`` for every member but ``sender``; drop members whose queue overflows.
 
-        Each dropped member's leave notice goes out in turn (a loop, not
-        recursion: one notice may overflow yet another member).
+        With a backplane the message goes to the other servers too.  Each
+        dropped member's leave notice goes out in turn (a loop, not recursion:
+        one notice may overflow yet another member).
         """
-        outgoing = [(sender, message)]
+        self._spread(sender, message, publish=True)
+
+    def receive_remote(self, message: bytes) -> None:
+        """A line from another server (through the backplane): every member here hears it."""
+        self._spread(None, message, publish=False)
+
+    def notice(self, message: bytes) -> None:
+        """A line from this server itself (``* ...``) to every member here, not published."""
+        self._spread(None, message, publish=False)
+
+    def _spread(self, sender: ChatService | None, message: bytes, publish: bool) -> None:
+        outgoing = [(sender, message, publish)]
         while outgoing:
-            sender, message = outgoing.pop()
+            sender, message, publish = outgoing.pop()
+            if publish and self.backplane is not None:
+                self.backplane.publish(message)
             for member in self._deliver(sender, message):
                 if self.notices:
-                    outgoing.append((member, b"* " + member.peer_bytes + b" left (not reading)\n"))
+                    notice = b"* " + member.peer_bytes + b" left (not reading)\n"
+                    outgoing.append((member, notice, True))
 
-    def _deliver(self, sender: ChatService, message: bytes) -> list[ChatService]:
+    def _deliver(self, sender: ChatService | None, message: bytes) -> list[ChatService]:
         """Queue ``message`` for the others, wake them; return the members dropped for overflow."""
         woken: list[ChatService] = []
         dropped: list[ChatService] = []

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +17,13 @@ from typing import Any
 from sockkit._errors import UsageError
 from sockkit.services._base import DatagramService, Service
 from sockkit.services._chargen import ChargenDatagram, ChargenService
-from sockkit.services._chat import DEFAULT_MAX_LINE, DEFAULT_QUEUE_CAP, ChatRoom, ChatService
+from sockkit.services._chat import (
+    DEFAULT_MAX_LINE,
+    DEFAULT_QUEUE_CAP,
+    Backplane,
+    ChatRoom,
+    ChatService,
+)
 from sockkit.services._classic import (
     DaytimeDatagram,
     DaytimeService,
@@ -110,18 +114,21 @@ def chat_spec(
     max_line: int = DEFAULT_MAX_LINE,
     queue_cap: int = DEFAULT_QUEUE_CAP,
     notices: bool = False,
+    backplane: Backplane | None = None,
 ) -> ServiceSpec:
     """A chat service with its own new room, limits chosen (see :class:`ChatRoom`).
 
-    ``get_service("chat")`` is ``chat_spec()``.  Raises :class:`ValueError` for
-    limits below 1.
+    ``get_service("chat")`` is ``chat_spec()``.  With a ``backplane`` the room
+    is shared through it, so connections may be served by any number of
+    processes (``--engine fork``, ``--workers N``).  Raises :class:`ValueError`
+    for limits below 1.
     """
-    room = ChatRoom(max_line=max_line, queue_cap=queue_cap, notices=notices)
+    room = ChatRoom(max_line=max_line, queue_cap=queue_cap, notices=notices, backplane=backplane)
     return ServiceSpec(
         "chat",
         lambda: ChatService(room),
         None,
-        needs_shared_memory=True,
+        needs_shared_memory=backplane is None,
         description="line-based room: each line goes to every other client",
     )
 
@@ -132,8 +139,9 @@ def load_service(spec: str) -> ServiceSpec:
     A :class:`Service` subclass gives the stream form, a
     :class:`DatagramService` subclass the datagram form; the class is called
     with no arguments once per connection.  As with ``python -m``, the current
-    directory is searched too, so ``sockkit serve mymod:Upper`` finds
-    ``./mymod.py``.  Raises :class:`UsageError` when the text has no colon,
+    the command line searches the working directory too, so ``sockkit serve
+    mymod:Upper`` finds ``./mymod.py`` (the library leaves ``sys.path`` alone).
+    Raises :class:`UsageError` when the text has no colon,
     the module cannot be imported, the attribute is missing, or it is not a
     service class that can be made without arguments.
     """
@@ -171,11 +179,6 @@ def resolve_service(text: str) -> ServiceSpec:
 
 
 def _import_user_module(module_name: str, spec: str) -> Any:
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        # The installed ``sockkit`` script, unlike ``python -m``, does not put
-        # the working directory on sys.path; users expect ./mymod.py to load.
-        sys.path.append(cwd)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

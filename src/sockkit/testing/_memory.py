@@ -17,10 +17,12 @@ client's data and stops asking the service to produce; it asks ``produce``
 again only below ``low_water``.  So a test sees the backpressure a slow
 reader causes on a real socket.
 
-Every call the service breaks the rules on raises :class:`ContractViolation`
-at once: non-bytes output, ``produce`` returning more than ``limit`` or
-``b""`` while staying ``producing``, output after ``HALF_CLOSE``, a state
-going back to ``OPEN``.
+Every call is checked against the contract's tables
+(:mod:`sockkit.services._contract`, the same ones the engines' debug check
+uses): a call breaking a rule raises :class:`ContractViolation` at once
+(non-bytes output, ``produce`` returning more than ``limit`` or ``b""`` while
+staying ``producing``, output after ``HALF_CLOSE``, a state going back to
+``OPEN``).
 
 Nothing happens in the background: the connection does its work inside the
 test's calls (``send``, ``shutdown_write``, ``read``, ``close``, ``pump``).
@@ -31,14 +33,11 @@ for one thread at a time.
 
 from __future__ import annotations
 
-from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
+from sockkit.services._base import CLOSE, HALF_CLOSE, DatagramService, Service
+from sockkit.services._contract import Call, ContractState, ContractViolation
 from sockkit.testing._stream import memory_stream_pair
 
 __all__ = ["ContractViolation", "MemoryConnection", "exchange_datagram"]
-
-
-class ContractViolation(AssertionError):
-    """A service did something the service contract forbids."""
 
 
 class MemoryConnection:
@@ -87,8 +86,10 @@ class MemoryConnection:
         self._write_shut = False  # the service asked HALF_CLOSE
         self._finished = False  # closed() has been called
         self._pumping = False
+        self._contract = ContractState(type(service).__qualname__)
         service.wakeup = self._wake
-        self._after_call("connected", service.connected(peer))
+        self._contract.call(Call.CONNECTED)
+        self._after_call(Call.CONNECTED, service.connected(peer))
         self.pump()
 
     # -- what the client does -------------------------------------------
@@ -222,29 +223,25 @@ class MemoryConnection:
             else:
                 if chunk:
                     self.bytes_in += len(chunk)
-                    self._after_call("received", service.received(chunk))
+                    self._contract.call(Call.RECEIVED)
+                    self._after_call(Call.RECEIVED, service.received(chunk))
                 else:
                     self._eof_delivered = True
-                    self._after_call("eof_received", service.eof_received())
+                    self._contract.call(Call.EOF_RECEIVED)
+                    self._after_call(Call.EOF_RECEIVED, service.eof_received())
                 return True
         if self._wants_produce and not self._write_shut and buffered < self.low_water:
             limit = self.high_water - buffered
-            data = service.produce(limit)
-            if len(data) > limit:
-                raise ContractViolation(f"produce({limit}) returned {len(data)} bytes")
-            if not data and service.producing and service.state == OPEN:
-                raise ContractViolation("produce() returned b'' but left producing set")
-            self._after_call("produce", data)
+            self._contract.call(Call.PRODUCE)
+            self._after_call(Call.PRODUCE, service.produce(limit), limit)
             return True
         return False
 
-    def _after_call(self, call: str, data: object) -> None:
+    def _after_call(self, call: Call, data: bytes, limit: int | None = None) -> None:
         """What an engine does after every call: send the output, then read the state."""
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise ContractViolation(f"{call}() returned {type(data).__name__}, not bytes")
+        service = self.service
+        self._contract.answer(call, data, service.state, service.producing, limit)
         if data:
-            if self._write_shut:
-                raise ContractViolation(f"{call}() returned bytes after HALF_CLOSE")
             self.bytes_out += len(data)
             try:
                 self._server.send(data)
@@ -258,14 +255,9 @@ class MemoryConnection:
             # socket), so the connection ends now and the client reads the rest.
             self._finish()
             return
-        if state == HALF_CLOSE:
-            if not self._write_shut:
-                self._write_shut = True
-                self._server.shutdown_write()
-        elif state != OPEN:
-            raise ContractViolation(f"{call}() left state {state!r}")
-        elif self._write_shut:
-            raise ContractViolation(f"{call}() went back to OPEN after HALF_CLOSE")
+        if state == HALF_CLOSE and not self._write_shut:
+            self._write_shut = True
+            self._server.shutdown_write()
         self._wants_produce = self.service.producing
 
     def _finish(self) -> None:
@@ -275,6 +267,7 @@ class MemoryConnection:
         self._server.close()
         self.close_reason = self.service.close_reason
         self.closed_calls += 1
+        self._contract.call(Call.CLOSED)
         self.service.closed()
 
 

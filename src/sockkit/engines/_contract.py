@@ -1,35 +1,66 @@
-"""What a server hands its engine: listeners, limits, access rules, the log and the stop signal.
+"""The engine contract: what a server hands its engine, and the words every engine logs.
 
 An engine needs nothing else to serve: it accepts on ``ServeContext.listeners``,
-asks ``access.admit`` before reading or writing a byte, keeps to ``limits``,
-reports every connection to ``log``, and watches ``stop``.
+asks ``admission.admit`` before reading or writing a byte, keeps to ``limits``,
+reports every connection to ``log`` with a :class:`CloseReason` or a
+:class:`~sockkit._accept.Refusal`, and follows the stop sequence of
+:mod:`sockkit.engines._lifecycle` when ``stop`` is set.
+
+This module sits below ``sockkit.server`` (which re-exports it for users), so
+importing an engine never loads the server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
+import enum
 import os
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sockkit._accept import AccessList, Admission, Refusal
 from sockkit._endpoint import Endpoint
+from sockkit._proxy_admission import ProxyProtocol
 from sockkit.services._base import Service
 
 __all__ = [
-    "REFUSED_DENY",
-    "REFUSED_MAX_CONNS",
     "REFUSED_TLS",
     "AccessList",
+    "Admission",
+    "CloseReason",
     "ConnectionLog",
     "Limits",
+    "Refusal",
     "ServeContext",
     "StopSignal",
     "StreamListener",
+    "service_error",
 ]
+
+#: Prefix of the refusal reason for a failed TLS handshake (``"tls: ..."``).
+REFUSED_TLS = "tls"
+
+
+def service_error(exc: BaseException) -> str:
+    """The close reason for a service that raised ``exc``: the same text on every engine."""
+    return f"service error: {type(exc).__name__}: {exc}"
+
+
+class CloseReason(enum.StrEnum):
+    """Why an engine closed a connection that was being served: one wording on every engine.
+
+    A normal close (the service or the peer ended it) has no reason.  A
+    service that raised is closed with ``"service error: ..."`` instead.
+    """
+
+    IDLE_TIMEOUT = "idle timeout"
+    SEND_TIMEOUT = "send timeout"
+    OUTPUT_CAP = "output cap exceeded"
+    SERVER_STOPPING = "server stopping"
+    TLS_HANDSHAKE_TIMEOUT = "tls handshake timeout"
 
 
 def _default_threads() -> int:
@@ -75,43 +106,18 @@ class StreamListener:
     tls: ssl.SSLContext | None = None
 
 
-class AccessList:
-    """``--allow`` / ``--deny`` CIDR rules.  Deny wins; with any allow rule, the rest are denied.
-
-    Unix peers are always admitted (file permissions guard them).
-    """
-
-    def __init__(self, allow: Sequence[str] = (), deny: Sequence[str] = ()) -> None:
-        self.allow = [ipaddress.ip_network(c, strict=False) for c in allow]
-        self.deny = [ipaddress.ip_network(c, strict=False) for c in deny]
-
-    @property
-    def open(self) -> bool:
-        """True when there are no rules, so engines may skip the check."""
-        return not self.allow and not self.deny
-
-    def admit(self, host: str) -> bool:
-        """Whether a peer at IP address ``host`` may be served."""
-        if self.open or not host or host.startswith(("/", "@", "(")):
-            return True
-        addr = ipaddress.ip_address(host.split("%", 1)[0])
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        if any(addr in net for net in self.deny):
-            return False
-        return not self.allow or any(addr in net for net in self.allow)
-
-
 class StopSignal:
     """A stop request that threads, signal handlers and pollers can all see.
 
-    ``set()`` is safe from a signal handler and from any thread.  ``fd`` becomes
-    readable once it is set, so a reactor or an accept loop can poll it beside
-    its sockets.  Never cleared.
+    The first :meth:`set` asks to stop (drain); any later one asks to hurry
+    (close what is left now).  ``set()`` is safe from a signal handler and
+    from any thread.  ``fd`` becomes readable on every ``set()``, so a reactor
+    can poll it beside its sockets; :meth:`consume` empties it again.
     """
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._hurry = threading.Event()
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._closed = False
 
@@ -120,6 +126,8 @@ class StopSignal:
         return self._read_fd
 
     def set(self) -> None:
+        if self._event.is_set():
+            self._hurry.set()
         self._event.set()
         if self._closed:
             return  # the fd numbers may belong to another file by now
@@ -129,8 +137,18 @@ class StopSignal:
     def is_set(self) -> bool:
         return self._event.is_set()
 
+    def hurried(self) -> bool:
+        """True once stop was asked for a second time: close the connections left now."""
+        return self._hurry.is_set()
+
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
+
+    def consume(self) -> None:
+        """Empty the pipe behind ``fd`` (a level-triggered poller would wake for ever)."""
+        with contextlib.suppress(OSError):
+            while os.read(self._read_fd, 512):
+                pass
 
     def close(self) -> None:
         """Release the pipe.  ``set`` stays safe to call afterwards; ``fd`` is then invalid."""
@@ -140,12 +158,6 @@ class StopSignal:
         for fd in (self._read_fd, self._write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-#: ``ConnectionLog.refused`` reasons shared by every engine.
-REFUSED_DENY = "deny"
-REFUSED_MAX_CONNS = "max-conns"
-REFUSED_TLS = "tls"
 
 
 class ConnectionLog:
@@ -158,8 +170,12 @@ class ConnectionLog:
     #: False when nothing would be written, so engines can skip building records.
     enabled: bool = False
 
-    def opened(self, peer: str, local: str) -> None:
-        """A connection from ``peer`` to ``local`` was accepted and admitted."""
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
+        """A connection from ``peer`` to ``local`` was accepted and admitted.
+
+        ``via`` is the proxy that relayed it (``--proxy-protocol``); ``peer`` is
+        then the client its PROXY header named.
+        """
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
@@ -169,11 +185,14 @@ class ConnectionLog:
     def refused(self, peer: str, reason: str) -> None:
         """A connection was closed without being served.
 
-        ``reason`` is :data:`REFUSED_DENY` (``"deny"``), :data:`REFUSED_MAX_CONNS`
-        (``"max-conns"``), or for a failed handshake a text starting with
-        :data:`REFUSED_TLS` (``"tls: ..."``); other refusals say why in a few words.
-        Logs and counters are keyed on these, so engines use them as they are.
+        ``reason`` is a :class:`Refusal` (``"deny"``, ``"max-conns"``), or for a
+        failed handshake a text starting with :data:`REFUSED_TLS` (``"tls: ..."``);
+        other refusals say why in a few words.  Logs and counters are keyed on
+        these, so engines use them as they are.
         """
+
+    def draining(self, count: int, timeout: float) -> None:
+        """The server stopped accepting; ``count`` connections may go on for ``timeout`` s."""
 
 
 @dataclass(slots=True)
@@ -185,3 +204,22 @@ class ServeContext:
     access: AccessList = field(default_factory=AccessList)
     log: ConnectionLog = field(default_factory=ConnectionLog)
     stop: StopSignal = field(default_factory=StopSignal)
+    #: Closes every listener (and removes Unix socket files) the moment a stop
+    #: begins, so new clients are refused; the default closes the sockets only.
+    close_listeners: Callable[[], None] | None = None
+    #: ``--proxy-protocol``: trusted proxies, whose connections begin with a
+    #: PROXY header that the engine reads before the service sees a byte.
+    proxy: ProxyProtocol | None = None
+    #: The access list and ``limits.max_conns`` as one admission check.
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.access, self.limits.max_conns, self.proxy)
+
+    def shut_listeners(self) -> None:
+        """Close the listeners now (see :attr:`close_listeners`).  Idempotent."""
+        if self.close_listeners is not None:
+            self.close_listeners()
+            return
+        for listener in self.listeners:
+            listener.sock.close()

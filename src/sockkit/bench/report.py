@@ -1,11 +1,15 @@
-"""The comparison as text: a terminal table and the Markdown of ``benchmarks/RESULTS.md``."""
+"""The comparison as text (a terminal table, Markdown) and as the files ``bench compare`` writes."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from sockkit.bench._measure import Measurement
 from sockkit.bench.compare import BASELINE, CompareReport
+from sockkit.bench.targets import Target
 
-__all__ = ["format_markdown", "format_table"]
+__all__ = ["format_markdown", "format_table", "write_files"]
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -22,10 +26,18 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 def _rows(report: CompareReport, key: str) -> list[list[str]]:
     base = report.results.get(BASELINE, {}).get(key)
+    if base is not None and base.problem is not None:
+        base = None  # no ratio against an untrusted baseline
     rows = []
     for server in report.servers:
         m: Measurement | None = report.results[server].get(key)
         if m is None:
+            continue
+        if m.problem is not None:
+            blanks = 4 if key == "e" else 7
+            count = f"{m.established:,}" if key == "e" else "-"
+            blank_cells = ["-"] * (blanks - 1)
+            rows.append([server, count, *blank_cells, str(m.errors), _not_measured(m)])
             continue
         if key == "e":
             pss = m.pss_per_conn
@@ -36,6 +48,7 @@ def _rows(report: CompareReport, key: str) -> list[list[str]]:
                 _num(None if pss is None else pss / 1024, 2),
                 _ratio(pss, base.pss_per_conn if base else None),
                 str(m.errors),
+                "",
             ])  # fmt: skip
         else:
             rows.append([
@@ -48,23 +61,39 @@ def _rows(report: CompareReport, key: str) -> list[list[str]]:
                 _ratio(m.server_cpu_us_per_op, base.server_cpu_us_per_op if base else None),
                 _num(m.client_cpu_pct, 0),
                 str(m.errors),
+                "",
             ])  # fmt: skip
     return rows
 
 
+def _not_measured(m: Measurement) -> str:
+    return f"not measured ({m.problem})"
+
+
 def _headers(key: str) -> list[str]:
     if key == "e":
-        return ["server", "conns", "RSS KiB/conn", "PSS KiB/conn", "PSS vs uvloop", "errors"]
+        return [
+            "server", "conns", "RSS KiB/conn", "PSS KiB/conn", "PSS vs uvloop", "errors", "note",
+        ]  # fmt: skip
     ops = "conn/s" if key == "d" else "msg/s"
     return [
         "server", ops, "MB/s", "p50 µs", "p99 µs", "server CPU µs/op", "CPU vs uvloop",
-        "client CPU %", "errors",
+        "client CPU %", "errors", "note",
     ]  # fmt: skip
+
+
+def _target_line(t: Target, states: dict[bool | None, str]) -> tuple[str, str]:
+    """(state, measured value) of a target; a target that could not be judged says why."""
+    if t.reason is not None:
+        return states[None], f"not measured ({t.reason})"
+    return states[t.met], "-" if t.value is None else f"{t.value:.2f}"
 
 
 def format_table(report: CompareReport) -> str:
     """Aligned plain-text tables, one per workload, then the targets."""
     out: list[str] = []
+    if report.interrupted:
+        out += ["interrupted: partial results, only the runs that finished", ""]
     for w in report.workloads:
         rows = _rows(report, w.key)
         if not rows:
@@ -74,22 +103,25 @@ def format_table(report: CompareReport) -> str:
         out.append(f"({w.key}) {w.label}")
         for row in [headers, *rows]:
             cells = [row[0].ljust(widths[0])] + [
-                c.rjust(n) for c, n in zip(row[1:], widths[1:], strict=True)
+                c.rjust(n) for c, n in zip(row[1:-1], widths[1:-1], strict=True)
             ]
-            out.append("  " + "  ".join(cells))
+            out.append(("  " + "  ".join([*cells, row[-1]])).rstrip())
         out.append("")
-    out.append("targets:")
-    for t in report.targets:
-        state = {True: "met", False: "NOT met", None: "not measured"}[t.met]
-        value = "-" if t.value is None else f"{t.value:.2f}"
-        out.append(f"  [{state}] {t.text}: {value} (limit {t.limit:g})")
+    if report.targets:
+        out.append("targets:")
+        for t in report.targets:
+            if t.reason is not None:
+                out.append(f"  [not measured] {t.text} (limit {t.limit:g}): {t.reason}")
+                continue
+            state, value = _target_line(t, {True: "met", False: "NOT met", None: "not measured"})
+            out.append(f"  [{state}] {t.text}: {value} (limit {t.limit:g})")
     if report.skipped:
         out.append("skipped: " + "; ".join(f"{k} ({v})" for k, v in report.skipped.items()))
     return "\n".join(out) + "\n"
 
 
 def format_markdown(report: CompareReport, command: str) -> str:
-    """``benchmarks/RESULTS.md``: how it was run, the tables, the targets."""
+    """A Markdown page: how it was run (``command``), the tables, the targets if any."""
     m = report.machine
     lines = [
         "# sockkit benchmark results",
@@ -124,15 +156,39 @@ def format_markdown(report: CompareReport, command: str) -> str:
         headers = _headers(w.key)
         lines += [f"## ({w.key}) {w.label}", ""]
         lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(headers) - 2) + ["---"]) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
-    lines += ["## Targets", ""]
-    lines += ["| target | measured | limit | met |", "|---|---:|---:|---|"]
-    for t in report.targets:
-        value = "-" if t.value is None else f"{t.value:.2f}"
-        state = {True: "yes", False: "**no**", None: "not measured"}[t.met]
-        lines.append(f"| {t.text} | {value} | {t.limit:g} | {state} |")
+    if report.targets:
+        lines += ["## Targets", ""]
+        lines += ["| target | measured | limit | met |", "|---|---:|---:|---|"]
+        for t in report.targets:
+            state, value = _target_line(t, {True: "yes", False: "**no**", None: "not measured"})
+            lines.append(f"| {t.text} | {value} | {t.limit:g} | {state} |")
     if report.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in report.skipped.items())]
     return "\n".join(lines) + "\n"
+
+
+def write_files(
+    report: CompareReport, out: Path, markdown: Path | None = None, command: str = ""
+) -> tuple[list[Path], str | None]:
+    """Write ``compare.json``, ``compare.png`` (with matplotlib) and optionally Markdown.
+
+    Returns the paths written and, when the plot was skipped, why.
+    """
+    from sockkit.bench.plot import plot_available, write_plot
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "compare.json"]
+    written[0].write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    skipped = None
+    if plot_available():
+        write_plot(report, out / "compare.png")
+        written.append(out / "compare.png")
+    else:
+        skipped = "matplotlib is not installed (pip install matplotlib)"
+    if markdown is not None:
+        markdown.write_text(format_markdown(report, command))
+        written.append(markdown)
+    return written, skipped

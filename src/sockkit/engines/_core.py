@@ -1,0 +1,274 @@
+"""The sans-I/O connection core: the rules every engine applies to one connection.
+
+A pump (the I/O half of an engine) owns the socket and the waiting; the core
+owns the rules.  It imports no socket, selector, thread or event loop::
+
+    pump                              core
+    ----------------------------      --------------------------------------------
+    the connection is admitted   -->  start(peer)
+    recv() gave bytes            -->  receive(data)
+    recv() gave b"" (peer FIN)   -->  receive_eof()
+    the socket can take more     -->  writable()      asks a producing service
+    send() took n bytes          -->  sent(n)
+    the clock, now and then      -->  tick(now)       idle and send deadlines
+    a stop, or a socket error    -->  abort(reason)
+                                 <--  data_to_send()  pending bytes, or END_OF_STREAM
+                                 <--  wants_read / wants_write
+                                 <--  should_close, close_reason
+
+Rules (each with its reason, one wording: :class:`CloseReason`):
+
+- Output is sent at once; what the socket does not take waits in the core's
+  buffer.  Above ``high_water`` the core stops reading from the peer and
+  stops asking the service to produce; at ``low_water`` it resumes.  Past
+  ``output_cap`` the peer is not reading: close with ``OUTPUT_CAP``.
+- No byte either way for ``idle_timeout``: ``IDLE_TIMEOUT``.  Output waiting
+  and no byte of it sent for ``send_timeout``: ``SEND_TIMEOUT``.  Both are
+  read from byte counters at each :meth:`tick`, so a pump only needs a coarse
+  timer (``tick_interval``): a deadline fires between its value and its value
+  plus one interval.
+- ``HALF_CLOSE``: the bytes of the call that asked for it are sent, then the
+  FIN (:data:`END_OF_STREAM` from :meth:`data_to_send`); bytes the service
+  returns later are dropped (the service contract forbids them); once the
+  peer has finished too, the connection closes normally.
+- ``CLOSE``: flush, then close with the service's ``close_reason``.
+- A service that raises: close at once with :func:`service_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+from sockkit.engines._contract import CloseReason, Limits, service_error
+from sockkit.services._base import CLOSE, HALF_CLOSE, Service
+
+__all__ = ["END_OF_STREAM", "ConnectionCore", "EndOfStream", "tick_interval"]
+
+
+class EndOfStream:
+    """The type of :data:`END_OF_STREAM`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END_OF_STREAM"
+
+
+#: What :meth:`ConnectionCore.data_to_send` returns when the FIN is due: shutdown(SHUT_WR).
+END_OF_STREAM: Final = EndOfStream()
+
+_log = logging.getLogger("sockkit.engines")
+
+#: The coarsest tick: deadlines fire at most this late (plus half the timeout).
+_MAX_TICK = 1.0
+
+
+def tick_interval(limits: Limits) -> float | None:
+    """How often a pump should call :meth:`ConnectionCore.tick`; ``None``: never needed."""
+    timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
+    return min(min(timeouts) / 2, _MAX_TICK) if timeouts else None
+
+
+class ConnectionCore:
+    """One connection's rules; see the module docstring for the calls and their order."""
+
+    __slots__ = (
+        "_cap",
+        "_done_sending",
+        "_fin_sent",
+        "_high",
+        "_idle",
+        "_io_mark",
+        "_io_since",
+        "_low",
+        "_out_mark",
+        "_out_since",
+        "_paused",
+        "_peer_done",
+        "_send_timeout",
+        "bytes_in",
+        "bytes_out",
+        "close_reason",
+        "out",
+        "service",
+        "should_close",
+    )
+
+    def __init__(self, service: Service, limits: Limits, now: float | None = None) -> None:
+        self.service = service
+        self._high, self._low, self._cap = limits.high_water, limits.low_water, limits.output_cap
+        self._idle, self._send_timeout = limits.idle_timeout, limits.send_timeout
+        #: Output the socket has not taken yet.
+        self.out = bytearray()
+        self.bytes_in = self.bytes_out = 0
+        #: True once the connection must end: the pump closes the socket.
+        self.should_close = False
+        #: Why it ended (``None``: a normal end); valid once ``should_close``.
+        self.close_reason: str | None = None
+        self._paused = False
+        self._peer_done = False
+        self._done_sending = False  # the service answered HALF_CLOSE or CLOSE
+        self._fin_sent = False
+        moment = time.monotonic() if now is None else now
+        self._io_mark = self._out_mark = -1
+        self._io_since = self._out_since = moment
+
+    # -- what the pump tells the core -----------------------------------------
+
+    def start(self, peer: str) -> None:
+        """The connection is admitted: greet."""
+        self._call(self.service.connected, peer)
+
+    def receive(self, data: bytes) -> None:
+        """``data`` (not empty) arrived from the peer."""
+        self.bytes_in += len(data)
+        self._call(self.service.received, data)
+
+    def receive_eof(self) -> None:
+        """The peer finished sending."""
+        if self._peer_done:
+            return
+        self._peer_done = True
+        self._call(self.service.eof_received)
+
+    def writable(self) -> None:
+        """The socket can take more: a producing service is asked for up to high water."""
+        service = self.service
+        while (
+            service.producing
+            and not self._done_sending
+            and not self.should_close
+            and len(self.out) < self._low
+        ):
+            before = len(self.out)
+            self._call(service.produce, self._high - before)
+            if len(self.out) == before:
+                return  # nothing for now: the service calls wakeup when it has more
+
+    def sent(self, count: int) -> None:
+        """The socket took the first ``count`` bytes of :meth:`data_to_send`."""
+        if count:
+            del self.out[:count]
+            self.bytes_out += count
+        if self._paused and len(self.out) <= self._low:
+            self._paused = False
+        self.settle()
+
+    def fin_sent(self) -> None:
+        """The pump did ``shutdown(SHUT_WR)`` after :data:`END_OF_STREAM`."""
+        self._fin_sent = True
+        self.settle()
+
+    def tick(self, now: float) -> None:
+        """Check the idle and send deadlines against the byte counters."""
+        if self.should_close:
+            return
+        if self._idle is not None:
+            total = self.bytes_in + self.bytes_out
+            if total != self._io_mark:
+                self._io_mark, self._io_since = total, now
+            elif now - self._io_since >= self._idle:
+                self.abort(CloseReason.IDLE_TIMEOUT)
+                return
+        if self._send_timeout is not None:
+            if not self.out:
+                self._out_mark = -1
+            elif self.bytes_out != self._out_mark:
+                self._out_mark, self._out_since = self.bytes_out, now
+            elif now - self._out_since >= self._send_timeout:
+                self.abort(CloseReason.SEND_TIMEOUT)
+
+    def abort(self, reason: str | None) -> None:
+        """End now (a deadline, a stop, a socket error): unsent output is dropped."""
+        if not self.should_close:
+            self.should_close = True
+            self.close_reason = reason
+
+    # -- what the pump asks the core ------------------------------------------
+
+    def data_to_send(self) -> bytearray | EndOfStream | None:
+        """What to send now: bytes (report :meth:`sent`), :data:`END_OF_STREAM`, or ``None``.
+
+        After :data:`END_OF_STREAM` the pump calls ``shutdown(SHUT_WR)`` and
+        then :meth:`fin_sent`.  The bytes are the core's own buffer: send from
+        it, do not keep it.
+        """
+        if self.should_close:
+            return None
+        if self.out:
+            return self.out
+        return END_OF_STREAM if self.fin_due else None
+
+    @property
+    def fin_due(self) -> bool:
+        """Everything is sent and the service asked HALF_CLOSE: shutdown(SHUT_WR) now."""
+        return (
+            self._done_sending
+            and not self._fin_sent
+            and not self.out
+            and not self.should_close
+            and self.service.state == HALF_CLOSE
+        )
+
+    @property
+    def wants_read(self) -> bool:
+        return not (self._peer_done or self._paused or self.should_close)
+
+    @property
+    def wants_write(self) -> bool:
+        """Output waits, the FIN is due, or a producing service may be asked for more."""
+        if self.should_close:
+            return False
+        return bool(self.out) or self.fin_due or (self.service.producing and not self._done_sending)
+
+    # -- the rules ------------------------------------------------------------
+
+    def output(self, data: bytes | memoryview) -> None:
+        """Output the service returned that no send took yet (a pump's inlined call).
+
+        Dropped after HALF_CLOSE or CLOSE; buffered otherwise, with the water
+        marks and the cap applied.  Call :meth:`settle` after the service call.
+        """
+        if self._done_sending or self.should_close:
+            return
+        out = self.out
+        out += data
+        size = len(out)
+        if size > self._high:
+            if size > self._cap:
+                self.abort(CloseReason.OUTPUT_CAP)
+                return
+            self._paused = True
+
+    def failed(self, exc: BaseException) -> None:
+        """The service raised ``exc`` (in a call the pump made itself)."""
+        _log.error("service %s failed", type(self.service).__name__, exc_info=exc)
+        self.abort(service_error(exc))
+
+    def _call(self, method: object, *args: object) -> None:
+        if self.should_close:
+            return
+        try:
+            out = method(*args)  # type: ignore[operator]
+        except Exception as exc:
+            self.failed(exc)
+            return
+        if out:
+            self.output(out)
+        self.settle()
+
+    def settle(self) -> None:
+        """Read the service's state after a call: the order of half-close and close lives here."""
+        if self.should_close:
+            return
+        state = self.service.state
+        if state:
+            self._done_sending = True
+            if state == CLOSE:
+                if not self.out:
+                    self.abort(self.service.close_reason)
+                return
+            if self._fin_sent and self._peer_done:
+                self.abort(self.service.close_reason)  # both directions are done
