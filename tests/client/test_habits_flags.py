@@ -350,7 +350,9 @@ def test_allow_admits_its_network_only_and_keep_open_logs_each_peer(
         sock.sendall(b"kept\n")
         sock.shutdown(socket.SHUT_WR)
         local = sock.getsockname()[1]
-        time.sleep(0.3)
+        # The listener closes its side once it has our end of stream and its
+        # stdin ended, after writing what we sent.
+        assert sock.recv(100) == b""
     assert _connect_and_read(denied.port) == b""
     for listening in (denied, allowed):
         listening.proc.terminate()

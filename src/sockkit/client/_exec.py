@@ -177,8 +177,8 @@ class ProgramServer:
             name = format_sockaddr(sock.family, address) if address else "(unnamed)"
             reason = self._admission.admit(address, len(self._children))
             if reason is not None:
+                self._on_refused(f"refused {name}: {reason}")  # before the peer sees the close
                 sock.close()
-                self._on_refused(f"refused {name}: {reason}")
                 continue
             self._start(sock, name)
             if not self._keep_open:

@@ -265,8 +265,8 @@ def run_listen(
             name = format_sockaddr(sock.family, address) if address else "(unnamed)"
             refusal = admission.admit(address)
             if refusal is not None:
+                on_peer(f"refused {name}: {refusal}")  # said before the peer sees the close
                 sock.close()
-                on_peer(f"refused {name}: {refusal}")
                 return None
             local = _name(sock)
             stream: ByteStream = PlainStream(sock)
