@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import subprocess
@@ -19,17 +20,15 @@ from sockkit.client import parse_ports, scan_ports
 @pytest.fixture
 def some_open() -> Iterator[tuple[int, list[int]]]:
     """A run of 12 loopback ports of which the 3rd, 7th and 8th listen: (first port, open ones)."""
-    for _ in range(50):
+    # Below the ephemeral range (32768-60999), where other tests' clients take ports.
+    for _ in range(200):
         listeners: list[socket.socket] = []
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + 12 > 65535:
-            continue
+        first = random.randrange(20000, 32000)
         try:
             for port in (first + 2, first + 6, first + 7):
                 sock = socket.socket()
                 listeners.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind(("127.0.0.1", port))
                 sock.listen()
         except OSError:
