@@ -195,14 +195,14 @@ def test_connections_queued_while_every_worker_is_dead_are_served(servers: list[
     for n, sock in enumerate(clients):
         with sock:
             assert sock.recv(100) == b"queued %d\n" % n
-    server.wait_for(re.compile(rb"worker \d+ exited; starting another"), 2)
+    server.wait_for(re.compile(rb"worker \d+ (exited|killed by)[^;]*; starting another"), 2)
 
 
 def test_killing_workers_under_load(servers: list[Serve]) -> None:
     server = Serve(["echo", "127.0.0.1:0", "--workers", "3", "--engine", "epoll"])
     servers.append(server)
     port = server.port()
-    loop = ClientLoop(port)
+    loop = ClientLoop(port, clients=4)
     kills = 0
     try:
         for _ in range(4):
@@ -216,8 +216,10 @@ def test_killing_workers_under_load(servers: list[Serve]) -> None:
         time.sleep(1.5)
     finally:
         loop.stop()
-    # A connection a worker had accepted dies with it; none that was still queued.
-    assert len(loop.failures) <= kills, loop.failures
+    # A connection a worker had accepted dies with it (at most one per client thread in
+    # flight at each kill); none that was still queued.  That queued connections survive is
+    # shown exactly by test_connections_queued_while_every_worker_is_dead_are_served.
+    assert len(loop.failures) <= kills * 4, loop.failures
     assert loop.ok > 50
 
 

@@ -11,7 +11,8 @@ One ``poll`` loop, no threads.  Rules:
   still be reading (``ncat --recv-only``, ``nc -N``), so stdin keeps going to it
   until stdin ends.  A peer is done once both directions are: it sent its end
   of stream, and ours is finished (stdin ended and flushed, and shut if
-  ``shutdown_on_eof``).  With no peer left (and not ``keep_open``) the pump returns.
+  ``shutdown_on_eof``).  With ``keep_open`` such a peer is done once what is
+  queued for it is sent.  With no peer left (and not ``keep_open``) the pump returns.
 - A peer that resets (or fails) while stdin bytes are still on their way raises
   :class:`NotDeliveredError`, which says how many bytes of stdin did not reach it.
 - ``send_only``: once stdin is done and flushed the pump returns without
@@ -172,6 +173,17 @@ class StreamPump:
             return True
         return self._stdin_ended and not self._wants_send(peer)
 
+    def _may_finish(self, peer: Peer) -> bool:
+        """``peer`` sent its end of stream: may it be closed now?
+
+        Once our direction is finished, yes.  With ``keep_open`` also once the
+        bytes queued for it are sent: holding every such peer until stdin ends
+        would hold its descriptor for as long as the listener runs.
+        """
+        if self._sending_done(peer):
+            return True
+        return self._options.keep_open and not self._wants_send(peer)
+
     def _want(self, fd: int, mask: int) -> None:
         if self._masks.get(fd, 0) == mask:
             return
@@ -318,7 +330,7 @@ class StreamPump:
                     raise tls_error(exc, peer.name) from exc
                 # Already reset by the peer: the next read says so, with the real reason.
             self._on_event(f"half-closed to {peer.name} after {peer.sent} bytes (end of stdin)")
-        if peer.read_done and self._sending_done(peer):
+        if peer.read_done and self._may_finish(peer):
             self._finish(peer)
 
     def _receive(self, peer: Peer) -> None:
@@ -349,7 +361,7 @@ class StreamPump:
             raise ConnectionResetError(f"connection closed by peer {peer.name} while sending")
         peer.read_done = True
         peer.peer_first = not peer.write_shut
-        if self._sending_done(peer):
+        if self._may_finish(peer):
             self._finish(peer)
             return
         # Its FIN says it stopped sending, not that it stopped reading.

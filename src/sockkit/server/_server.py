@@ -35,11 +35,7 @@ from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSign
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
 from sockkit.server._reload import handed_over, reloading
-from sockkit.server._service import (
-    ServiceArgument,
-    find_service,
-    needs_shared_memory,
-)
+from sockkit.server._service import ServiceArgument, find_service, needs_shared_memory
 from sockkit.server._tls import TLSFiles, server_tls_context
 from sockkit.server._workers import Supervisor, Workforce
 from sockkit.services._contract import checked_factory
