@@ -7,6 +7,7 @@ The diagram, top to bottom (a layer may import its own layer and any below)::
     engines
     accept-and-admit (sockkit._accept)
     services
+    the traffic dump format (sockkit._traffic_dump)
     endpoint (sockkit._endpoint)
     the PROXY protocol stage (sockkit._proxy_admission)
     inherited sockets, the PROXY protocol, sd_notify (_inherit, _proxy_protocol, _sd_notify)
@@ -51,6 +52,7 @@ RANKS: dict[str, int] = {
     "backplane": 80,
     "_accept": 65,
     "services": 60,
+    "_traffic_dump": 52,
     "_endpoint": 50,
     "_proxy_admission": 46,
     "_inherit": 45,
