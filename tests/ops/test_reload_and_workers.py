@@ -195,7 +195,7 @@ def test_connections_queued_while_every_worker_is_dead_are_served(servers: list[
     for n, sock in enumerate(clients):
         with sock:
             assert sock.recv(100) == b"queued %d\n" % n
-    server.wait_for(re.compile(rb"worker \d+ exited; starting another"), 2)
+    server.wait_for(re.compile(rb"worker \d+ (exited|killed by)[^;]*; starting another"), 2)
 
 
 def test_killing_workers_under_load(servers: list[Serve]) -> None:

@@ -6,13 +6,14 @@ import argparse
 import gc
 import logging
 import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sockkit._endpoint import parse_endpoint, resolve_service
+from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
 from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
@@ -179,7 +180,6 @@ def add_arguments(parser: CommandParser) -> None:
     acc.add_argument(
         "--mode",
         type=_octal_mode,
-        default=0o600,
         metavar="OCTAL",
         help="Unix socket file mode (default 600)",
     )
@@ -209,14 +209,29 @@ def split_targets(targets: Sequence[str]) -> tuple[str, list[str]]:
 
     A first word that is a service name, or that does not parse as an
     endpoint (``module:Class``), is the service; otherwise it is the first
-    endpoint and the service is echo (``sockkit serve 9000``).
+    endpoint and the service is echo (``sockkit serve 9000``).  A first word
+    shaped like an endpoint (``70000``, ``tcp://...:99999``) counts as one even
+    when it is a bad one, so the error says what is wrong with it.
     """
     if not targets:
         return "echo", [DEFAULT_ENDPOINT]
     first, rest = targets[0], list(targets[1:])
-    if _is_service_name(first) or not _is_endpoint(first):
+    if _is_service_name(first):
+        return first, rest or [DEFAULT_ENDPOINT]
+    if _looks_like_endpoint(first):
+        parse_endpoint(first)  # raises, naming what is wrong, if it is a bad one
+    if not _is_endpoint(first):
         return first, rest or [DEFAULT_ENDPOINT]
     return "echo", list(targets)
+
+
+#: ``module:Class`` never looks like these: a scheme, a path form, a port number
+#: alone or after ``HOST:``, ``:PORT`` or ``[v6]:PORT``.
+_ENDPOINT_SHAPE = re.compile(r"[a-z]+://.*|unix(gram)?:.*|\d+|[^:\s]*:\d+|\[.*")
+
+
+def _looks_like_endpoint(word: str) -> bool:
+    return _ENDPOINT_SHAPE.fullmatch(word) is not None
 
 
 def _is_service_name(word: str) -> bool:
@@ -236,12 +251,52 @@ def _is_endpoint(word: str) -> bool:
     return True
 
 
+#: (option, the argparse dest, what an endpoint needs for it to do anything, why).
+_APPLIES: list[tuple[str, str, str, str]] = [
+    ("--tls-cert", "tls_cert", "tls", "it is for tls:// endpoints, and none is given"),
+    ("--tls-key", "tls_key", "tls", "it is for tls:// endpoints, and none is given"),
+    ("--tls-client-ca", "tls_client_ca", "tls", "it is for tls:// endpoints, and none is given"),
+    ("--mode", "mode", "unix file", "it sets a Unix socket file's mode, and no endpoint is one"),
+    ("--backlog", "backlog", "stream", "datagram sockets do not listen()"),
+    ("--max-conns", "max_conns", "stream", "datagram endpoints have no connections"),
+    ("--idle-timeout", "idle_timeout", "stream", "datagram endpoints have no connections"),
+    ("--send-timeout", "send_timeout", "stream", "datagram endpoints have no connections"),
+    ("--allow", "allow", "inet", "Unix peers have no address to match"),
+    ("--deny", "deny", "inet", "Unix peers have no address to match"),
+]
+
+_NEEDS: dict[str, Callable[[Endpoint], bool]] = {
+    "tls": lambda ep: ep.is_tls,
+    "unix file": lambda ep: ep.is_unix and not ep.is_abstract,
+    "stream": lambda ep: ep.is_stream,
+    "inet": lambda ep: not ep.is_unix,
+}
+
+
+def reject_inapplicable(args: argparse.Namespace, endpoints: Sequence[str]) -> None:
+    """Raise :class:`UsageError` for an option that none of ``endpoints`` can use."""
+    parsed: list[Endpoint] = []
+    for text in endpoints:
+        try:
+            parsed.append(parse_endpoint(text))
+        except UsageError:
+            return  # not a plain endpoint (an inherited socket, or bad): the server decides
+    for option, dest, needs, why in _APPLIES:
+        if getattr(args, dest) in (None, []):
+            continue
+        if not any(_NEEDS[needs](ep) for ep in parsed):
+            raise UsageError(f"{option} does nothing here: {why}")
+    if args.threads is not None and args.engine != "pool":
+        raise UsageError("--threads does nothing here: it sizes the pool engine (--engine pool)")
+
+
 def run(args: argparse.Namespace) -> int:
     from sockkit.server import Limits, ServerLog, TLSFiles, make_logger, serve
 
     _search_working_directory()
     service, endpoints = split_targets(args.targets)
     endpoints = [text for given in endpoints for text in expand_inherited(given)]
+    reject_inapplicable(args, endpoints)
     limits = replace(
         Limits(),
         max_conns=args.max_conns,
@@ -280,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
         deny=args.deny,
         tls=tls,
         backlog=args.backlog,
-        mode=args.mode,
+        mode=0o600 if args.mode is None else args.mode,
         workers=args.workers,
         log=log,
         reload_command=reload_command,

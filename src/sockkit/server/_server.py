@@ -18,6 +18,7 @@ one life cycle: :mod:`sockkit.engines._lifecycle`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -34,7 +35,7 @@ from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSign
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
 from sockkit.server._reload import handed_over, reloading
-from sockkit.server._service import ServiceSource, find_service, needs_shared_memory
+from sockkit.server._service import ServiceArgument, find_service, needs_shared_memory
 from sockkit.server._tls import TLSFiles, server_tls_context
 from sockkit.server._workers import Supervisor, Workforce
 from sockkit.services._contract import checked_factory
@@ -50,7 +51,9 @@ DEFAULT_ENDPOINT = "7007"
 class Server:
     """Serves one service on one or more endpoints with one engine.
 
-    ``service`` is a name (``echo``), ``module:Class`` or a :class:`ServiceSource`;
+    ``service`` is a name (``echo``), ``module:Class``, a :class:`Service` or
+    :class:`DatagramService` subclass, a factory, or a :class:`ServiceSource`
+    (see :func:`~sockkit.server._service.find_service`);
     ``endpoints`` are endpoint texts or :class:`Endpoint` values; ``engine`` is an
     engine name or class (default: the fastest available).  ``workers`` > 1
     runs that many processes on the same endpoints (see
@@ -64,7 +67,7 @@ class Server:
 
     def __init__(
         self,
-        service: str | ServiceSource = "echo",
+        service: ServiceArgument = "echo",
         endpoints: Sequence[str | Endpoint] = (DEFAULT_ENDPOINT,),
         *,
         engine: str | type[Engine] | None = None,
@@ -75,8 +78,8 @@ class Server:
         backlog: int | None = None,
         mode: int = 0o600,
         workers: int = 1,
-        log_level: str = "info",
-        log_format: LogFormat = "text",
+        log_level: str | None = None,
+        log_format: LogFormat | None = None,
         log: ServerLog | None = None,
         proxy_protocol: ProxyProtocol | None = None,
     ) -> None:
@@ -97,7 +100,7 @@ class Server:
         self.workers = workers
         self.backlog = backlog
         self.mode = mode
-        self.log = log if log is not None else ServerLog(make_logger(log_level, log_format))
+        self.log = log if log is not None else _server_log(log_level, log_format)
         self.stop_signal = StopSignal()
         self._check_service()
         self.proxy_protocol = proxy_protocol
@@ -325,6 +328,17 @@ class Server:
         self.stop_signal.close()
 
 
+def _server_log(level: str | None, fmt: LogFormat | None) -> ServerLog:
+    """The ``sockkit.server`` logger, where the application's logging set-up decides.
+
+    Only a level or format asked for here (the command line asks for both)
+    gets sockkit's own stderr writer, with its fast direct path.
+    """
+    if level is None and fmt is None:
+        return ServerLog(logging.getLogger("sockkit.server"))
+    return ServerLog(make_logger(level or "info", fmt or "text"))
+
+
 def _access_list(allow: Sequence[str], deny: Sequence[str]) -> AccessList:
     try:
         return AccessList(allow, deny)
@@ -355,7 +369,7 @@ def _stop_on_signals(
 
 
 def serve(
-    service: str | ServiceSource = "echo",
+    service: ServiceArgument = "echo",
     endpoints: Sequence[str | Endpoint] = (DEFAULT_ENDPOINT,),
     *,
     reload_command: Sequence[str] | None = None,

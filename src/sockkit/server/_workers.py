@@ -81,6 +81,8 @@ class Supervisor:
         self.stop = stop
         #: pid -> when it started
         self.children: dict[int, float] = {}
+        #: pid -> wait status, for the log line of a worker that ended
+        self._statuses: dict[int, int] = {}
         self._child_r, self._child_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def run(self) -> None:
@@ -172,7 +174,8 @@ class Supervisor:
                         _RESPAWN_BACKOFF
                     ):
                         break
-                    self.workforce.event(logging.WARNING, f"worker {pid} exited; starting another")
+                    ended = how_it_ended(self._statuses.pop(pid, 0))
+                    self.workforce.event(logging.WARNING, f"worker {pid} {ended}; starting another")
                     self._spawn(with_ready_pipe=False)
 
     def _reap(self) -> list[int]:
@@ -180,13 +183,14 @@ class Supervisor:
         dead = []
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
             if pid in self.children:
                 dead.append(pid)
+                self._statuses[pid] = status
         return dead
 
     def _stop_all(self) -> None:
@@ -254,3 +258,17 @@ def _drain_pipe(fd: int) -> None:
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                 return
             raise
+
+
+def how_it_ended(status: int) -> str:
+    """A wait status in words: ``killed by SIGKILL``, ``exited with status 3``."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"killed by {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return "exited"
