@@ -39,7 +39,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sockkit.engines._aio_accept import Acceptor
-from sockkit.engines._aio_protocol import Door, Hub, protocol_factory
+from sockkit.engines._aio_protocol import Conn, Door, Hub, protocol_factory
+from sockkit.engines._aio_proxy import proxied_protocol_factory
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
 from sockkit.engines._lifecycle import Drain
@@ -120,7 +121,7 @@ class UvloopEngine(AsyncioEngine):
             return _accept(hub, listener)  # admission before the handshake: see _aio_accept
         sock = listener.sock
         door = _door(hub, listener)
-        factory = protocol_factory(door)
+        factory = _protocol(hub, door)
         own = sock.dup()
         try:
             if sock.family == socket.AF_UNIX:
@@ -135,9 +136,17 @@ def _door(hub: Hub, listener: StreamListener) -> Door:
     return Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
 
 
+def _protocol(hub: Hub, door: Door) -> Callable[[], Conn]:
+    """The protocol factory for a listener: with ``--proxy-protocol``, one that reads the header."""
+    proxy = hub.admission.proxies
+    if proxy is None:
+        return protocol_factory(door)
+    return proxied_protocol_factory(door, proxy)  # type: ignore[arg-type]
+
+
 def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
     door = _door(hub, listener)
-    acceptor = Acceptor(door, listener.sock, protocol_factory(door), str(listener.endpoint))
+    acceptor = Acceptor(door, listener.sock, _protocol(hub, door), str(listener.endpoint))
     acceptor.start()
     return acceptor
 
@@ -146,7 +155,7 @@ async def _serve(
     ctx: ServeContext, listen: Callable[[Hub, StreamListener], Awaitable[_Listening]]
 ) -> None:
     loop = asyncio.get_running_loop()
-    hub = Hub(loop, ctx.limits, ctx.access, ctx.log)
+    hub = Hub(loop, ctx.limits, ctx.access, ctx.log, ctx.proxy)
     servers: list[_Listening] = []
     #: Set on every stop request (the first begins the drain, a second ends it).
     stop_seen = asyncio.Event()

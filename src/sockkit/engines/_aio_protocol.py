@@ -43,9 +43,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar, cast
 
+from sockkit._accept import TrustedProxies
 from sockkit._endpoint import format_sockaddr
 from sockkit._errors import translate_os_error
-from sockkit.engines._contract import AccessList, Admission, ConnectionLog, Limits, service_error
+from sockkit.engines._contract import AccessList, ConnectionLog, Limits, service_error
 from sockkit.engines._core import ConnectionRules, EndOfStream, tick_interval
 from sockkit.services._base import Service
 
@@ -98,13 +99,14 @@ class Hub:
         limits: Limits,
         access: AccessList,
         log: ConnectionLog,
+        proxy: TrustedProxies | None = None,
     ) -> None:
         self.loop = loop
         #: The thread running ``loop`` (a Hub is made on it).
         self.thread = threading.get_ident()
         self.limits = limits
         self.access = access
-        self.admission = Admission(access, limits.max_conns)
+        self.admission = limits.admission(access, proxy)
         self.log = log
         #: Every admitted connection (counted for ``max_conns``, ticked, closed at
         #: the end of a drain) is on a ring through its ``_prev``/``_next``:
@@ -116,6 +118,14 @@ class Hub:
         #: Set by the drain once stopping: resolved when the last connection goes.
         self.drained: asyncio.Future[None] | None = None
         self.sweep: asyncio.TimerHandle | None = None
+
+    def add(self, conn: Conn) -> None:
+        """``conn`` is admitted: on the ring (:meth:`forget` takes it off)."""
+        ring = self.ring
+        last = conn._prev = ring._prev
+        conn._next = ring
+        last._next = ring._prev = conn
+        self.count += 1
 
     def forget(self, conn: Conn) -> None:
         before, after = conn._prev, conn._next
@@ -153,7 +163,7 @@ class Hub:
 class Door:
     """One listener's view: its service factory, TLS context and how to admit peers."""
 
-    __slots__ = ("factory", "family", "gate", "hub", "limits", "local", "logs", "tls")
+    __slots__ = ("factory", "family", "gate", "hub", "limits", "local", "logs", "releases", "tls")
 
     def __init__(
         self,
@@ -173,16 +183,26 @@ class Door:
         # Access rules apply to IP peers only (Unix peers are guarded by file
         # permissions); with neither rules nor max_conns admission is free.
         # TLS connections are admitted by the acceptor, before the handshake.
-        checks_access = not hub.access.open and family != socket.AF_UNIX
-        self.gate = (checks_access or hub.limits.max_conns is not None) and tls is None
+        unix = family == socket.AF_UNIX
+        checks_access = not hub.access.open and not unix
+        checks_uid = hub.admission.allow_uids is not None and unix
+        #: Admitted peers are counted per address and must be released at the end.
+        self.releases = hub.admission.per_ip is not None and not unix
+        self.gate = (
+            checks_access
+            or checks_uid
+            or self.releases
+            or hub.limits.max_conns is not None
+            or hub.admission.proxies is not None
+        ) and tls is None
 
-    def refusal(self, name: Any, pending: int = 0) -> str | None:
+    def refusal(self, name: Any, pending: int = 0, sock: Any = None) -> str | None:
         """Why a peer at sockaddr ``name`` may not be served now, or None to serve it.
 
         ``pending`` counts connections accepted but not yet in ``conns`` (TLS
         handshakes under way), so ``max_conns`` holds for them too.
         """
-        return self.hub.admission.admit(name, self.hub.count + pending)
+        return self.hub.admission.admit(name, self.hub.count + pending, sock)
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         name = transport.get_extra_info("peername")
@@ -192,7 +212,9 @@ class Door:
 
     def admits(self, transport: asyncio.BaseTransport) -> bool:
         """Refuse (abort + ``log.refused``) and return False if the peer may not be served."""
-        reason = self.refusal(transport.get_extra_info("peername"))
+        reason = self.refusal(
+            transport.get_extra_info("peername"), 0, transport.get_extra_info("socket")
+        )
         if reason is None:
             return True
         cast(asyncio.Transport, transport).abort()
@@ -217,6 +239,8 @@ def _hot_path(counts: bool) -> Callable[[Conn, bytes], None]:
         except Exception as exc:
             self.failed(exc)
             return
+        if counts and self._line is not None:  # --line-timeout: time a partial line
+            self._line.seen(service, self._door.hub.loop.time())
         if out:
             if self._writing or len(out) > _TRANSPORT_TAKES:  # not _DIRECT, or long
                 self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
@@ -244,9 +268,11 @@ class Conn(ConnectionRules, asyncio.Protocol):
     __slots__ = ("_next", "_prev", "_transport", "_writing")
 
     _door: ClassVar[Door]
+    #: No deadlines, so no partial line to time (:class:`TrackedConn` has the slot).
+    _line = None
     _prev: Conn
     _next: Conn
-    #: Whether the core's deadlines are on (only :class:`TrackedConn` has their slots).
+    #: Whether to start the core's deadline clock (:class:`TrackedConn`, which has its slots).
     _timed: ClassVar[bool]
     _transport: asyncio.Transport
 
@@ -259,22 +285,21 @@ class Conn(ConnectionRules, asyncio.Protocol):
             ConnectionRules.__init__(self, _NO_SERVICE)
             self.should_close = True
             return
-        service = door.factory()
+        door.hub.add(self)
+        self._serve(door.factory(), None)
+
+    def _serve(self, service: Service, peer: str | None) -> None:
+        """Serve ``service`` on this admitted connection: the core, the log, the greeting."""
+        door = self._door
         ConnectionRules.__init__(self, service)
         if self._timed:
             self.start_clock(door.hub.loop.time())
         self._writing = _DIRECT
         service.wakeup = self
-        hub = door.hub
-        ring = hub.ring  # join the ring (Hub.forget leaves it)
-        last = self._prev = ring._prev
-        self._next = ring
-        last._next = ring._prev = self
-        hub.count += 1
         if door.logs:
-            self._opened(door.peer(transport))
+            self._opened(peer if peer is not None else door.peer(self._transport))
         if type(service).connected is not _BASE_CONNECTED:
-            self.start(door.peer(transport))
+            self.start(peer if peer is not None else door.peer(self._transport))
             self._pump()
         elif service.state or service.producing:
             self.settle()
@@ -321,6 +346,8 @@ class Conn(ConnectionRules, asyncio.Protocol):
         door = self._door
         if door.logs:
             self._logged_close(exc)
+        if door.releases:
+            door.hub.admission.release(self._transport.get_extra_info("peername"))
         door.hub.forget(self)  # may end a drain
 
     # -- wakeup: the object is the service's wakeup callable ----------------
@@ -406,7 +433,15 @@ class Conn(ConnectionRules, asyncio.Protocol):
 class TrackedConn(Conn):
     """A :class:`Conn` with a log record and the deadline marks."""
 
-    __slots__ = ("_io_mark", "_io_since", "_opened_at", "_out_mark", "_out_since", "_peer")
+    __slots__ = (
+        "_io_mark",
+        "_io_since",
+        "_line",
+        "_opened_at",
+        "_out_mark",
+        "_out_since",
+        "_peer",
+    )
 
     data_received = _hot_path(counts=True)
 
@@ -436,13 +471,12 @@ def protocol_factory(door: Door) -> Callable[[], Conn]:
     :class:`Conn`; either way made without ``__init__`` (see :class:`Conn`).
     """
     limits = door.limits
-    timed = tick_interval(limits) is not None
-    base = TrackedConn if door.logs or timed else Conn
+    base = TrackedConn if door.logs or tick_interval(limits) is not None else Conn
     attributes = {
         "__slots__": (),
         "_door": door,
         "_limits": limits,
-        "_timed": timed,
+        "_timed": base is TrackedConn,
     }
     cls = type(base.__name__, (base,), attributes)
     return partial(object.__new__, cls)
