@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sockkit._errors import translate_os_error
-from sockkit.engines._contract import ServeContext
+from sockkit.engines._contract import REFUSED_TLS, ServeContext
 from sockkit.engines._core import ConnectionCore, EndOfStream
 from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
 from sockkit.services._base import Service
@@ -313,7 +313,7 @@ class TlsConnection(Connection):
             return
         except (ssl.SSLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-            self.close(f"tls handshake failed: {reason}")
+            self.close(f"{REFUSED_TLS}: handshake failed: {reason}")
             return
         factory = self._factory
         assert callable(factory)
