@@ -55,24 +55,11 @@ RANKS: dict[str, int] = {
 }
 
 #: (importer, imported) pairs that go up a layer today, and why.
-KNOWN_UPWARD: dict[tuple[str, str], str] = {
-    # The engine contract (limits, access list, refusal and close reasons)
-    # still lives in server/_context.py; it moves below server into engines.
-    ("sockkit.engines._accept", "sockkit.server._context"): "engine contract in server",
-    ("sockkit.engines._aio", "sockkit.server._context"): "engine contract in server",
-    ("sockkit.engines._aio_protocol", "sockkit.server._context"): "engine contract in server",
-    ("sockkit.engines._base", "sockkit.server._context"): "engine contract in server",
-    ("sockkit.engines._blocking", "sockkit.server._context"): "engine contract in server",
-    ("sockkit.engines._reactor", "sockkit.server._context"): "engine contract in server",
-    ("sockkit.engines._reactor_conn", "sockkit.server._context"): "engine contract in server",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 #: Import cycles that exist today, and why.  A cycle found is allowed when all
 #: its modules are in one entry, so breaking part of a cycle never fails here.
 KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"sockkit.server._server", "sockkit.server._workers"}): (
-        "the supervisor is handed the Server; it gets a callable to run a worker instead"
-    ),
     frozenset(
         "sockkit.inspect." + name
         for name in ("_format _listing _netlink _owners _procnet _record _sockdiag _watch".split())

@@ -12,16 +12,17 @@ importing an engine never loads the server.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sockkit._accept import AccessList, Admission, Refusal
 from sockkit._endpoint import Endpoint
-from sockkit.engines._lifecycle import StopSignal
 from sockkit.services._base import Service
 
 __all__ = [
@@ -102,6 +103,60 @@ class StreamListener:
     factory: Callable[[], Service]
     #: Server-side TLS context for ``tls://`` endpoints, else ``None``.
     tls: ssl.SSLContext | None = None
+
+
+class StopSignal:
+    """A stop request that threads, signal handlers and pollers can all see.
+
+    The first :meth:`set` asks to stop (drain); any later one asks to hurry
+    (close what is left now).  ``set()`` is safe from a signal handler and
+    from any thread.  ``fd`` becomes readable on every ``set()``, so a reactor
+    can poll it beside its sockets; :meth:`consume` empties it again.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._hurry = threading.Event()
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closed = False
+
+    @property
+    def fd(self) -> int:
+        return self._read_fd
+
+    def set(self) -> None:
+        if self._event.is_set():
+            self._hurry.set()
+        self._event.set()
+        if self._closed:
+            return  # the fd numbers may belong to another file by now
+        with contextlib.suppress(OSError):  # pipe full: readable already, all we need
+            os.write(self._write_fd, b"x")
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def hurried(self) -> bool:
+        """True once stop was asked for a second time: close the connections left now."""
+        return self._hurry.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+    def consume(self) -> None:
+        """Empty the pipe behind ``fd`` (a level-triggered poller would wake for ever)."""
+        with contextlib.suppress(OSError):
+            while os.read(self._read_fd, 512):
+                pass
+
+    def close(self) -> None:
+        """Release the pipe.  ``set`` stays safe to call afterwards; ``fd`` is then invalid."""
+        if self._closed:
+            return
+        self._closed = True
+        for fd in (self._read_fd, self._write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class ConnectionLog:

@@ -1,4 +1,4 @@
-"""The one stop sequence every engine follows, and the stop signal that drives it.
+"""The one stop sequence every engine follows (the stop signal itself is in :mod:`._contract`).
 
 ::
 
@@ -13,7 +13,7 @@
 - **draining**: open connections go on; the engine waits for them at most
   :meth:`Drain.remaining` seconds, looking again at least every
   :data:`HURRY_POLL` seconds (or when ``stop.fd`` is readable) in case
-  :meth:`StopSignal.hurried` turned true.
+  ``StopSignal.hurried()`` (:mod:`._contract`) turned true.
 - **closing**: at the deadline, or at once after a second stop, the engine
   closes every connection left with ``CloseReason.SERVER_STOPPING`` and returns
   with no thread or child process left behind.
@@ -21,74 +21,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sockkit.engines._contract import ServeContext
+from sockkit.engines._contract import ServeContext
 
-__all__ = ["HURRY_POLL", "Drain", "StopSignal"]
+__all__ = ["HURRY_POLL", "Drain"]
 
 #: While draining, blocking engines look at least this often for a second stop.
 HURRY_POLL = 0.1
-
-
-class StopSignal:
-    """A stop request that threads, signal handlers and pollers can all see.
-
-    The first :meth:`set` asks to stop (drain); any later one asks to hurry
-    (close what is left now).  ``set()`` is safe from a signal handler and
-    from any thread.  ``fd`` becomes readable on every ``set()``, so a reactor
-    can poll it beside its sockets; :meth:`consume` empties it again.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self._hurry = threading.Event()
-        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._closed = False
-
-    @property
-    def fd(self) -> int:
-        return self._read_fd
-
-    def set(self) -> None:
-        if self._event.is_set():
-            self._hurry.set()
-        self._event.set()
-        if self._closed:
-            return  # the fd numbers may belong to another file by now
-        with contextlib.suppress(OSError):  # pipe full: readable already, all we need
-            os.write(self._write_fd, b"x")
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def hurried(self) -> bool:
-        """True once stop was asked for a second time: close the connections left now."""
-        return self._hurry.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
-
-    def consume(self) -> None:
-        """Empty the pipe behind ``fd`` (a level-triggered poller would wake for ever)."""
-        with contextlib.suppress(OSError):
-            while os.read(self._read_fd, 512):
-                pass
-
-    def close(self) -> None:
-        """Release the pipe.  ``set`` stays safe to call afterwards; ``fd`` is then invalid."""
-        if self._closed:
-            return
-        self._closed = True
-        for fd in (self._read_fd, self._write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 class Drain:
