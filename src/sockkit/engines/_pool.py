@@ -170,7 +170,7 @@ class PooledConnection(_Pooled, Connection):
     def read_input(self) -> None:
         view = self._view
         try:
-            size = self._recv_into(view)
+            size = self.sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
