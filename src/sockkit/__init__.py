@@ -8,9 +8,15 @@ use (PEP 562), so ``import sockkit`` stays cheap for the command line;
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from sockkit._version import __version__
+
+# A library logs through the standard hierarchy (sockkit.server, sockkit.relay,
+# ...) and leaves where the lines go to the application: without a handler of
+# its own, the "last resort" handler would print warnings on stderr.
+logging.getLogger("sockkit").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from sockkit._endpoint import (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -141,6 +142,9 @@ def translate_os_error(exc: BaseException, action: str, target: str) -> SockkitE
             )
         return SockkitError(f"permission denied: cannot {action} {target}")
     if code == errno.ENOENT and target.startswith(("unix:", "unixgram:")):
+        directory = os.path.dirname(target.partition(":")[2])
+        if directory and not os.path.isdir(directory):
+            return SockkitError(f"cannot {action} {target}: directory {directory} does not exist")
         return ConnectError(f"no such socket file: {target}", code)
     if code in (errno.EMFILE, errno.ENFILE):
         return SockkitError(f"cannot {action} {target}: too many open files")

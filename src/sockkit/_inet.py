@@ -85,7 +85,12 @@ def parse_int(text: str, bits: int) -> int:
         value = int(text, 0)
     except ValueError:
         raise UsageError(f"bad value {text!r}: expected a decimal or 0x-hex integer") from None
-    if not 0 <= value < 1 << bits:
+    if value < 0:
+        raise UsageError(
+            f"bad value {text!r}: negative; expected an unsigned {bits}-bit value,"
+            f" 0 to {(1 << bits) - 1}"
+        )
+    if not value < 1 << bits:
         raise UsageError(f"bad value {text!r}: expected 0 to {(1 << bits) - 1} for {bits} bits")
     return value
 

@@ -52,6 +52,8 @@ def test_socat_client_talks_both_ways_with_listen(sockkit_listen: StartListen) -
         timeout=20,
     )
     assert socat.stdout == b"from listen\n"
+    # socat's end of stream does not end listen: stdin still goes to it until stdin ends.
+    listening.proc.stdin.close()
     assert listening.proc.wait(10) == 0
     assert listening.proc.stdout is not None
     assert listening.proc.stdout.read() == b"from socat\n"

@@ -31,7 +31,8 @@ def test_connect_and_listen_talk_tls_both_ways(
     assert listening.endpoint.startswith("tls://127.0.0.1:")
     assert listening.proc.stdin is not None
     listening.proc.stdin.write(b"server says hi\n")
-    listening.proc.stdin.flush()
+    # listen sends stdin until it ends, even after the client's end of stream.
+    listening.proc.stdin.close()
     payload = os.urandom(200_000)
     result = run_cli(["connect", "--tls-ca", str(certs.ca), listening.endpoint], input=payload)
     assert result.returncode == 0, result.stderr

@@ -7,6 +7,8 @@ Grammar (see DESIGN.md)::
     HOST:PORT         same as tcp://HOST:PORT
     :PORT             every interface (dual-stack where the host has IPv6)
     PORT              loopback only, 127.0.0.1 -- the safe default
+    fd:N              an already-open socket on descriptor N (inherited)
+    systemd:[NAME]    the socket systemd socket activation passed (LISTEN_FDS)
 
 HOST is a name, an IPv4 address or a bracketed IPv6 address (``[::1]``,
 ``[fe80::1%lo]`` with its scope).  PORT is 0-65535 or a service name.  The same
@@ -18,6 +20,11 @@ service name stays a name in the :class:`Endpoint` (``port="http"``) and is
 turned into a number by the resolution step (:mod:`sockkit._endpoint._resolve`),
 so :func:`parse_endpoint` and :meth:`Endpoint.__str__` round-trip exactly and
 give the same answer on every machine.
+
+The one exception is an inherited socket (``fd:N``, ``systemd:``): what it is
+(TCP or UDP, stream or datagram, which address) is a property of the
+descriptor, not of the text, and every command needs it at once; so the
+grammar asks the descriptor (:mod:`sockkit._inherit`, getsockopt only).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sockkit._errors import EndpointError
+from sockkit._inherit import INHERITED_PREFIXES, inspect_inherited
 
 __all__ = [
     "LOOPBACK",
@@ -58,13 +66,17 @@ class Endpoint:
     :func:`~sockkit._endpoint.resolve_service`).  For ``unix``/``unixgram``:
     ``path`` is a file path, or ``@name`` for the abstract namespace.
     ``str(endpoint)`` gives the canonical text, which parses back to an equal
-    value.
+    value.  ``fd`` is set for an inherited socket (``fd:N``, ``systemd:``; see
+    :mod:`sockkit._inherit`): the other fields then describe the socket on that
+    descriptor, which is adopted rather than bound, and whose socket file is
+    never removed.
     """
 
     transport: Transport
     host: str | None = None
     port: int | str = 0
     path: str | None = None
+    fd: int | None = None
 
     @property
     def is_unix(self) -> bool:
@@ -104,6 +116,8 @@ class Endpoint:
         return Endpoint(self.transport, self.host, port, self.path)
 
     def __str__(self) -> str:
+        if self.fd is not None:
+            return f"fd:{self.fd}"
         if self.is_unix:
             return f"{self.transport}:{self.path}"
         return f"{self.transport}://{self.address}"
@@ -118,10 +132,14 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
     """
     if not text or text != text.strip():
         raise EndpointError(
-            text, "expected HOST:PORT, PORT, tcp://, udp://, tls://, unix: or unixgram:"
+            text,
+            "expected HOST:PORT, PORT, tcp://, udp://, tls://, unix:, unixgram:, fd: or systemd:",
         )
     if "\x00" in text:
         raise EndpointError(text, "NUL characters are not allowed")
+    if text.startswith(INHERITED_PREFIXES):
+        found = inspect_inherited(text)
+        return Endpoint(found.transport, found.host, found.port, found.path, found.fd)
     for scheme in ("unixgram", "unix"):
         if text.startswith(scheme + ":"):
             return _parse_unix(text, scheme, text[len(scheme) + 1 :])
@@ -129,7 +147,8 @@ def parse_endpoint(text: str, default_transport: Transport = "tcp") -> Endpoint:
     if sep:
         if scheme not in _INET_SCHEMES:
             raise EndpointError(
-                text, "unknown scheme; expected tcp://, udp://, tls://, unix: or unixgram:"
+                text,
+                "unknown scheme; expected tcp://, udp://, tls://, unix:, unixgram:, fd: or systemd:",
             )
         return _parse_inet(text, scheme, rest)
     return _parse_inet(text, default_transport, text)

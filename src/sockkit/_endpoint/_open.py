@@ -24,6 +24,7 @@ from sockkit._errors import (
     translate_os_error,
     translating,
 )
+from sockkit._inherit import adopt
 
 __all__ = ["open_connection", "open_listener", "sockaddr_endpoint"]
 
@@ -64,6 +65,8 @@ def open_listener(
     Raises :class:`AddressInUseError`, :class:`ResolveError` or another
     :class:`SockkitError` with a message naming the endpoint.
     """
+    if endpoint.fd is not None:
+        return adopt(endpoint.fd)  # bound and listening already; backlog and mode are its owner's
     if backlog is None:
         backlog = socket.SOMAXCONN
     try:
@@ -174,6 +177,8 @@ def open_connection(
 
     Raises :class:`ConnectError`, :class:`TimeoutError`, :class:`ResolveError`.
     """
+    if endpoint.fd is not None:
+        raise EndpointError(str(endpoint), "an inherited socket is for listening, not connecting")
     if endpoint.is_unix:
         return _connect_unix(endpoint, timeout)
     infos = resolve(endpoint)

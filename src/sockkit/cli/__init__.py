@@ -76,13 +76,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = ", ".join(n for n in COMMANDS if _exists(n))
         return fail(f"unknown command {name!r}; expected one of: {known}", 2)
     module = importlib.import_module(f"sockkit.cli.{name}")
+    # A command may route its first word to a module of its own (``relay ctl``).
+    sub = getattr(module, "SUBCOMMANDS", {}).get(rest[0]) if rest else None
+    if sub is not None:
+        module, name, rest = importlib.import_module(sub), f"{name} {rest[0]}", rest[1:]
     parser = CommandParser(
-        prog=f"sockkit {name}", description=module.DESCRIPTION, epilog=module.EXAMPLES
+        prog=f"sockkit {name}",
+        description=module.DESCRIPTION,
+        epilog=module.EXAMPLES,
+        **getattr(module, "PARSER_OPTIONS", {}),
     )
     module.add_arguments(parser)
     try:
         ns = parser.parse_args(rest)
+        ns.argv = [name, *rest]  # the command line as given, for serve's reload
         status: int = module.run(ns)
+        sys.stdout.flush()  # here, so a reader that left is met inside this try
         return status
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
@@ -92,9 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), exc.exit_status)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_gone():
+            return fail(f"broken pipe: {exc.strerror or exc}", 1)
+        # The reader of stdout left (``sockkit ss | head -1``): that is how such a
+        # pipeline ends, so exit 0 quietly, as ss and ls do.
         _quiet_stdout()
-        return 1
+        return 0
 
 
 def _name_the_holder(exc: AddressInUseError) -> str:
@@ -109,7 +122,23 @@ def _name_the_holder(exc: AddressInUseError) -> str:
         owner = port_owner(exc.endpoint)
     except (OSError, SockkitError, ValueError):
         owner = None  # the explanation is a courtesy; the error stands without it
-    return f"{exc} (held by {owner})" if owner else str(exc)
+    if not owner:
+        return str(exc)
+    # Naming the holder replaces the generic note a Unix socket's error carries.
+    message = str(exc).removesuffix(" (a process is listening on it)")
+    return f"{message} (held by {owner})"
+
+
+def _stdout_gone() -> bool:
+    """True if stdout is a pipe whose reader has closed it (poll says POLLERR)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(mask & select.POLLERR for _, mask in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _quiet_stdout() -> None:

@@ -12,9 +12,12 @@ __all__ = ["color_enabled", "print_json", "print_table"]
 
 
 def color_enabled(stream: Any = None) -> bool:
-    """Colour only on a terminal, and never with ``NO_COLOR`` set."""
+    """Colour only on a terminal, and never with ``NO_COLOR`` set to a non-empty value.
+
+    An empty ``NO_COLOR=`` leaves colour on, as no-color.org defines it.
+    """
     stream = stream or sys.stdout
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
 
 
 def print_json(value: Any) -> None:

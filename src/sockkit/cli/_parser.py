@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import NoReturn
 
@@ -25,9 +26,13 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        # argparse takes ``-0x1`` for an option (only ``-1`` and ``-1.5`` read as numbers),
+        # so ``inet hton16 -0x1`` would be "required: value"; no sockkit option looks so.
+        self._negative_number_matcher = re.compile(r"^-(\d+|\d*\.\d+|0[xXoObB][0-9a-fA-F_]+)$")
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        # ``sockkit: `` is added where the error is printed; the command goes in the hint.
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def positive_int(text: str) -> int:

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _color(stream: object) -> bool:
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty()) and "NO_COLOR" not in os.environ
+    return bool(isatty and isatty()) and not os.environ.get("NO_COLOR")  # empty: colour stays
 
 
 class _Progress:

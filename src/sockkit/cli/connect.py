@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Callable
 
-from sockkit._endpoint import parse_endpoint
+from sockkit._endpoint import Endpoint, parse_endpoint
+from sockkit._errors import UsageError
+from sockkit.cli._netcat_flags import add_connect_flags, apply_flags, as_datagram, run_port_scan
 from sockkit.client import NetcatOptions, TLSConfig, run_connect
 
 DESCRIPTION = """\
-Connect to ENDPOINT and pump bytes both ways: stdin to the socket, the socket
+Connect to ENDPOINT (or HOST PORT, as nc) and pump bytes both ways: stdin to the socket, the socket
 to stdout, binary-safe.  At end of stdin the write side is shut (a half-close)
 and replies are printed until the peer closes; then the exit status is 0.
+The peer's end of stream does not stop stdin (it may still be reading): if it
+resets before all of stdin arrived, the bytes not delivered are counted, exit 1.
 udp:// and unixgram: send one datagram per stdin line (or per --chunk bytes)
 and print the replies, waiting --wait seconds after stdin ends.
 Failures (refused, timed out, reset, TLS) print one line and exit 1; a bad
 endpoint or option exits 2."""
 
 EXAMPLES = """\
-examples:
-  sockkit connect 7007 < file > reply       send a file to an echo server, keep the reply
+examples, as nc and ncat users type them:
+  sockkit connect 127.0.0.1 7007 < file       HOST PORT, as nc
+  sockkit connect -4 localhost 7007           IPv4 addresses only (-6: IPv6)
+  sockkit connect -z 127.0.0.1 20-25          which ports are open (status 0 if any)
+  sockkit connect -u -q 2 127.0.0.1 7007      UDP; wait 2 s for replies after stdin ends
+  sockkit connect -w 5 -C example.test 80     5 s to connect (and idle); CRLF line endings
+  sockkit connect -x 127.0.0.1 7007           hex dump of the traffic on stderr (-vv: text)
+  sockkit connect -c 'echo $NCAT_REMOTE_PORT' 127.0.0.1 7007
+                                              a program talks to the peer (-e: no shell)
+sockkit's endpoint forms:
+  sockkit connect 7007 < file > reply         send a file to an echo server, keep the reply
   echo hello | sockkit connect udp://127.0.0.1:7007
   sockkit connect tls://example.test:443 --tls-ca ca.pem
   sockkit connect -v --timeout 2 --idle-timeout 30 [::1]:7007
@@ -32,7 +46,19 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "endpoint",
         metavar="ENDPOINT",
-        help="tcp://, udp://, tls://, unix:, unixgram:, HOST:PORT or PORT",
+        help="tcp://, udp://, tls://, unix:, unixgram:, HOST:PORT or PORT; or HOST then PORT",
+    )
+    parser.add_argument("port", nargs="?", metavar="PORT", help=argparse.SUPPRESS)
+    family = parser.add_mutually_exclusive_group()
+    family.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET,
+        help="IPv4 addresses only",
+    )
+    family.add_argument(
+        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="IPv6 addresses only"
     )
     parser.add_argument(
         "--idle-timeout",
@@ -60,7 +86,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--tls-key", metavar="FILE", help="our private key (PEM), if not in --tls-cert"
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="report connection events on stderr"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="report connection events on stderr (-vv: and the traffic, as text)",
     )
 
 
@@ -81,9 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
         type=float,
-        default=1.0,
         metavar="S",
-        help="datagrams: wait S seconds for replies after stdin ends (default 1)",
+        help="datagrams: wait S seconds for replies after stdin ends (default 1; 0: do not wait)",
     )
     parser.add_argument(
         "--insecure", action="store_true", help="TLS: accept any certificate and host name (unsafe)"
@@ -93,6 +122,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="TLS: check the certificate for NAME instead of the endpoint's host",
     )
+    add_connect_flags(parser)
+
+
+def endpoint_of(args: argparse.Namespace) -> Endpoint:
+    """The endpoint named by ``ENDPOINT``, or by ``HOST PORT`` (two words, as nc)."""
+    if args.port is None:
+        return parse_endpoint(args.endpoint)
+    host = args.endpoint
+    if "://" in host or host.startswith(("unix:", "unixgram:")):
+        raise UsageError(
+            f"HOST PORT takes a host name or address, not the endpoint {host!r};"
+            f" give the endpoint alone"
+        )
+    return parse_endpoint(f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}")
+
+
+#: (option, the argparse dest, a test of the endpoint it applies to, why not otherwise).
+_APPLIES: list[tuple[str, str, Callable[[Endpoint], bool], str]] = [
+    ("--tls-ca", "tls_ca", lambda ep: ep.is_tls, "it applies to tls:// endpoints only"),
+    ("--tls-cert", "tls_cert", lambda ep: ep.is_tls, "it applies to tls:// endpoints only"),
+    ("--tls-key", "tls_key", lambda ep: ep.is_tls, "it applies to tls:// endpoints only"),
+    ("--insecure", "insecure", lambda ep: ep.is_tls, "it applies to tls:// endpoints only"),
+    (
+        "--tls-servername",
+        "tls_servername",
+        lambda ep: ep.is_tls,
+        "it applies to tls:// endpoints only",
+    ),
+    (
+        "--chunk",
+        "chunk",
+        lambda ep: ep.is_datagram,
+        "a stream has no datagrams to size; it applies to udp:// and unixgram: only",
+    ),
+    (
+        "--wait",
+        "wait",
+        lambda ep: ep.is_datagram,
+        "a stream ends when the peer closes; it applies to udp:// and unixgram: only",
+    ),
+    (
+        "--no-shutdown",
+        "no_shutdown",
+        lambda ep: ep.is_stream,
+        "datagrams have no half-close to skip",
+    ),
+    (
+        "--half-close",
+        "half_close",
+        lambda ep: ep.is_stream,
+        "datagrams have no half-close",
+    ),
+    (
+        "--keep-open",
+        "keep_open",
+        lambda ep: ep.is_stream,
+        "a datagram listener already hears every sender until interrupted",
+    ),
+    ("--source", "source", lambda ep: not ep.is_unix, "a Unix socket has no source address"),
+    ("-4/-6", "family", lambda ep: not ep.is_unix, "a Unix socket has no address family to pick"),
+]
+
+
+def reject_inapplicable(args: argparse.Namespace, endpoint: Endpoint) -> None:
+    """Raise :class:`UsageError` for an option given that does nothing for ``endpoint``."""
+    for option, dest, applies, why in _APPLIES:
+        value = getattr(args, dest, None)
+        if value is not None and value is not False and not applies(endpoint):
+            raise UsageError(f"{option} does nothing for {endpoint}: {why}")
 
 
 def tls_config(args: argparse.Namespace) -> TLSConfig:
@@ -117,7 +215,10 @@ def verbose_printer(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = parse_endpoint(args.endpoint)
+    if args.zero_io:
+        return run_port_scan(args)
+    endpoint = as_datagram(args, endpoint_of(args))
+    reject_inapplicable(args, endpoint)
     options = NetcatOptions(
         timeout=args.timeout,
         idle_timeout=args.idle_timeout,
@@ -128,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
         wait=args.wait,
         chunk=args.chunk,
         tls=tls_config(args),
+        family=args.family or socket.AF_UNSPEC,
     )
+    options = apply_flags(args, endpoint, options, listening=False)
     run_connect(endpoint, options, on_event=verbose_printer(args))
     return 0

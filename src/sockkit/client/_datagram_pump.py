@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sockkit._endpoint import format_sockaddr
-from sockkit._errors import TimeoutError, translate_os_error
+from sockkit._errors import SockkitError, TimeoutError, translate_os_error
 from sockkit.client._stream_pump import write_all
 
 __all__ = ["DatagramOptions", "DatagramPump"]
@@ -160,9 +160,15 @@ class DatagramPump:
             except OSError as exc:
                 if not self._connected:
                     # The sender went away (its socket closed): report, drop, carry on.
-                    self._on_event(f"cannot send to {self._peer_text()}: {exc.strerror}")
+                    hint = "; split stdin with --chunk N" if exc.errno == errno.EMSGSIZE else ""
+                    self._on_event(f"cannot send to {self._peer_text()}: {exc.strerror}{hint}")
                     self._queue.popleft()
                     continue
+                if exc.errno == errno.EMSGSIZE:
+                    raise SockkitError(
+                        f"cannot send a {len(datagram)}-byte datagram to {self._target()}:"
+                        f" message too long; split stdin with --chunk N (at most 65507 for UDP)"
+                    ) from exc
                 raise translate_os_error(exc, "send to", self._target()) from exc
             self._queue.popleft()
             self.sent += len(datagram)

@@ -95,7 +95,7 @@ class Listener:
 
 def remove_socket_file(endpoint: Endpoint) -> None:
     """Unlink the file of a path-named Unix endpoint we listened on (nothing else)."""
-    if endpoint.is_unix and not endpoint.is_abstract and endpoint.path:
+    if endpoint.is_unix and not endpoint.is_abstract and endpoint.path and endpoint.fd is None:
         with contextlib.suppress(OSError):
             os.unlink(endpoint.path)
 
@@ -117,7 +117,10 @@ def listen(
         raise UsageError(f"{ep} is a datagram endpoint; use sockkit.listen_datagram()")
     context = server_context(tls or TLSConfig()) if ep.is_tls else None
     sock = open_listener(ep, backlog=backlog)
-    return Listener(sock, sockaddr_endpoint(sock, ep.transport), timeout=timeout, tls=context)
+    real = sockaddr_endpoint(sock, ep.transport)
+    if ep.fd is not None:
+        real = ep  # inherited: its socket file is its owner's, never removed
+    return Listener(sock, real, timeout=timeout, tls=context)
 
 
 def listen_datagram(
@@ -127,5 +130,5 @@ def listen_datagram(
     ep = _as_endpoint(endpoint)
     if not ep.is_datagram:
         raise UsageError(f"{ep} is a stream endpoint; use sockkit.listen()")
-    path = ep.path if ep.is_unix and not ep.is_abstract else None
+    path = ep.path if ep.is_unix and not ep.is_abstract and ep.fd is None else None
     return DatagramConnection(open_listener(ep), timeout=timeout, socket_file=path)

@@ -220,9 +220,12 @@ class TLSStream:
             # sending close_notify finds no application data to choke on.
             while True:
                 try:
-                    self._plaintext += self.tls.read(_CIPHERTEXT_READ)
+                    data = self.tls.read(_CIPHERTEXT_READ)
                 except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
                     break
+                if not data:
+                    break  # the peer's close_notify was read before: it half-closed first
+                self._plaintext += data
             try:
                 self.tls.unwrap()
             except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):

@@ -42,7 +42,10 @@ class TLSConfig:
 
 
 def client_context(config: TLSConfig) -> ssl.SSLContext:
-    """An ``SSLContext`` for connecting; raises :class:`UsageError` if a file cannot be loaded."""
+    """An ``SSLContext`` for connecting.
+
+    Raises :class:`UsageError` for a missing file, :class:`TLSError` for one that cannot be used.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     _common(context)
     if config.insecure:
@@ -85,8 +88,9 @@ def _load(action: Callable[[], object], option: str, path: str) -> None:
     except FileNotFoundError:
         raise UsageError(f"{option} {path}: no such file") from None
     except (ssl.SSLError, OSError) as exc:
+        # There but unusable (unreadable, not PEM, a key that does not match): exit 1.
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(f"{option} {path}: cannot load it ({reason})") from None
+        raise TLSError(f"{option} {path}: cannot load it ({reason})") from None
 
 
 def tls_error(

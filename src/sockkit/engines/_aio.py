@@ -39,9 +39,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sockkit.engines._aio_accept import Acceptor
-from sockkit.engines._aio_protocol import Door, Hub, protocol_class
+from sockkit.engines._aio_protocol import Conn, Door, Hub, protocol_class
+from sockkit.engines._aio_proxy import proxied_protocol_class
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
+from sockkit.engines._core import line_tick
 from sockkit.engines._lifecycle import Drain
 
 __all__ = ["AsyncioEngine", "UvloopEngine"]
@@ -50,7 +52,7 @@ __all__ = ["AsyncioEngine", "UvloopEngine"]
 # unacked, sacked.  On a listening socket Linux reports the accept backlog
 # in tcpi_sacked.
 _TCP_INFO_BACKLOG = struct.Struct("8x5xI")
-_SWEEP_MAX = 1.0
+_SWEEP_MAX = 0.5
 
 
 def _backlog(sock: socket.socket) -> int:
@@ -121,7 +123,7 @@ class UvloopEngine(AsyncioEngine):
             return _accept(hub, listener)  # admission before the handshake: see _aio_accept
         sock = listener.sock
         door = _door(hub, listener)
-        factory = protocol_class(door)
+        factory = _protocol(hub, door)
         own = sock.dup()
         try:
             if sock.family == socket.AF_UNIX:
@@ -136,9 +138,17 @@ def _door(hub: Hub, listener: StreamListener) -> Door:
     return Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
 
 
+def _protocol(hub: Hub, door: Door) -> type[Conn]:
+    """The protocol class for a listener: with ``--proxy-protocol``, one that reads the header."""
+    proxy = hub.admission.proxies
+    if proxy is None:
+        return protocol_class(door)
+    return proxied_protocol_class(door, proxy)  # type: ignore[arg-type]
+
+
 def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
     door = _door(hub, listener)
-    acceptor = Acceptor(door, listener.sock, protocol_class(door), str(listener.endpoint))
+    acceptor = Acceptor(door, listener.sock, _protocol(hub, door), str(listener.endpoint))
     acceptor.start()
     return acceptor
 
@@ -147,7 +157,7 @@ async def _serve(
     ctx: ServeContext, listen: Callable[[Hub, StreamListener], Awaitable[_Listening]]
 ) -> None:
     loop = asyncio.get_running_loop()
-    hub = Hub(loop, ctx.limits, ctx.access, ctx.log)
+    hub = Hub(loop, ctx.limits, ctx.access, ctx.log, ctx.proxy)
     servers: list[_Listening] = []
     #: Set on every stop request (the first begins the drain, a second ends it).
     stop_seen = asyncio.Event()
@@ -199,7 +209,7 @@ async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
 class _Sweeper:
     """One coarse periodic check of every connection's timeouts -- no timer per connection.
 
-    Runs every ``min(shortest timeout / 2, 1 s)``, so a timeout fires between
+    Runs every ``min(shortest timeout / 4, 0.5 s)``, so a timeout fires between
     its value and its value plus one interval late.
     """
 
@@ -207,7 +217,11 @@ class _Sweeper:
         self._hub = hub
         limits = hub.limits
         timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
-        self._interval = min(min(timeouts) / 2, _SWEEP_MAX) if timeouts else None
+        periods = [min(t / 4, _SWEEP_MAX) for t in timeouts]
+        line = line_tick(limits)
+        if line is not None:
+            periods.append(line)
+        self._interval = min(periods) if periods else None
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:

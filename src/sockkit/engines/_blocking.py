@@ -38,7 +38,10 @@ import ssl
 import threading
 import time
 
+from sockkit._accept import Refusal
 from sockkit._endpoint import format_sockaddr
+from sockkit._proxy_admission import ProxiedPeer, ProxyStage, read_header_blocking
+from sockkit._proxy_protocol import ProxyHeaderError
 from sockkit.engines._contract import (
     REFUSED_TLS,
     CloseReason,
@@ -92,6 +95,7 @@ class Connection:
         "bytes_in",
         "bytes_out",
         "ctx",
+        "first",
         "listener",
         "sock",
     )
@@ -109,6 +113,8 @@ class Connection:
         self.buffer: memoryview | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        #: Bytes read with a PROXY header that belong to the service.
+        self.first = b""
         self._efd = -1
         self._closed = False
         # Guards the fds against being closed while another thread uses them:
@@ -145,6 +151,12 @@ class Connection:
                 return
             if isinstance(self.addr, tuple):  # TCP: answers must not wait for Nagle
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            via = None
+            if ctx.proxy is not None:
+                proxied = self._proxy_header(peer)
+                if proxied is None:
+                    return
+                peer, via = proxied.peer, proxied.via
             if self.listener.tls is not None and not self._handshake(peer):
                 return
             service = self.listener.factory()
@@ -160,7 +172,10 @@ class Connection:
         logging_on = log.enabled
         if logging_on:
             started = time.monotonic()
-            log.opened(peer, str(self.listener.endpoint))
+            if via is None:
+                log.opened(peer, str(self.listener.endpoint))
+            else:
+                log.opened(peer, str(self.listener.endpoint), via)
         reason: str | None = "error"
         try:
             reason = self._serve(service, peer)
@@ -180,6 +195,23 @@ class Connection:
             if logging_on:
                 duration = time.monotonic() - started
                 log.closed(peer, self.bytes_in, self.bytes_out, duration, reason)
+
+    def _proxy_header(self, peer: str) -> ProxiedPeer | None:
+        """Read the PROXY header in time and admit the client it names; else log, close, None."""
+        assert self.ctx.proxy is not None
+        stage = ProxyStage(self.addr)  # type: ignore[arg-type]
+        try:
+            proxied = read_header_blocking(self.sock, stage, self.ctx.proxy.timeout)
+        except ProxyHeaderError as exc:
+            self.ctx.log.refused(peer, CloseReason.SERVER_STOPPING if self.aborted else str(exc))
+            self._close()
+            return None
+        if not self.ctx.access.admit(proxied.address):
+            self.ctx.log.refused(proxied.peer, Refusal.DENY)
+            self._close()
+            return None
+        self.first = proxied.leftover
+        return proxied
 
     def _handshake(self, peer: str) -> bool:
         """Do the TLS handshake within ``handshake_timeout``; on failure log, close, say False."""
@@ -225,6 +257,7 @@ class Connection:
         limits = self.ctx.limits
         if (
             type(service).produce is Service.produce
+            and not self.first
             and limits.idle_timeout is None
             and limits.send_timeout is None
         ):
@@ -259,6 +292,8 @@ class Connection:
         next_tick = 0.0 if interval is None else time.monotonic() + interval
         mask = 0
         core.start(peer)
+        if self.first:  # what followed a PROXY header: the service's first bytes
+            core.receive(self.first)
         while True:
             self._send_all_possible(core)
             if core.should_close:

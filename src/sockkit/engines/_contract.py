@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sockkit._accept import AccessList, Admission, Refusal
+from sockkit._accept import AccessList, Admission, Refusal, TrustedProxies
 from sockkit._endpoint import Endpoint
+from sockkit._proxy_admission import ProxyProtocol
 from sockkit.services._base import Service
 
 __all__ = [
@@ -57,6 +58,7 @@ class CloseReason(enum.StrEnum):
 
     IDLE_TIMEOUT = "idle timeout"
     SEND_TIMEOUT = "send timeout"
+    LINE_TIMEOUT = "line timeout"
     OUTPUT_CAP = "output cap exceeded"
     SERVER_STOPPING = "server stopping"
     TLS_HANDSHAKE_TIMEOUT = "tls handshake timeout"
@@ -90,6 +92,24 @@ class Limits:
     read_size: int = 256 * 1024
     #: Worker threads of the pool engine.
     threads: int = field(default_factory=_default_threads)
+    #: Most connections served at once from one client IP address.
+    max_conns_per_ip: int | None = None
+    #: Unix peers must run as one of these users (SO_PEERCRED); ``None``: any user.
+    allow_uids: frozenset[int] | None = None
+    #: Line-based services close a client whose line takes longer than this to arrive.
+    line_timeout: float | None = None
+    #: Datagram replies per second to one source address (a token bucket); ``None``: no limit.
+    dgram_rate: float | None = None
+
+    def admission(self, access: AccessList, proxies: TrustedProxies | None = None) -> Admission:
+        """The admission rules these limits, ``access`` and trusted ``proxies`` make."""
+        return Admission(
+            access,
+            self.max_conns,
+            proxies,
+            max_conns_per_ip=self.max_conns_per_ip,
+            allow_uids=self.allow_uids,
+        )
 
 
 @dataclass(slots=True)
@@ -169,8 +189,12 @@ class ConnectionLog:
     #: False when nothing would be written, so engines can skip building records.
     enabled: bool = False
 
-    def opened(self, peer: str, local: str) -> None:
-        """A connection from ``peer`` to ``local`` was accepted and admitted."""
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
+        """A connection from ``peer`` to ``local`` was accepted and admitted.
+
+        ``via`` is the proxy that relayed it (``--proxy-protocol``); ``peer`` is
+        then the client its PROXY header named.
+        """
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
@@ -202,11 +226,14 @@ class ServeContext:
     #: Closes every listener (and removes Unix socket files) the moment a stop
     #: begins, so new clients are refused; the default closes the sockets only.
     close_listeners: Callable[[], None] | None = None
+    #: ``--proxy-protocol``: trusted proxies, whose connections begin with a
+    #: PROXY header that the engine reads before the service sees a byte.
+    proxy: ProxyProtocol | None = None
     #: The access list and ``limits.max_conns`` as one admission check.
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = Admission(self.access, self.limits.max_conns)
+        self.admission = self.limits.admission(self.access, self.proxy)
 
     def shut_listeners(self) -> None:
         """Close the listeners now (see :attr:`close_listeners`).  Idempotent."""

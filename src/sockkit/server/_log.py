@@ -1,7 +1,11 @@
 """The server's log: ``listening on`` lines, one line per connection, counters.
 
-Everything goes to one stream (stderr) through the stdlib :mod:`logging`
-machinery under the ``sockkit.server`` logger, in one of two formats:
+An embedded :class:`~sockkit.server.Server` logs to the standard
+``logging.getLogger("sockkit.server")``; the ``sockkit`` package logger has only a
+``NullHandler``, so where the lines go is the application's choice.  The
+command line (or a program asking for ``log_level``/``log_format``) gets
+:func:`make_logger`: a private logger writing to stderr in one of two formats,
+written to directly by :class:`ServerLog` (no ``LogRecord`` per line):
 
 ``text``  the message alone, e.g. ``listening on tcp://127.0.0.1:43117`` or
           ``closed 127.0.0.1:51012 in=5 out=5 duration=0.002s`` -- scripts grep it.
@@ -138,13 +142,23 @@ class ServerLog(ConnectionLog):
         )
         self.logger.handle(record)
 
-    def opened(self, peer: str, local: str) -> None:
+    def opened(self, peer: str, local: str, via: str | None = None) -> None:
         self._count("opened")
         if not self.enabled:
             return  # counted; nothing to format (below --log-level info)
-        self.event(
-            logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
-        )
+        if via is None:
+            self.event(
+                logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
+            )
+        else:
+            self.event(
+                logging.INFO,
+                f"opened {peer} -> {local} via={via}",
+                event="opened",
+                peer=peer,
+                local=local,
+                via=via,
+            )
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None

@@ -18,8 +18,10 @@ one life cycle: :mod:`sockkit.engines._lifecycle`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, TracebackType
@@ -27,10 +29,13 @@ from typing import TYPE_CHECKING
 
 from sockkit._endpoint import Endpoint, open_listener, parse_endpoint, sockaddr_endpoint
 from sockkit._errors import UsageError
+from sockkit._proxy_admission import ProxyProtocol
+from sockkit._sd_notify import notify_ready, notify_stopping
 from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSignal, StreamListener
 from sockkit.server._datagram import DatagramListener, DatagramThread, join_all
 from sockkit.server._log import LogFormat, ServerLog, make_logger
-from sockkit.server._service import ServiceSource, find_service, needs_shared_memory
+from sockkit.server._reload import handed_over, reloading
+from sockkit.server._service import ServiceArgument, find_service, needs_shared_memory
 from sockkit.server._tls import TLSFiles, server_tls_context
 from sockkit.server._workers import Supervisor, Workforce
 from sockkit.services._contract import checked_factory
@@ -46,7 +51,9 @@ DEFAULT_ENDPOINT = "7007"
 class Server:
     """Serves one service on one or more endpoints with one engine.
 
-    ``service`` is a name (``echo``), ``module:Class`` or a :class:`ServiceSource`;
+    ``service`` is a name (``echo``), ``module:Class``, a :class:`Service` or
+    :class:`DatagramService` subclass, a factory, or a :class:`ServiceSource`
+    (see :func:`~sockkit.server._service.find_service`);
     ``endpoints`` are endpoint texts or :class:`Endpoint` values; ``engine`` is an
     engine name or class (default: the fastest available).  ``workers`` > 1
     runs that many processes on the same endpoints (see
@@ -60,7 +67,7 @@ class Server:
 
     def __init__(
         self,
-        service: str | ServiceSource = "echo",
+        service: ServiceArgument = "echo",
         endpoints: Sequence[str | Endpoint] = (DEFAULT_ENDPOINT,),
         *,
         engine: str | type[Engine] | None = None,
@@ -71,9 +78,10 @@ class Server:
         backlog: int | None = None,
         mode: int = 0o600,
         workers: int = 1,
-        log_level: str = "info",
-        log_format: LogFormat = "text",
+        log_level: str | None = None,
+        log_format: LogFormat | None = None,
         log: ServerLog | None = None,
+        proxy_protocol: ProxyProtocol | None = None,
     ) -> None:
         self.spec = find_service(service)
         self.requested = [e if isinstance(e, Endpoint) else parse_endpoint(e) for e in endpoints]
@@ -92,9 +100,13 @@ class Server:
         self.workers = workers
         self.backlog = backlog
         self.mode = mode
-        self.log = log if log is not None else ServerLog(make_logger(log_level, log_format))
+        self.log = log if log is not None else _server_log(log_level, log_format)
         self.stop_signal = StopSignal()
         self._check_service()
+        self.proxy_protocol = proxy_protocol
+        if proxy_protocol is not None and any(ep.is_tls for ep in self.requested):
+            # The header comes before the TLS handshake; engines read it on plain sockets only.
+            raise UsageError("--proxy-protocol does not work with tls:// endpoints yet")
         self.tls_context = None
         if any(ep.is_tls for ep in self.requested):
             if tls is None:
@@ -105,9 +117,8 @@ class Server:
         # (path, device, inode) of each socket file we bound, removed by close().
         self._unix_files: list[tuple[str, int, int]] = []
         self._bound: list[Endpoint] = []
-        # id(listener) -> the endpoint as asked for, with the real port: what a
-        # worker binds again (``:0`` must stay the dual-stack wildcard, not ``[::]``).
-        self._rebind: dict[int, Endpoint] = {}
+        # (endpoint text as asked, listener), in order: what a reload hands over.
+        self._asked: list[tuple[str, StreamListener | DatagramListener]] = []
 
     def _check_service(self) -> None:
         name = self.spec.name
@@ -161,29 +172,29 @@ class Server:
         """Log ``listening on ENDPOINT`` once for each bound endpoint."""
         for ep in self.endpoints:
             self.log.listening(str(ep))
+        notify_ready()  # a service manager waiting on Type=notify may go on
 
-    def _open_one(self, ep: Endpoint) -> None:
-        # With workers, every inet socket joins a SO_REUSEPORT group so each
-        # worker can bind its own; Unix sockets are shared by inheritance.
-        sock = open_listener(
-            ep, backlog=self.backlog, reuse_port=self.workers > 1 and not ep.is_unix, mode=self.mode
-        )
-        if ep.is_unix:
-            real = ep  # getsockname() of a file socket names its temporary bind path
-            if not ep.is_abstract and ep.path:
-                st = os.stat(ep.path)
-                self._unix_files.append((ep.path, st.st_dev, st.st_ino))
+    def _open_one(self, asked: Endpoint) -> None:
+        # Workers share these very sockets (see _workers.py): no SO_REUSEPORT.
+        # After a reload the previous generation's socket stands in for the
+        # asked endpoint (same scheme, now ours); an fd: socket stays its owner's.
+        sock = open_listener(handed_over(asked), backlog=self.backlog, mode=self.mode)
+        if asked.is_unix and asked.fd is None:
+            real = asked  # getsockname() of a file socket names its temporary bind path
+            if not asked.is_abstract and asked.path:
+                st = os.stat(asked.path)
+                self._unix_files.append((asked.path, st.st_dev, st.st_ino))
         else:
-            real = sockaddr_endpoint(sock, ep.transport)
+            real = sockaddr_endpoint(sock, asked.transport)
         self._bound.append(real)
         listener: StreamListener | DatagramListener
-        if ep.is_datagram:
+        if asked.is_datagram:
             assert self.spec.datagram is not None
             listener = DatagramListener(sock, real, self.spec.datagram)
             self.datagram_listeners.append(listener)
         else:
             assert self.spec.stream is not None
-            tls = self.tls_context if ep.is_tls else None
+            tls = self.tls_context if asked.is_tls else None
             factory = self.spec.stream
             if os.environ.get("SOCKKIT_DEBUG_CONTRACT"):
                 # Every call checked against the service contract's tables, so
@@ -191,20 +202,11 @@ class Server:
                 factory = checked_factory(factory)
             listener = StreamListener(sock, real, factory, tls)
             self.listeners.append(listener)
-        self._rebind[id(listener)] = ep if ep.is_unix else ep.with_port(real.port)
+        self._asked.append((str(asked), listener))
 
-    def reopen_shared_port(self) -> None:
-        """Replace each inet socket with a fresh one on the same port (a worker's own socket).
-
-        Only for workers: the sockets were opened with SO_REUSEPORT, so the
-        kernel spreads connections over every worker's socket.
-        """
-        for lst in self.all_listeners():
-            if lst.endpoint.is_unix:
-                continue
-            fresh = open_listener(self._rebind[id(lst)], backlog=self.backlog, reuse_port=True)
-            lst.sock.close()
-            lst.sock = fresh
+    def handover_sockets(self) -> list[tuple[str, socket.socket]]:
+        """(endpoint as asked, socket) for every listener: what a reload hands on."""
+        return [(text, lst.sock) for text, lst in self._asked]
 
     # -- run --------------------------------------------------------------
 
@@ -217,6 +219,7 @@ class Server:
             self.log,
             self.stop_signal,
             close_listeners=self.close_listeners,
+            proxy=self.proxy_protocol,
         )
 
     def run(self, *, handle_signals: bool = False) -> None:
@@ -237,7 +240,7 @@ class Server:
     def serve_here(self) -> None:
         """Serve in this process: the engine in this thread, datagram threads beside it."""
         threads = [
-            DatagramThread(dl, self.access, self.stop_signal, self.log)
+            DatagramThread(dl, self.access, self.stop_signal, self.log, self.limits.dgram_rate)
             for dl in self.datagram_listeners
         ]
         for thread in threads:
@@ -252,17 +255,11 @@ class Server:
             join_all(threads)
 
     def _workforce(self) -> Workforce:
-        def all_ready() -> None:
-            # Every worker holds its own SO_REUSEPORT socket now: leave the group.
-            for lst in self.all_listeners():
-                if not lst.endpoint.is_unix:
-                    lst.sock.close()
-            self.announce()
-
         return Workforce(
             count=self.workers,
             run_worker=self._run_worker,
-            all_ready=all_ready,
+            # The supervisor keeps every listener; the workers share them.
+            all_ready=self.announce,
             close_listeners=self.close_listeners,
             event=self.log.event,
             drain_timeout=self.limits.drain_timeout,
@@ -273,7 +270,6 @@ class Server:
         self.stop_signal.close()
         self.stop_signal = stop
         self.disown_socket_files()  # the supervisor removes them
-        self.reopen_shared_port()
         ready()
         self.serve_here()
         self.release()
@@ -332,6 +328,17 @@ class Server:
         self.stop_signal.close()
 
 
+def _server_log(level: str | None, fmt: LogFormat | None) -> ServerLog:
+    """The ``sockkit.server`` logger, where the application's logging set-up decides.
+
+    Only a level or format asked for here (the command line asks for both)
+    gets sockkit's own stderr writer, with its fast direct path.
+    """
+    if level is None and fmt is None:
+        return ServerLog(logging.getLogger("sockkit.server"))
+    return ServerLog(make_logger(level or "info", fmt or "text"))
+
+
 def _access_list(allow: Sequence[str], deny: Sequence[str]) -> AccessList:
     try:
         return AccessList(allow, deny)
@@ -349,6 +356,8 @@ def _stop_on_signals(
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            notify_stopping()
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
@@ -360,18 +369,27 @@ def _stop_on_signals(
 
 
 def serve(
-    service: str | ServiceSource = "echo",
+    service: ServiceArgument = "echo",
     endpoints: Sequence[str | Endpoint] = (DEFAULT_ENDPOINT,),
+    *,
+    reload_command: Sequence[str] | None = None,
+    reload_signal: int = signal.SIGHUP,
     **options: object,
 ) -> None:
     """Serve ``service`` on ``endpoints`` until SIGINT or SIGTERM, then drain and return.
 
-    ``options`` are :class:`Server`'s keyword arguments.  Raises what
-    :class:`Server` and :meth:`Server.open` raise.
+    ``options`` are :class:`Server`'s keyword arguments.  With ``reload_command``
+    (a full argv), ``reload_signal`` starts that command as the next
+    generation on the same sockets (see :mod:`sockkit.server._reload`).
+    Raises what :class:`Server` and :meth:`Server.open` raise.
     """
     server = Server(service, endpoints, **options)  # type: ignore[arg-type]
     # Signals are wired before the first ``listening on`` line: a script that
     # reads it and at once sends SIGTERM must get a clean exit.
-    with server, _stop_on_signals(server.stop_signal):
+    with (
+        server,
+        _stop_on_signals(server.stop_signal),
+        reloading(server, reload_command, reload_signal),
+    ):
         server.open(announce=server.workers == 1)
         server.run()

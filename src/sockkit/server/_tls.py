@@ -23,10 +23,14 @@ class TLSFiles:
 
 
 def _check_readable(path: str, what: str) -> None:
-    if not os.path.isfile(path):
+    # A name that leads nowhere is a usage error (exit 2); a file that is there
+    # but cannot be used is a runtime failure (exit 1), as an invalid one is.
+    if not os.path.exists(path):
         raise UsageError(f"{what} {path!r}: no such file")
+    if not os.path.isfile(path):
+        raise TLSError(f"{what} {path!r}: not a regular file")
     if not os.access(path, os.R_OK):
-        raise UsageError(f"{what} {path!r}: permission denied")
+        raise TLSError(f"{what} {path!r}: permission denied")
 
 
 def server_tls_context(files: TLSFiles) -> ssl.SSLContext:
@@ -34,8 +38,8 @@ def server_tls_context(files: TLSFiles) -> ssl.SSLContext:
 
     With ``client_ca`` a client that presents no certificate, or one not signed
     by that CA, fails the handshake (``CERT_REQUIRED``).  Raises
-    :class:`UsageError` for a missing or unreadable file and :class:`TLSError`
-    for a file that is not a usable certificate, key or CA bundle.
+    :class:`UsageError` for a missing file and :class:`TLSError` for one that
+    cannot be read or is not a usable certificate, key or CA bundle.
     """
     _check_readable(files.cert, "TLS certificate")
     if files.key is not None:

@@ -1,14 +1,12 @@
 """``--workers N``: N processes serving the same endpoints, and the supervisor that keeps them.
 
-How the workers share an endpoint:
-
-- TCP/TLS/UDP: every worker binds its own socket to the same port with
-  SO_REUSEPORT and the kernel spreads connections (or datagrams) over them.
-  The supervisor's own socket only found the real port; it leaves the group
-  (closes) once every worker has bound, before ``listening on`` is logged, so
-  no connection waits in a queue nobody accepts from.
-- Unix sockets have no SO_REUSEPORT: the supervisor keeps its listener and
-  every worker inherits it and accepts from the one shared queue.
+How the workers share an endpoint: the supervisor keeps every listening
+socket open and every worker inherits it, so all accept from one kernel queue
+(or read one datagram socket).  A worker that dies -- even by SIGKILL -- takes
+only the connections it had accepted; those still queued wait for the others
+and for its replacement.  (With one SO_REUSEPORT socket per worker, the kernel
+drops a socket's queued connections when it closes.)  The price is that idle
+workers all wake for a new connection and one wins the accept().
 
 The supervisor (one thread, no engine) forks the workers, replaces a worker
 that dies (at most one per second while workers keep dying young).  Asked to
@@ -26,6 +24,7 @@ a :class:`Workforce`, the few calls it makes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -43,6 +42,7 @@ from sockkit.engines._lifecycle import HURRY_POLL
 
 __all__ = ["Supervisor", "Workforce"]
 
+_PR_SET_PDEATHSIG = 1
 #: How long a new worker may take to bind its sockets.
 _READY_TIMEOUT = 15.0
 #: A worker that dies younger than this is replaced only after this long.
@@ -60,7 +60,7 @@ class Workforce:
     #: Runs in a new worker: given its own stop signal and a ``ready()`` to call
     #: once its sockets are bound; serves until that signal is set, then returns.
     run_worker: Callable[[StopSignal, Callable[[], None]], None]
-    #: Every worker is ready: leave the SO_REUSEPORT groups, say ``listening on``.
+    #: Every worker is ready: say ``listening on``.
     all_ready: Callable[[], None]
     #: A stop began: close the supervisor's listeners and socket files now.
     close_listeners: Callable[[], None]
@@ -81,6 +81,8 @@ class Supervisor:
         self.stop = stop
         #: pid -> when it started
         self.children: dict[int, float] = {}
+        #: pid -> wait status, for the log line of a worker that ended
+        self._statuses: dict[int, int] = {}
         self._child_r, self._child_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def run(self) -> None:
@@ -134,6 +136,8 @@ class Supervisor:
             stop = StopSignal()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
+            _die_with_parent()
 
             def ready() -> None:
                 if ready_w >= 0:
@@ -170,7 +174,8 @@ class Supervisor:
                         _RESPAWN_BACKOFF
                     ):
                         break
-                    self.workforce.event(logging.WARNING, f"worker {pid} exited; starting another")
+                    ended = how_it_ended(self._statuses.pop(pid, 0))
+                    self.workforce.event(logging.WARNING, f"worker {pid} {ended}; starting another")
                     self._spawn(with_ready_pipe=False)
 
     def _reap(self) -> list[int]:
@@ -178,13 +183,14 @@ class Supervisor:
         dead = []
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
             if pid in self.children:
                 dead.append(pid)
+                self._statuses[pid] = status
         return dead
 
     def _stop_all(self) -> None:
@@ -215,6 +221,19 @@ class Supervisor:
                 os.kill(pid, sig)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies, even by SIGKILL.
+
+    Otherwise orphaned workers would go on serving the inherited listeners with
+    nobody to stop them.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before the prctl took
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _wait_ready(fd: int) -> bool:
     try:
         if not _wait_readable(fd, _READY_TIMEOUT):
@@ -239,3 +258,17 @@ def _drain_pipe(fd: int) -> None:
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
                 return
             raise
+
+
+def how_it_ended(status: int) -> str:
+    """A wait status in words: ``killed by SIGKILL``, ``exited with status 3``."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"killed by {name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return "exited"

@@ -17,6 +17,10 @@ Rules and limits, and why:
   sender's connection with a ``close_reason``; lines before it in the same
   read are still delivered, and no one else notices.  Without the limit one
   client could make the server buffer any amount while it waits for a newline.
+- An incomplete line is announced to the driver through ``partial_input``
+  (see :class:`~sockkit.services.Service`), so ``--line-timeout`` can close a
+  client that dribbles a line byte by byte (slowloris) while its idle timer
+  never fires.
 - Each member's undelivered output is capped at ``queue_cap`` bytes (1 MiB by
   default).  A member that stops reading would otherwise make every other
   member's lines pile up in memory; past the cap it is dropped with a reason.
@@ -26,18 +30,39 @@ Rules and limits, and why:
 
 The room's lock guards membership and every member's queue: thread engines
 call different members from different threads at the same time.
+
+Across processes and hosts a room may have a :class:`Backplane` (Redis
+pub/sub: :mod:`sockkit.backplane`).  The room stays sans-I/O: it hands every
+line it spreads to ``backplane.publish`` (which must not block) and the
+backplane hands lines from other servers to :meth:`ChatRoom.receive_remote`
+from its own thread.  A server's own lines reach its members in-process and
+are never taken back from the backplane, so no sender hears itself.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 from sockkit.services._base import CLOSE, Service
 
-__all__ = ["DEFAULT_MAX_LINE", "DEFAULT_QUEUE_CAP", "ChatRoom", "ChatService"]
+__all__ = ["DEFAULT_MAX_LINE", "DEFAULT_QUEUE_CAP", "Backplane", "ChatRoom", "ChatService"]
 
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_QUEUE_CAP = 1024 * 1024
+
+
+class Backplane(Protocol):
+    """Carries a room's lines to the same room on other servers (processes or hosts)."""
+
+    def start(self, room: ChatRoom) -> None:
+        """Begin carrying ``room``'s lines; called at every join, so it must be cheap when running.
+
+        Called again in a forked process, it starts that process's own carrier.
+        """
+
+    def publish(self, message: bytes) -> None:
+        """Send ``message`` (whole lines) to the other servers; must never block."""
 
 
 class ChatRoom:
@@ -52,12 +77,14 @@ class ChatRoom:
         max_line: int = DEFAULT_MAX_LINE,
         queue_cap: int = DEFAULT_QUEUE_CAP,
         notices: bool = False,
+        backplane: Backplane | None = None,
     ) -> None:
         if max_line < 1 or queue_cap < 1:
             raise ValueError("max_line and queue_cap must be at least 1")
         self.max_line = max_line
         self.queue_cap = queue_cap
         self.notices = notices
+        self.backplane = backplane
         self._lock = threading.Lock()
         # A dict rather than a set: members hear lines in the order they joined.
         self._members: dict[ChatService, None] = {}
@@ -72,6 +99,8 @@ class ChatRoom:
 
     def join(self, member: ChatService) -> None:
         """Add ``member``; the others hear a join notice if ``notices`` is on."""
+        if self.backplane is not None:
+            self.backplane.start(self)
         with self._lock:
             self._members[member] = None
         if self.notices:
@@ -87,17 +116,32 @@ class ChatRoom:
     def broadcast(self, sender: ChatService, message: bytes) -> None:
         """Queue ``message`` for every member but ``sender``; drop members whose queue overflows.
 
-        Each dropped member's leave notice goes out in turn (a loop, not
-        recursion: one notice may overflow yet another member).
+        With a backplane the message goes to the other servers too.  Each
+        dropped member's leave notice goes out in turn (a loop, not recursion:
+        one notice may overflow yet another member).
         """
-        outgoing = [(sender, message)]
+        self._spread(sender, message, publish=True)
+
+    def receive_remote(self, message: bytes) -> None:
+        """A line from another server (through the backplane): every member here hears it."""
+        self._spread(None, message, publish=False)
+
+    def notice(self, message: bytes) -> None:
+        """A line from this server itself (``* ...``) to every member here, not published."""
+        self._spread(None, message, publish=False)
+
+    def _spread(self, sender: ChatService | None, message: bytes, publish: bool) -> None:
+        outgoing = [(sender, message, publish)]
         while outgoing:
-            sender, message = outgoing.pop()
+            sender, message, publish = outgoing.pop()
+            if publish and self.backplane is not None:
+                self.backplane.publish(message)
             for member in self._deliver(sender, message):
                 if self.notices:
-                    outgoing.append((member, b"* " + member.peer_bytes + b" left (not reading)\n"))
+                    notice = b"* " + member.peer_bytes + b" left (not reading)\n"
+                    outgoing.append((member, notice, True))
 
-    def _deliver(self, sender: ChatService, message: bytes) -> list[ChatService]:
+    def _deliver(self, sender: ChatService | None, message: bytes) -> list[ChatService]:
         """Queue ``message`` for the others, wake them; return the members dropped for overflow."""
         woken: list[ChatService] = []
         dropped: list[ChatService] = []
@@ -142,6 +186,8 @@ class ChatService(Service):
         # Bytes at the start of _buffer already searched for a newline, so a
         # long line arriving in small pieces is scanned once, not once a piece.
         self._scanned = 0
+        #: Incomplete lines begun so far; ``partial_input`` is the current one's number.
+        self._lines_begun = 0
         #: Lines from other members not yet produced; guarded by the room's lock.
         #: A list, not a deque: an empty deque costs ~600 bytes per idle member,
         #: and produce() takes messages from the front in one slice anyway.
@@ -160,6 +206,7 @@ class ChatService(Service):
         if self.state == CLOSE:
             return b""
         buffer = self._buffer
+        had = len(buffer)
         buffer += data
         max_line = self.room.max_line
         prefix = self._prefix
@@ -181,6 +228,13 @@ class ChatService(Service):
             return b""
         del buffer[:start]
         self._scanned = len(buffer)
+        if not buffer:
+            self.partial_input = 0
+        elif start or not had:
+            # A new incomplete line began in this call: a new value for the
+            # driver's --line-timeout clock.
+            self._lines_begun += 1
+            self.partial_input = self._lines_begun
         return b""
 
     def eof_received(self) -> bytes:

@@ -17,7 +17,13 @@ from typing import Any
 from sockkit._errors import UsageError
 from sockkit.services._base import DatagramService, Service
 from sockkit.services._chargen import ChargenDatagram, ChargenService
-from sockkit.services._chat import DEFAULT_MAX_LINE, DEFAULT_QUEUE_CAP, ChatRoom, ChatService
+from sockkit.services._chat import (
+    DEFAULT_MAX_LINE,
+    DEFAULT_QUEUE_CAP,
+    Backplane,
+    ChatRoom,
+    ChatService,
+)
 from sockkit.services._classic import (
     DaytimeDatagram,
     DaytimeService,
@@ -108,18 +114,21 @@ def chat_spec(
     max_line: int = DEFAULT_MAX_LINE,
     queue_cap: int = DEFAULT_QUEUE_CAP,
     notices: bool = False,
+    backplane: Backplane | None = None,
 ) -> ServiceSpec:
     """A chat service with its own new room, limits chosen (see :class:`ChatRoom`).
 
-    ``get_service("chat")`` is ``chat_spec()``.  Raises :class:`ValueError` for
-    limits below 1.
+    ``get_service("chat")`` is ``chat_spec()``.  With a ``backplane`` the room
+    is shared through it, so connections may be served by any number of
+    processes (``--engine fork``, ``--workers N``).  Raises :class:`ValueError`
+    for limits below 1.
     """
-    room = ChatRoom(max_line=max_line, queue_cap=queue_cap, notices=notices)
+    room = ChatRoom(max_line=max_line, queue_cap=queue_cap, notices=notices, backplane=backplane)
     return ServiceSpec(
         "chat",
         lambda: ChatService(room),
         None,
-        needs_shared_memory=True,
+        needs_shared_memory=backplane is None,
         description="line-based room: each line goes to every other client",
     )
 
