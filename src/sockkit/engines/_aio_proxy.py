@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sockkit._accept import Refusal
+from sockkit._accept import SockAddr
 from sockkit._proxy_admission import ProxyProtocol, ProxyStage
 from sockkit._proxy_protocol import ProxyHeaderError
 from sockkit.engines._aio_protocol import _NO_SERVICE, Conn, CountedConn, Door
@@ -27,7 +27,7 @@ __all__ = ["proxied_protocol_class"]
 class ProxiedConn(CountedConn):
     """A :class:`CountedConn` that reads a PROXY header before its service exists."""
 
-    __slots__ = ("_stage", "_timer", "_via")
+    __slots__ = ("_counted", "_stage", "_timer", "_via")
 
     _proxy: ProxyProtocol
 
@@ -37,6 +37,8 @@ class ProxiedConn(CountedConn):
         self._service = _NO_SERVICE
         self._stage: ProxyStage | None = None
         self._via: str | None = None
+        #: The client's address once it holds a per-address slot.
+        self._counted: SockAddr | None = None
         door = self._door
         if not door.admits(transport):  # not a trusted proxy, or max-conns
             return
@@ -60,9 +62,12 @@ class ProxiedConn(CountedConn):
         if proxied is None:
             return
         self._end_stage()
-        if not self._door.hub.access.admit(proxied.address):
-            self._refuse(Refusal.DENY, proxied.peer)
+        admission = self._door.hub.admission
+        refusal = admission.admit_client(proxied.address)
+        if refusal is not None:
+            self._refuse(refusal, proxied.peer)
             return
+        self._counted = proxied.address if admission.per_ip is not None else None
         self._via = proxied.via
         self._start(self._transport, proxied.peer)
         if proxied.leftover and self._service is not _NO_SERVICE:
@@ -77,6 +82,9 @@ class ProxiedConn(CountedConn):
     def connection_lost(self, exc: Exception | None) -> None:
         self._end_stage()
         super().connection_lost(exc)
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            self._door.hub.admission.release(counted)
 
     def _opened(self, peer: str) -> None:
         self._peer = peer
