@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     # child copies the parent's page tables) should not load asyncio.
     import asyncio
 
+    from sockkit._shared_peer_counts import SharedPeerCounts
+
 __all__ = [
     "ACCEPT_BATCH",
     "BACKOFF",
@@ -200,11 +202,22 @@ class Admission:
     max_conns_per_ip: int | None = None
     #: Unix peers must run as one of these users (checked with SO_PEERCRED); None: any.
     allow_uids: frozenset[int] | None = None
-    per_ip: PeerCounts | None = field(init=False, default=None)
+    per_ip: PeerCounts | SharedPeerCounts | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.max_conns_per_ip is not None:
             object.__setattr__(self, "per_ip", PeerCounts(self.max_conns_per_ip))
+
+    def share_counts(self) -> None:
+        """Keep the per-address counts where forked children see and change them.
+
+        For the fork engine behind ``--proxy-protocol``, whose children read the
+        header and so call :meth:`admit_client` and :meth:`release` themselves.
+        """
+        if self.max_conns_per_ip is not None:
+            from sockkit._shared_peer_counts import SharedPeerCounts
+
+            object.__setattr__(self, "per_ip", SharedPeerCounts(self.max_conns_per_ip))
 
     @property
     def refuses_any(self) -> bool:

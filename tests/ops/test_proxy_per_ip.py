@@ -153,9 +153,7 @@ def test_the_limit_counts_the_header_source_not_the_proxy(
 ) -> None:
     server = Server(engine)
     servers.append(server)
-    check_limit_per_real_source(
-        lambda source, number: by_hand(server.port, source, number), server
-    )
+    check_limit_per_real_source(lambda source, number: by_hand(server.port, source, number), server)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
