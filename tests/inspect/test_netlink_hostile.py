@@ -124,3 +124,13 @@ def test_any_bytes_give_rows_or_os_error(chunk: bytes) -> None:
     for parse in PARSERS.values():
         with time_limit(), contextlib.suppress(OSError):
             parse(chunk)
+
+
+def test_a_destroy_events_protocol_attribute_without_its_byte_is_not_read() -> None:
+    from sockkit.inspect._events import _protocol
+
+    inet_diag_protocol = 10  # INET_DIAG_PROTOCOL
+    base = inet_diag(inode=1)
+    # an empty attribute at the very end: reading its byte was an IndexError
+    assert _protocol(base + struct.pack("=HH", 4, inet_diag_protocol)) == 6
+    assert _protocol(base + attribute(inet_diag_protocol, b"\x11")) == 17
