@@ -65,3 +65,25 @@ def test_relay_ctl_refuses_non_finite_numbers_before_calling_the_api(
     err = capsys.readouterr().err
     assert status == 2, err
     assert err.startswith("sockkit: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["connect", "-w", "nan", "127.0.0.1", "9"],
+        ["connect", "-w", "inf", "127.0.0.1", "9"],
+        ["connect", "--timeout", "nan", "127.0.0.1:9"],
+        ["connect", "--timeout", "inf", "127.0.0.1:9"],
+        ["connect", "--idle-timeout", "nan", "127.0.0.1:9"],
+        ["connect", "-q", "inf", "127.0.0.1", "9"],
+        ["listen", "--idle-timeout", "nan", "127.0.0.1:0"],
+    ],
+)
+def test_connect_and_listen_refuse_non_finite_seconds(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # socket.settimeout(nan) raised ValueError, settimeout(inf) OverflowError
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.startswith("sockkit: ") and err.count("\n") == 1, err

@@ -10,7 +10,14 @@ from typing import NoReturn
 
 from sockkit._errors import UsageError
 
-__all__ = ["CommandParser", "fail", "non_negative_number", "positive_int", "positive_seconds"]
+__all__ = [
+    "CommandParser",
+    "fail",
+    "finite_seconds",
+    "non_negative_number",
+    "positive_int",
+    "positive_seconds",
+]
 
 
 def fail(message: str, status: int) -> int:
@@ -55,6 +62,20 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def finite_seconds(text: str) -> float:
+    """An argparse ``type``: seconds as a finite number (the caller gives a sign its meaning).
+
+    ``nan`` and ``inf`` are refused here: ``settimeout`` and deadlines fail on them.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
     return value
 
 
