@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import Any
 
@@ -228,7 +229,7 @@ def _tls_options_apply(args: argparse.Namespace, listen: Endpoint, target: Endpo
 def _faults(args: argparse.Namespace, *, datagram: bool) -> Faults:
     """The command line's faults; a value that would do nothing or cannot apply is a usage error."""
     for option, value in (("--latency", args.latency), ("--jitter", args.jitter)):
-        if value < 0:
+        if not (math.isfinite(value) and value >= 0):
             raise UsageError(f"{option} must be 0 or more milliseconds, not {value:g}")
     kind = "datagram" if datagram else "stream"
     if args.drop is not None and not datagram:
@@ -286,6 +287,8 @@ def _toxic_spec(text: str, datagram: bool) -> list[dict[str, Any]]:
                 number = float(value)
             except ValueError:
                 raise UsageError(f"bad --toxic {text!r}: {key} needs a number") from None
+            if not math.isfinite(number):
+                raise UsageError(f"bad --toxic {text!r}: {key} needs a finite number")
             if key == "toxicity":
                 body[key] = number
             elif key in _CONDITIONS:

@@ -186,8 +186,9 @@ class Door:
         unix = family == socket.AF_UNIX
         checks_access = not hub.access.open and not unix
         checks_uid = hub.admission.allow_uids is not None and unix
-        #: Admitted peers are counted per address and must be released at the end.
-        self.releases = hub.admission.per_ip is not None and not unix
+        #: Admitted peers are counted per address and must be released at the end
+        #: (behind --proxy-protocol the client is, by the proxied connection).
+        self.releases = hub.admission.per_ip is not None and not unix and not hub.admission.proxies
         self.gate = (
             checks_access
             or checks_uid

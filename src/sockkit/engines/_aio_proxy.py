@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from sockkit._accept import Refusal
+from sockkit._accept import SockAddr
 from sockkit._proxy_admission import ProxyProtocol, ProxyStage
 from sockkit._proxy_protocol import ProxyHeaderError
 from sockkit.engines._aio_protocol import _NO_SERVICE, Conn, Door, TrackedConn
@@ -30,7 +30,7 @@ __all__ = ["proxied_protocol_factory"]
 class ProxiedConn(TrackedConn):
     """A :class:`TrackedConn` that reads a PROXY header before its service exists."""
 
-    __slots__ = ("_stage", "_timer", "_via")
+    __slots__ = ("_counted", "_stage", "_timer", "_via")
 
     _proxy: ProxyProtocol
 
@@ -40,6 +40,8 @@ class ProxiedConn(TrackedConn):
         self._stage: ProxyStage | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._via: str | None = None
+        #: The client's address once it holds a per-address slot.
+        self._counted: SockAddr | None = None
         door = self._door
         if not door.admits(transport):  # not a trusted proxy, or max-conns
             self.should_close = True
@@ -62,9 +64,12 @@ class ProxiedConn(TrackedConn):
         if proxied is None:
             return
         self._end_stage()
-        if not self._door.hub.access.admit(proxied.address):
-            self._refuse(Refusal.DENY, proxied.peer)
+        admission = self._door.hub.admission
+        refusal = admission.admit_client(proxied.address)
+        if refusal is not None:
+            self._refuse(refusal, proxied.peer)
             return
+        self._counted = proxied.address if admission.per_ip is not None else None
         self._via = proxied.via
         self._serve(self._door.factory(), proxied.peer)
         if proxied.leftover and not self.should_close:
@@ -82,6 +87,9 @@ class ProxiedConn(TrackedConn):
             self._door.hub.forget(self)
             return
         super().connection_lost(exc)
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            self._door.hub.admission.release(counted)
 
     def _opened(self, peer: str) -> None:
         self._peer = peer

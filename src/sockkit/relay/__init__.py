@@ -106,6 +106,8 @@ def load_config(path: str) -> list[dict[str, Any]]:
         raise SockkitError(f"cannot read config {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise UsageError(f"bad config {path}: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"bad config {path}: JSON nested too deeply") from None
     if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
         raise UsageError(f"bad config {path}: expected a JSON list of proxies")
     return value
