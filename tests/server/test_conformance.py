@@ -581,3 +581,76 @@ def test_idle_connections_cost_little_memory(engine: str) -> None:
                 sock.close()
         assert per_conn < _IDLE_KIB.get(engine, 8), f"{per_conn:.1f} KiB per idle connection"
         assert server.stop() == 0
+
+
+def _queued(server_end: tuple[str, int], client_end: tuple[str, int]) -> int:
+    """Bytes the kernel holds between the two ends of an IPv4 loopback connection.
+
+    The server socket's send queue plus the client socket's receive queue
+    (``/proc/net/tcp``'s ``tx_queue:rx_queue``).
+    """
+    ports = {f"0100007F:{server_end[1]:04X}": 0, f"0100007F:{client_end[1]:04X}": 1}
+    total, found = 0, 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, queues = line.split()[1], line.split()[2], line.split()[4]
+        if local in ports and remote in ports and local != remote:
+            tx, rx = (int(q, 16) for q in queues.split(":"))
+            total += tx if ports[local] == 0 else rx
+            found += 1
+    assert found == 2, f"no sockets {server_end} <-> {client_end} in /proc/net/tcp"
+    return total
+
+
+def _fill_then_shut(server: ServeProcess) -> socket.socket:
+    """Fill the kernel's buffers with echo's reply until the reply stays in the server; SHUT_WR.
+
+    Once a chunk adds less than half of itself to what the kernel holds, the
+    rest of its reply waits in the server process (in the core, or in an asyncio
+    transport below its 64 KiB pause); then the client half-closes and
+    never reads.
+    """
+    sock = _never_reading_client(server)
+    server_end, client_end = sock.getpeername(), sock.getsockname()
+    chunk = b"x" * 65536
+    before = 0
+    for _ in range(256):  # 16 MB at most: far more than loopback buffers take
+        sock.sendall(chunk)
+        time.sleep(0.03)
+        queued = _queued(server_end, client_end)
+        if queued < before + len(chunk) // 2:
+            time.sleep(0.3)  # a busy server may be late: look again
+            queued = _queued(server_end, client_end)
+            if queued < before + len(chunk) // 2:
+                break
+        before = queued
+    else:
+        raise AssertionError("the kernel's buffers never filled")
+    sock.shutdown(socket.SHUT_WR)
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [("--send-timeout", "send timeout"), ("--idle-timeout", "idle timeout")],
+    ids=["send", "idle"],
+)
+def test_a_reply_the_peer_never_reads_after_its_fin_is_timed_out(
+    engine: str, option: str, reason: str
+) -> None:
+    """Echo's reply is stuck (the peer sent, SHUT_WR, and never reads): the deadline still ends it.
+
+    The service is done (it closes once the reply is out), but the reply
+    never goes out: the connection must not outlive the deadline, whatever
+    part of the reply the engine still holds.
+    """
+    args = ["echo", "tcp://127.0.0.1:0", "--engine", engine, "--log-format", "json"]
+    with serve_process([*args, option, "1"]) as server:
+        with _fill_then_shut(server):
+            stuck = time.monotonic()
+            line = _stderr_line_with(server, b'"closed"', timeout=10)
+            waited = time.monotonic() - stuck
+        server.stop()
+    assert json.loads(line)["reason"] == reason, line
+    # The deadline is 1 s from the last progress, checked every 0.25 s;
+    # 3 s more is the margin of a busy machine.
+    assert waited < 4, waited

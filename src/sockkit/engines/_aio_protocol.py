@@ -14,7 +14,9 @@ this module maps asyncio's callbacks onto the core's calls::
     eof_received()           -->  receive_eof()
     resume_writing()         -->  writable: what data_to_send() gives is written
     pause_writing()          -->  not writable: output stays in the core
-    one loop timer (Hub)     -->  tick(now) for every connection
+    one loop timer (Hub)     -->  tick(now, held) for every connection, held: what
+                                  the transport still holds (its buffer), so
+                                  the deadlines cover it, also after finish
     the core ends            -->  transport.close() (finish) / transport.abort() (abort)
 
 The transport plays the socket: it takes every write, and its own buffer
@@ -418,6 +420,10 @@ class Conn(ConnectionRules, asyncio.Protocol):
                 transport.resume_reading()
         if self._writing != _BLOCKED:
             self._writing = _THROUGH_CORE if self.out or self._done_sending else _DIRECT
+
+    def tick(self, now: float, held: int = 0) -> None:
+        """The core's deadlines, told what the transport still holds (also once it is closing)."""
+        ConnectionRules.tick(self, now, self._transport.get_write_buffer_size())
 
     def abort(self, reason: str | None) -> None:
         """End now (a deadline, the output cap, a stop, a service error): drop what is unsent."""

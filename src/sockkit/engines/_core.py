@@ -10,7 +10,7 @@ owns the rules.  It imports no socket, selector, thread or event loop::
     recv() gave b"" (peer FIN)   -->  receive_eof()
     the socket can take more     -->  writable()      asks a producing service
     send() took n bytes          -->  sent(n)
-    the clock, now and then      -->  tick(now)       idle and send deadlines
+    the clock, now and then      -->  tick(now, held) idle and send deadlines
     a stop, or a socket error    -->  abort(reason)
                                  <--  data_to_send()  pending bytes, or END_OF_STREAM
                                  <--  wants_read / wants_write
@@ -26,7 +26,8 @@ Rules (each with its reason, one wording: :class:`CloseReason`):
   and no byte of it sent for ``send_timeout``: ``SEND_TIMEOUT``.  Both are
   read from byte counters at each :meth:`tick`, so a pump only needs a coarse
   timer (``tick_interval``): a deadline fires between its value and its value
-  plus one interval.
+  plus one interval.  Bytes a layer below still holds (``held``, an asyncio
+  transport's buffer) count as output waiting, also after a normal end.
 - ``HALF_CLOSE``: the bytes of the call that asked for it are sent, then the
   FIN (:data:`END_OF_STREAM` from :meth:`data_to_send`); bytes the service
   returns later are dropped (the service contract forbids them); once the
@@ -241,28 +242,41 @@ class ConnectionRules:
         self._fin_sent = True
         self.settle()
 
-    def tick(self, now: float) -> None:
-        """Check the idle and send deadlines against the byte counters."""
-        if self.should_close:
+    def tick(self, now: float, held: int = 0) -> None:
+        """Check the idle and send deadlines against the byte counters.
+
+        ``held``: bytes a layer below the core still holds, after :meth:`sent`
+        counted them (an asyncio transport's buffer).  They are output not
+        yet gone, under the same deadlines, also once :meth:`finish` handed
+        the end to that layer: a peer that never reads is cut off then too.
+        """
+        if self.should_close and not held:
             return
         idle, send_timeout = self._limits.idle_timeout, self._limits.send_timeout
+        # Bytes that left for the peer: what was sent less what is still held.
+        gone = self.bytes_out - held
         if idle is not None:
-            total = self.bytes_in + self.bytes_out
+            total = self.bytes_in + gone
             if total != self._io_mark:
                 self._io_mark, self._io_since = total, now  # type: ignore[misc]
             elif now - self._io_since >= idle:
-                self.abort(CloseReason.IDLE_TIMEOUT)
+                self._expire(CloseReason.IDLE_TIMEOUT)
                 return
-        if self._line is not None and self._line.overdue(now):
+        if self._line is not None and not self.should_close and self._line.overdue(now):
             self.abort(CloseReason.LINE_TIMEOUT)
             return
         if send_timeout is not None:
-            if not self.out:
+            if not (self.out or held):
                 self._out_mark = -1  # type: ignore[misc]
-            elif self.bytes_out != self._out_mark:
-                self._out_mark, self._out_since = self.bytes_out, now  # type: ignore[misc]
+            elif gone != self._out_mark:
+                self._out_mark, self._out_since = gone, now  # type: ignore[misc]
             elif now - self._out_since >= send_timeout:
-                self.abort(CloseReason.SEND_TIMEOUT)
+                self._expire(CloseReason.SEND_TIMEOUT)
+
+    def _expire(self, reason: str) -> None:
+        """A deadline passed: abort, also a :meth:`finish` whose flush stalled (the reason is the deadline's)."""
+        self.should_close = False  # a finish the peer never let complete becomes an abort
+        self.abort(reason)
 
     def abort(self, reason: str | None) -> None:
         """End now (a deadline, a stop, a socket error): unsent output is dropped."""

@@ -130,9 +130,9 @@ class _Pooled(_PooledBase):
         if not self.job:  # the worker owns the output buffer while busy
             super().pump()
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, held: int = 0) -> None:
         if not self.job:
-            super().tick(now)
+            super().tick(now, held)
 
     def close(self, reason: str | None) -> None:
         if self.job == _BUSY and not self.host.workers_gone:
