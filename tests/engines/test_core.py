@@ -142,6 +142,37 @@ def test_idle_and_send_deadlines_come_from_byte_counters() -> None:
     assert quiet.should_close and quiet.close_reason == CloseReason.IDLE_TIMEOUT == "idle timeout"
 
 
+def test_bytes_a_lower_layer_holds_stay_under_the_send_deadline_after_a_normal_end() -> None:
+    core = _core(Echo(), Limits(send_timeout=2.0))
+    core.receive(b"abcd")
+    core.sent(4)  # all handed to a transport, which holds it
+    core.receive_eof()
+    assert core.should_close and core.close_reason is None  # finish(): the transport flushes
+    core.tick(0.5, held=4)
+    core.tick(1.0, held=3)  # one byte left: progress, the clock starts again
+    core.tick(2.9, held=3)
+    assert core.close_reason is None
+    core.tick(3.1, held=3)
+    assert core.should_close and core.close_reason == CloseReason.SEND_TIMEOUT
+
+
+def test_bytes_a_lower_layer_holds_count_as_traffic_only_once_they_leave() -> None:
+    core = _core(Echo(), Limits(idle_timeout=1.0))
+    core.receive(b"ab")
+    core.sent(2)
+    core.receive_eof()
+    core.tick(0.5, held=2)
+    core.tick(1.4, held=1)  # a byte left at last: traffic
+    core.tick(2.3, held=1)
+    assert core.close_reason is None
+    core.tick(2.5, held=1)
+    assert core.close_reason == CloseReason.IDLE_TIMEOUT
+    done = _core(Echo(), Limits(idle_timeout=1.0))
+    done.receive_eof()
+    done.tick(5.0)  # ended, nothing held: no deadline, no new reason
+    assert done.should_close and done.close_reason is None
+
+
 def test_a_service_that_raises_is_closed_with_its_error() -> None:
     core = _core(Broken())
     core.receive(b"x")

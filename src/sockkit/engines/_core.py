@@ -288,7 +288,8 @@ class ConnectionRules:
         """End normally: everything is handed on (the core decides this in :meth:`settle`).
 
         Unlike :meth:`abort` nothing is dropped, so a pump whose lower layer
-        still holds bytes (an asyncio transport) lets it flush them first.
+        still holds bytes (an asyncio transport) lets it flush them first;
+        while it reports them to :meth:`tick` the deadlines still apply.
         """
         if not self.should_close:
             self.should_close = True
