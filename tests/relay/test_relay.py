@@ -233,7 +233,7 @@ def test_cli_relay_with_socat_peer_and_refused_target() -> None:
     result = run_cli(["relay", "udp://127.0.0.1:0", "tcp://127.0.0.1:1"])
     assert result.returncode == 2
     assert result.stderr.decode().startswith("sockkit: cannot relay udp://")
-    result = run_cli(["relay", "0", "7007", "--drop", "150%"])
+    result = run_cli(["relay", "udp://127.0.0.1:0", "udp://127.0.0.1:7007", "--drop", "150%"])
     assert result.returncode == 2
     assert (
         result.stderr.decode()

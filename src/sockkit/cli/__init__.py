@@ -76,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = ", ".join(n for n in COMMANDS if _exists(n))
         return fail(f"unknown command {name!r}; expected one of: {known}", 2)
     module = importlib.import_module(f"sockkit.cli.{name}")
+    # A command may route its first word to a module of its own (``relay ctl``).
+    sub = getattr(module, "SUBCOMMANDS", {}).get(rest[0]) if rest else None
+    if sub is not None:
+        module, name, rest = importlib.import_module(sub), f"{name} {rest[0]}", rest[1:]
     parser = CommandParser(
         prog=f"sockkit {name}",
         description=module.DESCRIPTION,

@@ -1,8 +1,8 @@
-"""Relaying datagrams (UDP, unixgram) with latency and loss, on asyncio.
+"""Relaying datagrams (UDP, unixgram) through a proxy's packet faults, on asyncio.
 
 Each client address gets its own connected socket to the target, so replies
-find their way back to the client that caused them.  A mapping unused for
-``idle`` seconds is dropped.
+find their way back to the client that sent the request.  A mapping unused
+for ``idle`` seconds is dropped.
 """
 
 from __future__ import annotations
@@ -10,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from sockkit._endpoint import Endpoint, format_sockaddr, open_connection
+from sockkit._endpoint import format_sockaddr, open_connection
 from sockkit._errors import SockkitError
-from sockkit.relay._faults import Faults
+from sockkit.relay._log import event
+from sockkit.relay._packets import PacketFaults
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sockkit.relay._host import ProxyView
 
 __all__ = ["DatagramRelay"]
-
-log = logging.getLogger("sockkit.relay")
 
 
 class _Upstream(asyncio.DatagramProtocol):
@@ -32,7 +35,7 @@ class _Upstream(asyncio.DatagramProtocol):
         self.client = client
         self.transport: asyncio.DatagramTransport | None = None
         self.used = time.monotonic()
-        self.pending: list[bytes] = []  # datagrams that came before the socket was ready
+        self.pending: list[bytes] = []  # datagrams that came before the transport
         self.opening: asyncio.Task[Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -50,39 +53,38 @@ class _Upstream(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.used = time.monotonic()
-        self.relay.forward(data, lambda d: self.relay.send_to_client(d, self.client))
+        self.relay.forward("downstream", data, lambda d: self.relay.send_to_client(d, self.client))
 
     def error_received(self, exc: Exception) -> None:
-        log.info("relay %s: %s", self.relay.target, exc)
+        event(logging.INFO, f"relay {self.relay.proxy.upstream}: {exc}", event="error")
 
 
 class DatagramRelay(asyncio.DatagramProtocol):
-    """Forwards datagrams from the listening socket to ``target`` and replies back."""
+    """Forwards datagrams from the proxy's socket to its target and replies back."""
 
-    def __init__(
-        self, listener: socket.socket, target: Endpoint, faults: Faults, idle: float = 60.0
-    ) -> None:
+    def __init__(self, proxy: ProxyView, listener: socket.socket, idle: float = 60.0) -> None:
+        self.proxy = proxy
         self.listener = listener
-        self.target = target
-        self.faults = faults
         self.idle = idle
-        self.rng = random.Random()
+        self.faults = {way: PacketFaults(proxy.rng) for way in ("upstream", "downstream")}
         self.upstreams: dict[Any, _Upstream] = {}
         self.transport: asyncio.DatagramTransport | None = None
-        self.forwarded = 0
-        self.dropped = 0
+        self._expiry: asyncio.TimerHandle | None = None
 
-    async def serve(self, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set."""
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):  # ride out bursts; the kernel caps it at rmem_max
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         await loop.create_datagram_endpoint(lambda: self, sock=self.listener)
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(self.idle, 1.0))
-            self._expire()
+        self._expiry = loop.call_later(min(self.idle, 1.0), self._expire)
+
+    def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         for upstream in self.upstreams.values():
             if upstream.transport is not None:
                 upstream.transport.close()
+        self.upstreams.clear()
         if self.transport is not None:
             self.transport.close()
 
@@ -95,38 +97,43 @@ class DatagramRelay(asyncio.DatagramProtocol):
             try:
                 upstream = self._open_upstream(addr)
             except SockkitError as exc:
-                log.warning("relay %s -> %s failed: %s", addr, self.target, exc)
+                peer = format_sockaddr(self.listener.family, addr)
+                event(logging.WARNING, f"refused {peer}: {exc}", event="refused", peer=peer)
                 return
         upstream.used = time.monotonic()
-        self.forward(data, upstream.send)
+        self.forward("upstream", data, upstream.send)
 
-    def forward(self, data: bytes, send: Any) -> None:
-        """Send ``data`` with ``send`` after the faults: maybe dropped, maybe late."""
-        if self.faults.drop and self.rng.random() < self.faults.drop:
-            self.dropped += 1
-            return
-        self.forwarded += 1
-        delay = self.faults.delay(self.rng)
-        if delay:
-            asyncio.get_running_loop().call_later(delay, send, data)
-        else:
-            send(data)
+    def forward(self, way: str, data: bytes, send: Callable[[bytes], None]) -> None:
+        """Send ``data`` with ``send`` after the packet faults of direction ``way``."""
+        toxics = [
+            t
+            for t in self.proxy.toxics
+            if t.stream == way and (t.toxicity >= 1 or self.proxy.rng.random() < t.toxicity)
+        ]
+        loop = asyncio.get_running_loop()
+        for delay, datagram in self.faults[way].apply(data, toxics):
+            self.proxy.count(way, len(datagram))
+            if delay:
+                loop.call_later(delay, send, datagram)
+            else:
+                send(datagram)
 
     def send_to_client(self, data: bytes, client: Any) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, client)
 
     def _open_upstream(self, client: Any) -> _Upstream:
-        sock = open_connection(self.target, timeout=5)
+        sock = open_connection(self.proxy.upstream, timeout=5)
         sock.setblocking(False)
         upstream = _Upstream(self, client)
         loop = asyncio.get_running_loop()
-        # The socket is already connected, so the endpoint is ready at once.
         upstream.opening = loop.create_task(
             loop.create_datagram_endpoint(lambda: upstream, sock=sock)
         )
         self.upstreams[client] = upstream
-        log.info("open %s -> %s", format_sockaddr(self.listener.family, client), self.target)
+        self.proxy.connections += 1
+        peer = format_sockaddr(self.listener.family, client)
+        event(logging.INFO, f"opened {peer} -> {self.proxy.upstream}", event="opened", peer=peer)
         return upstream
 
     def _expire(self) -> None:
@@ -136,3 +143,4 @@ class DatagramRelay(asyncio.DatagramProtocol):
                 del self.upstreams[client]
                 if upstream.transport is not None:
                     upstream.transport.close()
+        self._expiry = asyncio.get_running_loop().call_later(min(self.idle, 1.0), self._expire)

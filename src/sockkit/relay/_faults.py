@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from sockkit._errors import UsageError
 
@@ -56,6 +57,35 @@ class Faults:
     slice: int = 0
     reset_after: int = 0
     drop: float = 0.0
+
+    def toxics(self, *, datagram: bool) -> list[dict[str, Any]]:
+        """The same faults as toxiproxy toxic bodies, one per fault and direction."""
+        out: list[dict[str, Any]] = []
+
+        def both(kind: str, **attributes: float) -> None:
+            for stream in ("upstream", "downstream"):
+                out.append({"type": kind, "stream": stream, "attributes": attributes})
+
+        if self.latency or self.jitter:
+            both("latency", latency=self.latency * 1000, jitter=self.jitter * 1000)
+        if self.drop:
+            both("loss", probability=self.drop)
+        if datagram:
+            return out
+        if self.bandwidth:
+            both("bandwidth", rate=self.bandwidth / 1000)
+        if self.slice:
+            both("slicer", average_size=self.slice)
+        if self.reset_after:
+            for stream in ("upstream", "downstream"):
+                out.append(
+                    {
+                        "type": "reset_peer",
+                        "stream": stream,
+                        "when": {"after_bytes": self.reset_after},
+                    }
+                )
+        return out
 
     def delay(self, rng: random.Random) -> float:
         """How long to hold the next chunk."""
