@@ -3,6 +3,8 @@ links that lead somewhere, and the site building in strict mode."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import re
 import select
@@ -11,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,45 @@ def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     }
     for page in DOCS.glob("*.md"):
         assert (page.stem if page.stem != "index" else ".") in built, f"{page.name} was not built"
+
+
+def python_examples() -> list[tuple[str, str]]:
+    pages = [README, *sorted(DOCS.glob("*.md"))]
+    return [
+        (f"{page.name}#{n}", block)
+        for page in pages
+        for n, block in enumerate(code_blocks(page.read_text(), "python"))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "block"), python_examples(), ids=[w for w, _ in python_examples()]
+)
+def test_python_examples_use_names_sockkit_has(where: str, block: str) -> None:
+    """Every Python example parses, and every sockkit name it imports or reaches exists.
+
+    Examples that need a peer (a server on 7007, root for a capture) are not run here;
+    the services page's are run in full by tests/services/."""
+    tree = ast.parse(block, where)
+    modules = {"sockkit": importlib.import_module("sockkit")}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sockkit":
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                if not hasattr(module, alias.name):  # a submodule, as 'from' imports it
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                value = getattr(module, alias.name)
+                if isinstance(value, types.ModuleType):
+                    modules[alias.asname or alias.name] = value
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "sockkit":
+                    importlib.import_module(alias.name)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        ):
+            module = modules[node.value.id]
+            assert hasattr(module, node.attr), f"{where}: {module.__name__} has no {node.attr}"
