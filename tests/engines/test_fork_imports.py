@@ -14,20 +14,24 @@ import sockkit.services
 
 _PROBE = """
 import sys
-import sockkit.engines._fork, sockkit.services._classic
+import {}
 print(" ".join(sorted(sys.modules)))
 """
 
 
-def _loaded_by_child_path() -> set[str]:
+def _loaded_by(modules: str) -> set[str]:
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", _PROBE.format(modules)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return set(out.split())
 
 
 def test_fork_engine_and_echo_do_not_load_ssl_or_the_catalogue() -> None:
-    loaded = _loaded_by_child_path()
+    loaded = _loaded_by("sockkit.engines._fork, sockkit.services._classic")
     assert "sockkit.engines._fork" in loaded
     unwanted = {
         "ssl",
@@ -38,6 +42,13 @@ def test_fork_engine_and_echo_do_not_load_ssl_or_the_catalogue() -> None:
         "random",
     }
     assert loaded & unwanted == set()
+
+
+def test_serve_command_without_tls_does_not_load_ssl() -> None:
+    # The process that forks (sockkit serve --engine fork) is what every child copies.
+    loaded = _loaded_by("sockkit.cli.serve, sockkit.server, sockkit.engines._fork")
+    assert "sockkit.server._tls" in loaded
+    assert loaded & {"ssl", "_ssl"} == set()
 
 
 def test_services_package_still_exports_every_name() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sockkit._errors import TLSError, UsageError
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["TLSFiles", "server_tls_context"]
 
@@ -41,6 +44,10 @@ def server_tls_context(files: TLSFiles) -> ssl.SSLContext:
     :class:`UsageError` for a missing file and :class:`TLSError` for one that
     cannot be read or is not a usable certificate, key or CA bundle.
     """
+    # Imported here: ssl is ~6 MiB of every process that loads it, and a server
+    # without a tls:// endpoint (and each child a fork server makes) needs none of it.
+    import ssl
+
     _check_readable(files.cert, "TLS certificate")
     if files.key is not None:
         _check_readable(files.key, "TLS key")
