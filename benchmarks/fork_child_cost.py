@@ -42,8 +42,8 @@ SERVERS = {
 _FORK_TIMER = """
 import gc, os, sys, time, statistics
 if sys.argv[1] == "as-serve":
-    import argparse, json, logging, ssl  # noqa: F401
-    import sockkit.cli, sockkit.server, sockkit.engines._fork  # noqa: F401
+    # What `sockkit serve --engine fork` has loaded when it forks (ssl only with tls://).
+    import sockkit.cli, sockkit.cli.serve, sockkit.server, sockkit.engines._fork  # noqa: F401
 elif sys.argv[1] == "child-path":
     import sockkit.engines._fork, sockkit.services._classic  # noqa: F401
 gc.freeze()
