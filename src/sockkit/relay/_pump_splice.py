@@ -46,6 +46,12 @@ class SplicePump:
     ) -> None:
         self.src_sock, self.dst_sock = src, dst
         self.src, self.dst = src.fileno(), dst.fileno()
+        # SPLICE_F_NONBLOCK only spares the pipe: splice waits on a blocking
+        # socket (for data to read, for room to write) whatever the flags, in
+        # a call Python restarts after a signal.  A socket left blocking would
+        # hang the whole relay past SIGTERM, so the pump makes sure of it itself.
+        src.setblocking(False)
+        dst.setblocking(False)
         self.keep_going = keep_going
         self.moved = moved
         self.buffer = bytearray(_COPY_SIZE)
