@@ -42,6 +42,8 @@ import enum
 import errno
 import ipaddress
 import socket
+import struct
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -60,8 +62,10 @@ __all__ = [
     "AccessList",
     "Admission",
     "AsyncAcceptor",
+    "PeerCounts",
     "Refusal",
     "SockAddr",
+    "peer_uid",
 ]
 
 #: Errors meaning the process (or the system) is out of descriptors or memory:
@@ -91,8 +95,60 @@ class Refusal(enum.StrEnum):
 
     DENY = "deny"
     MAX_CONNS = "max-conns"
+    MAX_CONNS_PER_IP = "max-conns-per-ip"
+    UID = "uid"
     #: ``--proxy-protocol``: the peer is not one of the trusted proxies.
     NOT_A_PROXY = "proxy-protocol: not a trusted proxy"
+
+
+class PeerCounts:
+    """Connections open per client IP address, for ``--max-conns-per-ip``; safe from any thread.
+
+    :meth:`take` when a connection from ``host`` is admitted, :meth:`give_back`
+    exactly once when it ends.  A limit per address rather than in total keeps
+    one client from taking every slot that ``--max-conns`` leaves.
+    """
+
+    __slots__ = ("_lock", "_open", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, host: str) -> bool:
+        """Count one more connection from ``host``; False (nothing counted) if at the limit."""
+        with self._lock:
+            count = self._open.get(host, 0)
+            if count >= self.limit:
+                return False
+            self._open[host] = count + 1
+            return True
+
+    def give_back(self, host: str) -> None:
+        with self._lock:
+            count = self._open.get(host, 0) - 1
+            if count > 0:
+                self._open[host] = count
+            else:
+                self._open.pop(host, None)
+
+    def open_from(self, host: str) -> int:
+        with self._lock:
+            return self._open.get(host, 0)
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return None
+    return int(_UCRED.unpack(creds)[1])
+
+
+#: struct ucred: pid, uid, gid.
+_UCRED = struct.Struct("=iII")
 
 
 class AccessList:
@@ -124,7 +180,12 @@ class AccessList:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The rules a new connection must pass: the access list and the connection limit."""
+    """The rules a new connection must pass: access list, uids, total and per-address limits.
+
+    A caller that got ``None`` from :meth:`admit` calls :meth:`release` with
+    the same address exactly once when that connection ends (or is refused
+    later for another reason), so the per-address counts stay true.
+    """
 
     access: AccessList = field(default_factory=AccessList)
     #: Most connections served at once (``None``: no limit).
@@ -132,22 +193,54 @@ class Admission:
     #: ``--proxy-protocol``: only these peers are served, and the access list
     #: then applies to the client their header names (checked after it is read).
     proxies: TrustedProxies | None = None
+    #: Most connections served at once from one IP address (``None``: no limit).
+    max_conns_per_ip: int | None = None
+    #: Unix peers must run as one of these users (checked with SO_PEERCRED); None: any.
+    allow_uids: frozenset[int] | None = None
+    per_ip: PeerCounts | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.max_conns_per_ip is not None:
+            object.__setattr__(self, "per_ip", PeerCounts(self.max_conns_per_ip))
 
     @property
     def refuses_any(self) -> bool:
         """False when every peer is admitted: callers may skip :meth:`admit`."""
-        return not self.access.open or self.max_conns is not None or self.proxies is not None
+        return (
+            not self.access.open
+            or self.max_conns is not None
+            or self.per_ip is not None
+            or self.allow_uids is not None
+            or self.proxies is not None
+        )
 
-    def admit(self, address: SockAddr, open_now: int = 0) -> Refusal | None:
-        """``None`` to serve the peer at ``address`` (``open_now`` already open), else why not."""
+    def admit(
+        self, address: SockAddr, open_now: int = 0, sock: socket.socket | None = None
+    ) -> Refusal | None:
+        """``None`` to serve the peer at ``address`` (``open_now`` already open), else why not.
+
+        ``sock`` is the accepted socket, needed for ``allow_uids`` (a Unix peer
+        whose uid cannot be read is refused).
+        """
         if self.proxies is not None:
             if not self.proxies.trusts(address):
                 return Refusal.NOT_A_PROXY
         elif not self.access.open and not self.access.admit(address):
             return Refusal.DENY
+        if self.allow_uids is not None and not isinstance(address, tuple):
+            if sock is None or peer_uid(sock) not in self.allow_uids:
+                return Refusal.UID
         if self.max_conns is not None and open_now >= self.max_conns:
             return Refusal.MAX_CONNS
+        if self.per_ip is not None and isinstance(address, tuple):
+            if not self.per_ip.take(address[0]):
+                return Refusal.MAX_CONNS_PER_IP
         return None
+
+    def release(self, address: object) -> None:
+        """A connection admitted from ``address`` (a :data:`SockAddr`) has ended."""
+        if self.per_ip is not None and isinstance(address, tuple):
+            self.per_ip.give_back(str(address[0]))
 
 
 class Acceptor:

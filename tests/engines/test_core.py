@@ -148,7 +148,8 @@ def test_a_service_that_raises_is_closed_with_its_error() -> None:
     assert core.should_close and core.close_reason == "service error: ValueError: bad input"
 
 
-def test_tick_interval_is_half_the_shortest_timeout_at_most_a_second() -> None:
+def test_tick_interval_is_a_quarter_of_the_shortest_timeout_at_most_half_a_second() -> None:
     assert tick_interval(Limits()) is None
-    assert tick_interval(Limits(idle_timeout=0.4, send_timeout=10)) == 0.2
-    assert tick_interval(Limits(send_timeout=30)) == 1.0
+    assert tick_interval(Limits(idle_timeout=0.4, send_timeout=10)) == 0.1
+    assert tick_interval(Limits(send_timeout=30)) == 0.5
+    assert tick_interval(Limits(line_timeout=1.0)) == 0.25

@@ -143,8 +143,11 @@ def test_proc_fallback_gives_the_same_records(zoo: SocketZoo) -> None:
             if r.family != "unix"
             and (r.local_port in ports or r.peer_port in ports)
             # Another program's old connection to a port number the zoo now
-            # reuses can sit in TIME-WAIT and expire between the two reads.
+            # reuses can sit in TIME-WAIT and expire between the two reads;
+            # and the zoo's TIME-WAIT port is free for other programs' live
+            # connections, which come and go: only its TIME-WAIT entry counts.
             and (r.state != "TIME-WAIT" or r.local_port == zoo.time_wait_port)
+            and (r.local_port != zoo.time_wait_port or r.state == "TIME-WAIT")
         )
 
     def unix(records: list[SocketRecord]) -> Counter[Row]:

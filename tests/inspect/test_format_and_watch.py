@@ -6,12 +6,12 @@ import json
 from dataclasses import replace
 
 from sockkit.inspect import ProcessRef, SocketRecord, TcpInfo
+from sockkit.inspect._annotations import format_tcp_info
 from sockkit.inspect._format import (
     event_to_dict,
     format_event,
     format_processes,
     format_table,
-    format_tcp_info,
     record_to_dict,
 )
 from sockkit.inspect._services import ServiceNames
@@ -92,7 +92,8 @@ def test_tcp_info_line_follows_the_socket() -> None:
     assert line.split() == ["cubic", "rtt:1.5/0.75", "cwnd:10", "bytes_acked:7", "snd_wnd:65536"]
     text = format_table([replace(CLIENT, tcp_info=info), LISTENER], header=False, tcp_info=True)
     lines = text.splitlines()
-    assert len(lines) == 3 and lines[1] == "\t " + line
+    # like ss, every TCP socket gets the line, empty when the kernel said nothing
+    assert lines[1:] == ["\t " + line, lines[2], "\t"]
 
 
 def test_json_object_has_the_documented_fields() -> None:
@@ -115,6 +116,7 @@ def test_json_object_has_the_documented_fields() -> None:
         "v6only": False,
         "processes": [{"name": "python3", "pid": 10, "fd": 3}],
         "tcp_info": None,
+        "details": None,
     }
     with_info = record_to_dict(replace(CLIENT, tcp_info=TcpInfo(rtt=10, snd_wnd=5)))
     assert with_info["tcp_info"] == {"rtt": 10, "snd_wnd": 5}

@@ -22,12 +22,11 @@ from tests.inspect.diag_packets import (
 from sockkit.inspect._netlink import (
     inet_request,
     parse_inet_dump,
-    parse_unix_dump,
     port_bytecode,
-    unix_request,
 )
 from sockkit.inspect._record import ProcessRef, SocketRecord, record_from_row
 from sockkit.inspect._tcp_info import parse_tcp_info
+from sockkit.inspect._unix_diag import parse_unix_dump, unix_request
 
 INET_DIAG_INFO, INET_DIAG_CONG, INET_DIAG_SKV6ONLY = 2, 4, 11
 UNIX_DIAG_NAME, UNIX_DIAG_VFS, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN, UNIX_DIAG_UID = 0, 1, 2, 4, 7
@@ -256,7 +255,8 @@ def test_inet_request_layout() -> None:
     assert len(request) == 16 + 56
     family, protocol, ext, _pad, states = struct.unpack_from("=BBBBI", request, 16)
     assert (family, protocol, states) == (socket.AF_INET6, 6, 0x400)
-    assert ext == (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1))
+    # tcp_info, the congestion module's name and (through VEGASINFO's bit) its own info
+    assert ext == (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1)) | (1 << 2)
     program = port_bytecode(sport=7007)
     with_filter = inet_request(socket.AF_INET, 17, 0xFFF, bytecode=program)
     assert struct.unpack_from("=I", with_filter)[0] == len(with_filter) == 72 + 4 + len(program)

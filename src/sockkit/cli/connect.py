@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from sockkit._endpoint import Endpoint, parse_endpoint
 from sockkit._errors import UsageError
+from sockkit.cli._netcat_flags import add_connect_flags, apply_flags, as_datagram, run_port_scan
 from sockkit.client import NetcatOptions, TLSConfig, run_connect
 
 DESCRIPTION = """\
@@ -23,9 +24,17 @@ Failures (refused, timed out, reset, TLS) print one line and exit 1; a bad
 endpoint or option exits 2."""
 
 EXAMPLES = """\
-examples:
-  sockkit connect 7007 < file > reply       send a file to an echo server, keep the reply
-  sockkit connect -4 localhost 7007          HOST PORT, as nc; IPv4 addresses only
+examples, as nc and ncat users type them:
+  sockkit connect 127.0.0.1 7007 < file       HOST PORT, as nc
+  sockkit connect -4 localhost 7007           IPv4 addresses only (-6: IPv6)
+  sockkit connect -z 127.0.0.1 20-25          which ports are open (status 0 if any)
+  sockkit connect -u -q 2 127.0.0.1 7007      UDP; wait 2 s for replies after stdin ends
+  sockkit connect -w 5 -C example.test 80     5 s to connect (and idle); CRLF line endings
+  sockkit connect -x 127.0.0.1 7007           hex dump of the traffic on stderr (-vv: text)
+  sockkit connect -c 'echo $NCAT_REMOTE_PORT' 127.0.0.1 7007
+                                              a program talks to the peer (-e: no shell)
+sockkit's endpoint forms:
+  sockkit connect 7007 < file > reply         send a file to an echo server, keep the reply
   echo hello | sockkit connect udp://127.0.0.1:7007
   sockkit connect tls://example.test:443 --tls-ca ca.pem
   sockkit connect -v --timeout 2 --idle-timeout 30 [::1]:7007
@@ -77,7 +86,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--tls-key", metavar="FILE", help="our private key (PEM), if not in --tls-cert"
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="report connection events on stderr"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="report connection events on stderr (-vv: and the traffic, as text)",
     )
 
 
@@ -109,6 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="TLS: check the certificate for NAME instead of the endpoint's host",
     )
+    add_connect_flags(parser)
 
 
 def endpoint_of(args: argparse.Namespace) -> Endpoint:
@@ -201,7 +215,9 @@ def verbose_printer(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = endpoint_of(args)
+    if args.zero_io:
+        return run_port_scan(args)
+    endpoint = as_datagram(args, endpoint_of(args))
     reject_inapplicable(args, endpoint)
     options = NetcatOptions(
         timeout=args.timeout,
@@ -215,5 +231,6 @@ def run(args: argparse.Namespace) -> int:
         tls=tls_config(args),
         family=args.family or socket.AF_UNSPEC,
     )
+    options = apply_flags(args, endpoint, options, listening=False)
     run_connect(endpoint, options, on_event=verbose_printer(args))
     return 0

@@ -8,6 +8,7 @@ import socket
 import sys
 from types import FrameType
 
+from sockkit.cli._netcat_flags import add_listen_flags, apply_flags, as_datagram, print_line
 from sockkit.cli.connect import (
     add_common_arguments,
     endpoint_of,
@@ -33,9 +34,16 @@ tls:// needs --tls-cert/--tls-key; --tls-ca then requires client certificates.
 SIGTERM stops the listener with status 0."""
 
 EXAMPLES = """\
-examples:
-  sockkit listen 9000 > received.bin         receive one file
-  sockkit listen --keep-open :9000           every peer, all interfaces
+examples, as nc and ncat users type them:
+  sockkit listen 127.0.0.1 9000 > got.bin     [HOST] PORT; a bare PORT is 127.0.0.1 only
+  sockkit listen -k 0.0.0.0 9000              --keep-open: every peer, each one logged
+  sockkit listen -k --exec /bin/cat 9000      a forking echo server (-c CMD: through sh)
+  sockkit listen -k --allow 10.0.0.0/8 -e ./handler :9000
+  sockkit listen -u 127.0.0.1 9000            UDP
+  sockkit listen -x 9000                      hex dump of the traffic on stderr (-vv: text)
+sockkit's endpoint forms:
+  sockkit listen 9000 > received.bin          receive one file
+  sockkit listen --keep-open :9000            every peer, all interfaces
   sockkit listen udp://127.0.0.1:9000
   sockkit listen tls://127.0.0.1:4433 --tls-cert cert.pem --tls-key key.pem
   sockkit listen systemd:                    the socket systemd socket activation passed
@@ -60,10 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--half-close", action="store_true", help="at end of stdin shut the write side to the peer"
     )
     parser.add_argument("--tls-client-ca", dest="tls_ca", metavar="FILE", help="same as --tls-ca")
+    add_listen_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = endpoint_of(args)
+    endpoint = as_datagram(args, endpoint_of(args))
     reject_inapplicable(args, endpoint)
     options = NetcatOptions(
         idle_timeout=args.idle_timeout,
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         tls=tls_config(args),
         family=args.family or socket.AF_UNSPEC,
     )
+    options = apply_flags(args, endpoint, options, listening=True)
 
     def warn(message: str) -> None:
         sys.stderr.write(f"sockkit: {message}\n")
@@ -92,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             on_event=verbose_printer(args),
             on_listening=listening,
             on_warning=warn,
+            on_peer=print_line,
         )
     except _Stop:
         return 0

@@ -69,6 +69,16 @@ def _octal_mode(text: str) -> int:
     return value
 
 
+def _uid(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a numeric user id, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a user id of 0 or more, not {text}")
+    return value
+
+
 def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "targets",
@@ -109,6 +119,24 @@ def add_arguments(parser: CommandParser) -> None:
         help="refuse clients past N open connections",
     )
     lim.add_argument(
+        "--max-conns-per-ip",
+        type=positive_int,
+        metavar="N",
+        help="refuse a client address's connections past N open at once",
+    )
+    lim.add_argument(
+        "--line-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="chat: close a client whose line takes longer than this to arrive",
+    )
+    lim.add_argument(
+        "--dgram-rate",
+        type=positive_int,
+        metavar="N",
+        help="answer at most N datagrams a second per source address (a burst of N allowed)",
+    )
+    lim.add_argument(
         "--idle-timeout", type=positive_seconds, metavar="SECONDS", help="close a silent connection"
     )
     lim.add_argument(
@@ -134,6 +162,14 @@ def add_arguments(parser: CommandParser) -> None:
         default=[],
         metavar="CIDR",
         help="never serve these (wins over --allow)",
+    )
+    acc.add_argument(
+        "--allow-uid",
+        type=_uid,
+        action="append",
+        default=[],
+        metavar="UID",
+        help="Unix sockets: serve only peers running as UID (SO_PEERCRED; repeatable)",
     )
     acc.add_argument(
         "--proxy-protocol",
@@ -267,6 +303,10 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         send_timeout=args.send_timeout,
         drain_timeout=args.drain_timeout,
+        max_conns_per_ip=args.max_conns_per_ip,
+        allow_uids=frozenset(args.allow_uid) if args.allow_uid else None,
+        dgram_rate=args.dgram_rate,
+        line_timeout=args.line_timeout,
     )
     if args.threads is not None:
         limits = replace(limits, threads=args.threads)

@@ -16,8 +16,10 @@ from sockkit.client._connection import (
     connect_datagram,
 )
 from sockkit.client._delivery import NotDeliveredError
+from sockkit.client._exec import program_argv
 from sockkit.client._listener import Listener, listen, listen_datagram
 from sockkit.client._netcat import NetcatOptions, run_connect, run_listen
+from sockkit.client._portscan import PortResult, parse_ports, scan_ports
 from sockkit.client._tls import TLSConfig
 
 __all__ = [
@@ -27,11 +29,15 @@ __all__ = [
     "Listener",
     "NetcatOptions",
     "NotDeliveredError",
+    "PortResult",
     "TLSConfig",
     "connect",
     "connect_datagram",
     "listen",
     "listen_datagram",
+    "parse_ports",
+    "program_argv",
     "run_connect",
     "run_listen",
+    "scan_ports",
 ]

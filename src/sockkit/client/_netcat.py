@@ -13,8 +13,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
-from sockkit._accept import Acceptor
+from sockkit._accept import Acceptor, Admission
 from sockkit._endpoint import (
     Endpoint,
     format_sockaddr,
@@ -23,8 +24,11 @@ from sockkit._endpoint import (
     resolve,
     sockaddr_endpoint,
 )
-from sockkit._errors import ResolveError, SockkitError, UsageError, translate_os_error
+from sockkit._errors import ResolveError, SockkitError, TimeoutError, UsageError, translate_os_error
+from sockkit._traffic_dump import TrafficDump
 from sockkit.client._datagram_pump import DatagramOptions, DatagramPump
+from sockkit.client._exec import MAX_CHILDREN, ProgramServer, check_program, run_program
+from sockkit.client._line_endings import CrlfFilter
 from sockkit.client._listener import remove_socket_file
 from sockkit.client._stream_pump import Peer, PumpOptions, StreamPump
 from sockkit.client._streams import ByteStream, PlainStream, tls_handshake
@@ -56,6 +60,18 @@ class NetcatOptions:
     wait: float | None = None
     chunk: int | None = None
     tls: TLSConfig | None = None
+    #: Bare LFs of stdin go out as CRLF (``-C``).
+    crlf: bool = False
+    #: Seconds to go on after stdin ended and was sent, then stop (``-q``); None: until done.
+    quit_after: float | None = None
+    #: Dump the traffic to stderr: ``"text"`` (``-vv``) or ``"hex"`` (``-x``).
+    dump: str | None = None
+    #: Run this program on each connection instead of pumping stdin/stdout (``-e``/``-c``).
+    exec_argv: tuple[str, ...] | None = None
+    #: Who ``listen`` serves (``--allow``/``--deny``); None: everyone.
+    admission: Admission | None = None
+    #: Idle for ``idle_timeout`` ends the exchange quietly with success, as nc's ``-w`` does.
+    idle_quits: bool = False
     #: ``socket.AF_INET`` or ``AF_INET6`` to use only that family (``-4``/``-6``).
     family: int = socket.AF_UNSPEC
 
@@ -70,6 +86,29 @@ class NetcatOptions:
             raise UsageError("--wait must be zero or more seconds")
         if self.chunk is not None and not 0 < self.chunk <= 65507:
             raise UsageError("--chunk must be 1-65507 bytes")
+        if self.quit_after is not None and self.quit_after < 0:
+            raise UsageError("-q must be zero or more seconds")
+        if self.dump not in (None, "text", "hex"):
+            raise UsageError(f"unknown dump format {self.dump!r}")
+        if self.exec_argv is not None and (self.send_only or self.receive_only):
+            raise UsageError("--exec/--sh-exec leave stdin and stdout alone; no --send/--recv-only")
+
+    def check_endpoint(self, endpoint: Endpoint, *, listening: bool) -> None:
+        """Raise :class:`UsageError` for an option that cannot apply to ``endpoint``."""
+        if endpoint.is_datagram:
+            for given, option in ((self.crlf, "--crlf"), (self.dump, "-x/-vv")):
+                if given:
+                    raise UsageError(f"{option} applies to stream endpoints only, not {endpoint}")
+            if self.exec_argv is not None and listening:
+                raise UsageError(f"--exec on a datagram listener is not supported ({endpoint})")
+        if self.exec_argv is not None and endpoint.is_tls:
+            raise UsageError(f"--exec cannot hand a TLS connection to a program ({endpoint})")
+
+    def _pump_extras(self) -> dict[str, Any]:
+        return {
+            "stdin_filter": CrlfFilter() if self.crlf else None,
+            "dump": TrafficDump(hexdump=self.dump == "hex") if self.dump else None,
+        }
 
     def stream(self, keep_open: bool = False) -> PumpOptions:
         return PumpOptions(
@@ -78,6 +117,7 @@ class NetcatOptions:
             receive_only=self.receive_only,
             idle_timeout=self.idle_timeout,
             keep_open=keep_open,
+            quit_after=self.quit_after,
         )
 
     def datagram(self) -> DatagramOptions:
@@ -107,6 +147,7 @@ def run_connect(
     Returns normally when the exchange ended well (the peer closed, or datagram
     replies stopped); raises :class:`SockkitError` otherwise.
     """
+    options.check_endpoint(endpoint, listening=False)
     context = client_context(options.tls or TLSConfig()) if endpoint.is_tls else None
     sock = _connect_any(
         in_family(endpoint, options.family),
@@ -116,6 +157,9 @@ def run_connect(
     )
     peer = _name(sock, peer=True)
     on_event(f"connected {_name(sock)} -> {peer}")
+    if options.exec_argv is not None:
+        run_program(sock, options.exec_argv, on_event)
+        return
     if endpoint.is_datagram:
         with sock:
             pump = DatagramPump(
@@ -137,7 +181,13 @@ def run_connect(
         on_event(f"TLS {stream.tls.version()} {(stream.tls.cipher() or ('?',))[0]}")
     else:
         stream = PlainStream(sock)
-    StreamPump(stdin_fd, stdout_fd, options.stream(), on_event).run_one(Peer(stream, peer))
+    pumping = StreamPump(stdin_fd, stdout_fd, options.stream(), on_event, **options._pump_extras())
+    try:
+        pumping.run_one(Peer(stream, peer))
+    except TimeoutError:
+        if not options.idle_quits:
+            raise
+        on_event(f"idle for {options.idle_timeout:g}s: done")
 
 
 def run_listen(
@@ -149,15 +199,25 @@ def run_listen(
     on_event: Event = _quiet,
     on_listening: Event = _quiet,
     on_warning: Event = _quiet,
+    on_peer: Event = _quiet,
 ) -> None:
     """Listen on ``endpoint``, tell ``on_listening`` the real endpoint, then pump.
+
+    ``on_peer`` hears of each peer accepted or refused (``--allow``/``--deny``);
+    with ``keep_open`` that replaces the ``accepted`` line of ``on_event``.
+    With ``exec_argv`` each admitted peer gets its own program instead (see
+    :mod:`sockkit.client._exec`).
 
     Streams: one peer, then return when it closes; with ``keep_open`` accept
     peers until interrupted, stdin going to every peer connected at the time.
     Datagrams: answer the latest sender until interrupted.  With ``keep_open``
     a peer that fails (reset, TLS handshake) is told to ``on_warning`` and dropped.
     """
+    options.check_endpoint(endpoint, listening=True)
+    if options.exec_argv is not None:
+        check_program(options.exec_argv)
     context = server_context(options.tls or TLSConfig()) if endpoint.is_tls else None
+    admission = options.admission or Admission()
     listener = open_listener(in_family(endpoint, options.family, passive=True)[0])
     real = sockaddr_endpoint(listener, endpoint.transport)
     try:
@@ -170,6 +230,19 @@ def run_listen(
                 options.datagram(),
                 connected=False,
                 on_event=on_event,
+            ).run()
+            return
+
+        if options.exec_argv is not None:
+            ProgramServer(
+                listener,
+                str(real),
+                options.exec_argv,
+                keep_open=options.keep_open,
+                admission=Admission(admission.access, max_conns=MAX_CHILDREN),
+                on_peer=on_peer if options.keep_open else on_event,
+                on_refused=on_peer,
+                on_warning=on_warning,
             ).run()
             return
 
@@ -190,6 +263,11 @@ def run_listen(
                 return None
             sock, address = got
             name = format_sockaddr(sock.family, address) if address else "(unnamed)"
+            refusal = admission.admit(address)
+            if refusal is not None:
+                on_peer(f"refused {name}: {refusal}")  # said before the peer sees the close
+                sock.close()
+                return None
             local = _name(sock)
             stream: ByteStream = PlainStream(sock)
             if context is not None:
@@ -206,11 +284,16 @@ def run_listen(
                         raise
                     on_warning(str(exc))
                     return None
-            on_event(f"accepted {name} on {local}")
+            (on_peer if options.keep_open else on_event)(f"accepted {name} on {local}")
             return Peer(stream, name)
 
         pump = StreamPump(
-            stdin_fd, stdout_fd, options.stream(options.keep_open), on_event, on_warning
+            stdin_fd,
+            stdout_fd,
+            options.stream(options.keep_open),
+            on_event,
+            on_warning,
+            **options._pump_extras(),
         )
         if options.keep_open:
             pump.run(listener.fileno(), accept)

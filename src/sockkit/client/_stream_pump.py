@@ -18,6 +18,10 @@ One ``poll`` loop, no threads.  Rules:
 - ``send_only``: once stdin is done and flushed the pump returns without
   waiting for the peer.  ``receive_only``: stdin is never read.
 - ``idle_timeout``: no byte either way for that long raises :class:`TimeoutError`.
+- ``quit_after`` (nc's ``-q``): once stdin has ended and every peer's buffer is
+  flushed, wait that many seconds (printing replies), then return.
+- ``stdin_filter`` rewrites each piece of stdin before it is queued (``--crlf``);
+  ``dump`` is told every piece that moved, ``(">" or "<", peer number, offset, bytes)``.
 - Reset, refused and TLS errors on a peer raise (one peer) or are reported
   through ``on_event`` and drop that peer (``keep_open``).
 """
@@ -53,6 +57,7 @@ class PumpOptions:
     receive_only: bool = False
     idle_timeout: float | None = None
     keep_open: bool = False
+    quit_after: float | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -69,10 +74,14 @@ class Peer:
     read_done: bool = False
     #: ... and did so before we shut our side.
     peer_first: bool = False
+    #: Counts the peers of one pump from 1 (the ``conn=`` of a traffic dump).
+    number: int = 0
 
 
 Accept = Callable[[], Peer | None]
 Event = Callable[[str], None]
+#: ``(way, peer number, offset, data)``: see :class:`sockkit._traffic_dump.TrafficDump`.
+Dump = Callable[[str, int, int, bytes], None]
 
 
 class StreamPump:
@@ -89,6 +98,9 @@ class StreamPump:
         options: PumpOptions,
         on_event: Event | None = None,
         on_warning: Event | None = None,
+        *,
+        stdin_filter: Callable[[bytes], bytes] | None = None,
+        dump: Dump | None = None,
     ) -> None:
         self._stdin = stdin_fd
         self._stdout = stdout_fd
@@ -102,8 +114,14 @@ class StreamPump:
         self._poll = select.poll()
         self._masks: dict[int, int] = {}
         self._last_activity = time.monotonic()
+        self._stdin_filter = stdin_filter
+        self._dump = dump
+        self._numbered = 0
+        self._flushed_at: float | None = None  # when stdin was over and all of it sent
 
     def add(self, peer: Peer) -> None:
+        self._numbered += 1
+        peer.number = self._numbered
         self._peers[peer.stream.fileno()] = peer
 
     def run_one(self, peer: Peer) -> None:
@@ -117,6 +135,9 @@ class StreamPump:
             while self._peers or (self._options.keep_open and listener_fd is not None):
                 if self._options.send_only and not self._stdin_open and self._all_flushed():
                     return
+                if self._quit_left() == 0:
+                    self._on_event(f"quitting {self._options.quit_after:g}s after end of stdin")
+                    return
                 self._update_interest(listener_fd)
                 for fd, mask in self._poll.poll(self._poll_timeout()):
                     self._dispatch(fd, mask, listener_fd, accept)
@@ -126,6 +147,16 @@ class StreamPump:
                 self._forget(peer)
 
     # -- the loop ----------------------------------------------------------------
+
+    def _quit_left(self) -> float | None:
+        """Seconds until ``quit_after`` ends the pump (0: now), or None when it does not apply."""
+        if self._options.quit_after is None or not self._stdin_ended:
+            return None
+        if self._flushed_at is None:
+            if not self._all_flushed():
+                return None
+            self._flushed_at = time.monotonic()
+        return max(self._flushed_at + self._options.quit_after - time.monotonic(), 0.0)
 
     def _all_flushed(self) -> bool:
         return all(not p.out and not p.stream.wants_write() for p in self._peers.values())
@@ -177,10 +208,15 @@ class StreamPump:
         # TLS may hold decrypted bytes that poll cannot see: look again at once.
         if any(self._buffered(p) for p in self._peers.values()):
             return 0
-        if self._options.idle_timeout is None:
+        limits = []
+        quit_left = self._quit_left()
+        if quit_left is not None:
+            limits.append(quit_left)
+        if self._options.idle_timeout is not None:
+            limits.append(self._last_activity + self._options.idle_timeout - time.monotonic())
+        if not limits:
             return None
-        left = self._last_activity + self._options.idle_timeout - time.monotonic()
-        return max(int(left * 1000) + 1, 0)
+        return max(int(min(limits) * 1000) + 1, 0)
 
     @staticmethod
     def _buffered(peer: Peer) -> bool:
@@ -263,6 +299,8 @@ class StreamPump:
                 self._guarded(peer, self._send)
             return
         self._last_activity = time.monotonic()
+        if self._stdin_filter is not None:
+            data = self._stdin_filter(data)
         for peer in list(self._peers.values()):
             peer.out += data
             self._guarded(peer, self._send)
@@ -274,6 +312,8 @@ class StreamPump:
             peer.stream.flush()
             while peer.out:
                 n = peer.stream.send(peer.out)
+                if self._dump is not None:
+                    self._dump(">", peer.number, peer.sent, bytes(peer.out[:n]))
                 del peer.out[:n]
                 peer.sent += n
                 self._last_activity = time.monotonic()
@@ -305,6 +345,8 @@ class StreamPump:
             if not data:
                 self._end_of_stream(peer)
                 return
+            if self._dump is not None:
+                self._dump("<", peer.number, peer.received, data)
             peer.received += len(data)
             self._last_activity = time.monotonic()
             if not self._options.send_only:

@@ -124,9 +124,11 @@ class AcceptingEngine(Engine):
         admission = ctx.admission
         reason: str | None = None
         if admission.refuses_any:
-            reason = admission.admit(addr, self.open_count())
+            reason = admission.admit(addr, self.open_count(), sock)
         if reason is None:
             reason = self.dispatch(Connection(sock, addr, listener, ctx))
+            if reason is not None:
+                admission.release(addr)
         if reason is not None:
             self._refuse(sock, addr, reason)
 

@@ -43,6 +43,7 @@ from sockkit.engines._aio_protocol import Conn, Door, Hub, protocol_class
 from sockkit.engines._aio_proxy import proxied_protocol_class
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
+from sockkit.engines._core import line_tick
 from sockkit.engines._lifecycle import Drain
 
 __all__ = ["AsyncioEngine", "UvloopEngine"]
@@ -51,7 +52,7 @@ __all__ = ["AsyncioEngine", "UvloopEngine"]
 # unacked, sacked.  On a listening socket Linux reports the accept backlog
 # in tcpi_sacked.
 _TCP_INFO_BACKLOG = struct.Struct("8x5xI")
-_SWEEP_MAX = 1.0
+_SWEEP_MAX = 0.5
 
 
 def _backlog(sock: socket.socket) -> int:
@@ -208,7 +209,7 @@ async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
 class _Sweeper:
     """One coarse periodic check of every connection's timeouts -- no timer per connection.
 
-    Runs every ``min(shortest timeout / 2, 1 s)``, so a timeout fires between
+    Runs every ``min(shortest timeout / 4, 0.5 s)``, so a timeout fires between
     its value and its value plus one interval late.
     """
 
@@ -216,7 +217,11 @@ class _Sweeper:
         self._hub = hub
         limits = hub.limits
         timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
-        self._interval = min(min(timeouts) / 2, _SWEEP_MAX) if timeouts else None
+        periods = [min(t / 4, _SWEEP_MAX) for t in timeouts]
+        line = line_tick(limits)
+        if line is not None:
+            periods.append(line)
+        self._interval = min(periods) if periods else None
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:

@@ -83,7 +83,7 @@ class Acceptor:
 
     def _accepted(self, conn: socket.socket, addr: SockAddr) -> None:
         if self._admits_here:
-            reason = self._door.refusal(addr, len(self._adopting))
+            reason = self._door.refusal(addr, len(self._adopting), conn)
             if reason is not None:
                 conn.close()
                 self._refused(addr, reason)
@@ -104,6 +104,8 @@ class Acceptor:
             # handshake failed or timed out: SSLError and the timeout's
             # ConnectionAbortedError are OSErrors too.
             conn.close()
+            if door.releases:
+                door.hub.admission.release(addr)
             if door.tls is not None:
                 self._refused(addr, f"tls: {exc.strerror or exc or type(exc).__name__}")
         except BaseException:

@@ -36,12 +36,12 @@ from sockkit._accept import TrustedProxies
 from sockkit._endpoint import format_sockaddr
 from sockkit.engines._contract import (
     AccessList,
-    Admission,
     CloseReason,
     ConnectionLog,
     Limits,
     service_error,
 )
+from sockkit.engines._core import PartialInput
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
 __all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_class"]
@@ -87,7 +87,7 @@ class Hub:
         self.thread = threading.get_ident()
         self.limits = limits
         self.access = access
-        self.admission = Admission(access, limits.max_conns, proxy)
+        self.admission = limits.admission(access, proxy)
         self.log = log
         #: Every admitted connection: counted for
         #: ``max_conns``, swept for timeouts, closed at the end of a drain.
@@ -118,6 +118,7 @@ class Door:
         "hub",
         "local",
         "logs",
+        "releases",
         "simple",
         "tls",
     )
@@ -141,22 +142,30 @@ class Door:
         # Access rules apply to IP peers only (Unix peers are guarded by file
         # permissions); with neither rules nor max_conns admission is free.
         # TLS connections are admitted by the acceptor, before the handshake.
-        checks_access = not hub.access.open and family != socket.AF_UNIX
+        unix = family == socket.AF_UNIX
+        checks_access = not hub.access.open and not unix
+        checks_uid = hub.admission.allow_uids is not None and unix
+        #: Admitted peers are counted per address and must be released at the end.
+        self.releases = hub.admission.per_ip is not None and not unix
         self.gate = (
-            checks_access or hub.limits.max_conns is not None or hub.admission.proxies is not None
+            checks_access
+            or checks_uid
+            or self.releases
+            or hub.limits.max_conns is not None
+            or hub.admission.proxies is not None
         )
         self.simple = not (self.gate or tls or self.logs or self.custom_water)
         if tls is not None:
             self.gate = False
 
-    def refusal(self, name: Any, pending: int = 0) -> str | None:
+    def refusal(self, name: Any, pending: int = 0, sock: Any = None) -> str | None:
         """Why a peer at sockaddr ``name`` may not be served now, or None to serve it.
 
         ``pending`` counts connections accepted but not yet in ``conns`` (TLS
         handshakes under way), so ``max_conns`` holds for them too.
         """
         hub = self.hub
-        return hub.admission.admit(name, len(hub.conns) + pending)
+        return hub.admission.admit(name, len(hub.conns) + pending, sock)
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         name = transport.get_extra_info("peername")
@@ -166,7 +175,9 @@ class Door:
 
     def admits(self, transport: asyncio.BaseTransport) -> bool:
         """Refuse (abort + ``log.refused``) and return False if the peer may not be served."""
-        reason = self.refusal(transport.get_extra_info("peername"))
+        reason = self.refusal(
+            transport.get_extra_info("peername"), 0, transport.get_extra_info("socket")
+        )
         if reason is None:
             return True
         cast(asyncio.Transport, transport).abort()
@@ -268,6 +279,8 @@ class Conn(asyncio.Protocol):
                 service.closed()
             if door.logs:
                 self._logged_close(exc)
+            if door.releases:
+                door.hub.admission.release(self._transport.get_extra_info("peername"))
         conns = door.conns
         conns.discard(self)
         if not conns:
@@ -411,6 +424,7 @@ class CountedConn(Conn):
         "_close_reason",
         "_idle_mark",
         "_idle_since",
+        "_line",
         "_nin",
         "_nout",
         "_peer",
@@ -425,17 +439,21 @@ class CountedConn(Conn):
         self._nout = 0
         now = door.hub.loop.time()
         self._started = now
-        self._idle_mark = -1
+        self._idle_mark = 0  # a peer silent from the start is timed from its start
         self._idle_since = now
         self._send_mark: tuple[int, int] = (-1, -1)
         self._send_since = now
         self._peer = ""
         self._close_reason: str | None = None
+        timeout = door.hub.limits.line_timeout
+        self._line = PartialInput(timeout) if timeout is not None else None
 
     def data_received(self, data: bytes) -> None:
         self._nin += len(data)
         service = self._service
         out = service.received(data)
+        if self._line is not None:
+            self._line.seen(service, self._door.hub.loop.time())
         if out:
             self._send(out)
         if service.state or service.producing:
@@ -477,6 +495,9 @@ class CountedConn(Conn):
         elif limits.idle_timeout is not None and now - self._idle_since >= limits.idle_timeout:
             self.abort(CloseReason.IDLE_TIMEOUT)
             return
+        if self._line is not None and self._line.overdue(now):
+            self.abort(CloseReason.LINE_TIMEOUT)
+            return
         pending = transport.get_write_buffer_size()
         if pending > limits.output_cap:
             self.abort(CloseReason.OUTPUT_CAP)
@@ -498,6 +519,11 @@ def protocol_class(door: Door) -> type[Conn]:
     measure; otherwise the plain :class:`Conn`, whose hot path counts nothing.
     """
     limits = door.hub.limits
-    counted = door.logs or limits.idle_timeout is not None or limits.send_timeout is not None
+    counted = (
+        door.logs
+        or limits.idle_timeout is not None
+        or limits.send_timeout is not None
+        or limits.line_timeout is not None
+    )
     base = CountedConn if counted else Conn
     return type(base.__name__, (base,), {"__slots__": (), "_door": door})

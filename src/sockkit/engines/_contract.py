@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sockkit._accept import AccessList, Admission, Refusal
+from sockkit._accept import AccessList, Admission, Refusal, TrustedProxies
 from sockkit._endpoint import Endpoint
 from sockkit._proxy_admission import ProxyProtocol
 from sockkit.services._base import Service
@@ -58,6 +58,7 @@ class CloseReason(enum.StrEnum):
 
     IDLE_TIMEOUT = "idle timeout"
     SEND_TIMEOUT = "send timeout"
+    LINE_TIMEOUT = "line timeout"
     OUTPUT_CAP = "output cap exceeded"
     SERVER_STOPPING = "server stopping"
     TLS_HANDSHAKE_TIMEOUT = "tls handshake timeout"
@@ -91,6 +92,24 @@ class Limits:
     read_size: int = 256 * 1024
     #: Worker threads of the pool engine.
     threads: int = field(default_factory=_default_threads)
+    #: Most connections served at once from one client IP address.
+    max_conns_per_ip: int | None = None
+    #: Unix peers must run as one of these users (SO_PEERCRED); ``None``: any user.
+    allow_uids: frozenset[int] | None = None
+    #: Line-based services close a client whose line takes longer than this to arrive.
+    line_timeout: float | None = None
+    #: Datagram replies per second to one source address (a token bucket); ``None``: no limit.
+    dgram_rate: float | None = None
+
+    def admission(self, access: AccessList, proxies: TrustedProxies | None = None) -> Admission:
+        """The admission rules these limits, ``access`` and trusted ``proxies`` make."""
+        return Admission(
+            access,
+            self.max_conns,
+            proxies,
+            max_conns_per_ip=self.max_conns_per_ip,
+            allow_uids=self.allow_uids,
+        )
 
 
 @dataclass(slots=True)
@@ -214,7 +233,7 @@ class ServeContext:
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = Admission(self.access, self.limits.max_conns, self.proxy)
+        self.admission = self.limits.admission(self.access, self.proxy)
 
     def shut_listeners(self) -> None:
         """Close the listeners now (see :attr:`close_listeners`).  Idempotent."""

@@ -44,7 +44,14 @@ from typing import Final
 from sockkit.engines._contract import CloseReason, Limits, service_error
 from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 
-__all__ = ["END_OF_STREAM", "ConnectionCore", "EndOfStream", "tick_interval"]
+__all__ = [
+    "END_OF_STREAM",
+    "ConnectionCore",
+    "EndOfStream",
+    "PartialInput",
+    "line_tick",
+    "tick_interval",
+]
 
 
 class EndOfStream:
@@ -61,14 +68,57 @@ END_OF_STREAM: Final = EndOfStream()
 
 _log = logging.getLogger("sockkit.engines")
 
-#: The coarsest tick: deadlines fire at most this late (plus half the timeout).
-_MAX_TICK = 1.0
+#: The coarsest tick: a deadline fires at most this late.
+_MAX_TICK = 0.5
+
+
+#: The coarsest tick when a line timeout is set: a slow line is closed at most
+#: this late (its start is timed exactly, on the receive that began it).
+_MAX_LINE_TICK = 0.5
 
 
 def tick_interval(limits: Limits) -> float | None:
     """How often a pump should call :meth:`ConnectionCore.tick`; ``None``: never needed."""
     timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
-    return min(min(timeouts) / 2, _MAX_TICK) if timeouts else None
+    # A quarter of the timeout (at most 0.5 s): a 3 s idle timeout then fires
+    # by 3.5 s, inside the "timeout + 1 s" users are promised even on a busy
+    # machine; a sweep costs microseconds per connection.
+    periods = [min(t / 4, _MAX_TICK) for t in timeouts]
+    line = line_tick(limits)
+    if line is not None:
+        periods.append(line)
+    return min(periods) if periods else None
+
+
+def line_tick(limits: Limits) -> float | None:
+    """How often to check :class:`PartialInput` deadlines; ``None`` without a line timeout."""
+    if limits.line_timeout is None:
+        return None
+    return min(limits.line_timeout / 4, _MAX_LINE_TICK)
+
+
+class PartialInput:
+    """Times a service's incomplete message (``Service.partial_input``) for ``--line-timeout``.
+
+    Call :meth:`seen` after every call that fed the service bytes, and
+    :meth:`overdue` from the periodic tick.  No clock of its own: the pump
+    passes ``now``.
+    """
+
+    __slots__ = ("_seq", "_since", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._seq = 0
+        self._since = 0.0
+
+    def seen(self, service: Service, now: float) -> None:
+        seq = service.partial_input
+        if seq != self._seq:
+            self._seq, self._since = seq, now
+
+    def overdue(self, now: float) -> bool:
+        return self._seq != 0 and now - self._since >= self.timeout
 
 
 class ConnectionCore:
@@ -82,6 +132,7 @@ class ConnectionCore:
         "_idle",
         "_io_mark",
         "_io_since",
+        "_line",
         "_low",
         "_out_mark",
         "_out_since",
@@ -112,8 +163,11 @@ class ConnectionCore:
         self._done_sending = False  # the service answered HALF_CLOSE or CLOSE
         self._fin_sent = False
         moment = time.monotonic() if now is None else now
-        self._io_mark = self._out_mark = -1
+        # Bytes moved so far is 0: a peer silent from the start is timed from
+        # its start, not from the first tick.
+        self._io_mark, self._out_mark = 0, -1
         self._io_since = self._out_since = moment
+        self._line = PartialInput(limits.line_timeout) if limits.line_timeout is not None else None
 
     # -- what the pump tells the core -----------------------------------------
 
@@ -125,6 +179,8 @@ class ConnectionCore:
         """``data`` (not empty) arrived from the peer."""
         self.bytes_in += len(data)
         self._call(self.service.received, data)
+        if self._line is not None:
+            self._line.seen(self.service, time.monotonic())
 
     def receive_eof(self) -> None:
         """The peer finished sending."""
@@ -152,6 +208,11 @@ class ConnectionCore:
         if count:
             del self.out[:count]
             self.bytes_out += count
+            if self.out and self._send_timeout is not None:
+                # The socket took part: the last progress is now, not at the
+                # next tick, so a stalled peer is closed send_timeout after it
+                # stalled (one clock read per partial send, only with the option).
+                self._out_mark, self._out_since = self.bytes_out, time.monotonic()
         if self._paused and len(self.out) <= self._low:
             self._paused = False
         self.settle()
@@ -172,6 +233,9 @@ class ConnectionCore:
             elif now - self._io_since >= self._idle:
                 self.abort(CloseReason.IDLE_TIMEOUT)
                 return
+        if self._line is not None and self._line.overdue(now):
+            self.abort(CloseReason.LINE_TIMEOUT)
+            return
         if self._send_timeout is not None:
             if not self.out:
                 self._out_mark = -1

@@ -48,6 +48,8 @@ class ForkEngine(AcceptingEngine):
 
     def start(self) -> None:
         self._children: set[int] = set()
+        #: Each child's peer address, released from the admission when it is reaped.
+        self._peers: dict[int, object] = {}
         # One read buffer, touched here once: a child writes only the pages a
         # recv fills, instead of allocating and zeroing read_size bytes itself.
         self._buffer = memoryview(bytearray(self.ctx.limits.read_size))
@@ -91,7 +93,7 @@ class ForkEngine(AcceptingEngine):
                 return
             if pid == 0:
                 return
-            self._children.discard(pid)
+            self._forget(pid)
 
     def dispatch(self, conn: Connection) -> str | None:
         conn.buffer = self._buffer
@@ -103,8 +105,16 @@ class ForkEngine(AcceptingEngine):
         if pid == 0:
             self._serve_in_child(conn)  # never returns
         self._children.add(pid)
+        self._peers[pid] = conn.addr
         conn.sock.close()  # the child has its own copy; ours would keep the peer open
         return None
+
+    def _forget(self, pid: int) -> None:
+        """Child ``pid`` was reaped: it no longer counts, in total or for its address."""
+        self._children.discard(pid)
+        addr = self._peers.pop(pid, None)
+        if addr is not None:
+            self.ctx.admission.release(addr)
 
     def _serve_in_child(self, conn: Connection) -> None:
         code = 0
@@ -173,7 +183,7 @@ class ForkEngine(AcceptingEngine):
             for pid in list(self._children):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, 0)
-                self._children.discard(pid)
+                self._forget(pid)
             return
         deadline = time.monotonic() + grace
         while self._children:

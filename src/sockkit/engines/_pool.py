@@ -65,6 +65,7 @@ class PoolEngine(AcceptingEngine):
             try:
                 conn.run()
             finally:
+                self.ctx.admission.release(conn.addr)
                 with self._lock:
                     self._live.discard(conn)
                     self._ended.notify_all()

@@ -10,7 +10,7 @@ chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`
   once.  Out of descriptors, the listeners are not watched until a connection
   closes or the back-off passes: never a busy loop.
 - Timeouts (idle, send, TLS handshake, EMFILE back-off, drain) are served by
-  one coarse sweep every ``min(timeout / 2, 1 s)``; idle and send deadlines
+  one coarse sweep every ``min(timeout / 4, 0.5 s)``; idle and send deadlines
   are each connection core's ``tick``, read from byte counters, so no
   per-message timestamps.  With none of them configured, ``wait`` blocks
   without a timeout and no clock is read.
@@ -38,6 +38,7 @@ from sockkit._endpoint import format_sockaddr
 from sockkit._errors import SockkitError, translate_os_error
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener, service_error
+from sockkit.engines._core import line_tick
 from sockkit.engines._lifecycle import Drain
 from sockkit.engines._reactor_conn import Connection, TlsConnection
 from sockkit.engines._reactor_poll import READ, EpollPoller, Poller, PollPoller, SelectPoller
@@ -47,8 +48,8 @@ __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
 
 _log = logging.getLogger("sockkit.engines.reactor")
 
-#: Coarsest sweep period: timeouts fire at most this late (plus half the timeout).
-_MAX_TICK = 1.0
+#: Coarsest sweep period: a timeout fires at most this late.
+_MAX_TICK = 0.5
 
 
 class _Acceptor:
@@ -98,6 +99,10 @@ class _Reactor:
         self.backing_off = False
         # None when nobody can be refused: the admission call is skipped.
         self._admission = ctx.admission if ctx.admission.refuses_any else None
+        #: fd -> peer address of connections counted per address (--max-conns-per-ip),
+        #: released from the admission when the connection goes.
+        self._counted: dict[int, SockAddr] = {}
+        self._counts_peers = ctx.admission.per_ip is not None
         self._resume_at = 0.0
         self._drain = Drain(ctx)
         self._thread_id = threading.get_ident()
@@ -107,16 +112,23 @@ class _Reactor:
         periods = [_MAX_TICK]
         for timeout in (limits.idle_timeout, limits.send_timeout):
             if timeout is not None:
-                periods.append(timeout / 2)
+                periods.append(timeout / 4)
         self._tls = any(listener.tls is not None for listener in ctx.listeners)
         if self._tls:
-            periods.append(limits.handshake_timeout / 2)
+            periods.append(limits.handshake_timeout / 4)
         if ctx.proxy is not None:
             periods.append(ctx.proxy.timeout / 4)
         #: Sweep period, or None when no per-connection timeout is configured.
+        line = line_tick(limits)
+        if line is not None:
+            periods.append(line)
         self._tick: float | None = (
             min(periods)
-            if limits.idle_timeout or limits.send_timeout or self._tls or ctx.proxy
+            if limits.idle_timeout
+            or limits.send_timeout
+            or limits.line_timeout
+            or self._tls
+            or ctx.proxy
             else None
         )
         self._next_sweep = 0.0
@@ -198,13 +210,19 @@ class _Reactor:
         family = acceptor.family
         peer = format_sockaddr(family, addr)
         admission = self._admission
-        reason: str | None = None if admission is None else admission.admit(addr, len(self.conns))
+        reason: str | None = None
+        if admission is not None:
+            reason = admission.admit(addr, len(self.conns), sock)
         if reason is None and self.fd_limit is not None and sock.fileno() >= self.fd_limit:
             reason = f"fd {sock.fileno()} is past what select() can watch; use poll or epoll"
+            if admission is not None:
+                admission.release(addr)
         if reason is not None:
             sock.close()
             ctx.log.refused(peer, reason)
             return
+        if self._counts_peers:
+            self._counted[sock.fileno()] = addr
         sock.setblocking(False)
         if family != socket.AF_UNIX:
             with contextlib.suppress(OSError):
@@ -223,6 +241,7 @@ class _Reactor:
                     sock, server_side=True, do_handshake_on_connect=False
                 )
             except (ssl.SSLError, OSError) as exc:
+                self._release(sock.fileno())
                 sock.close()
                 ctx.log.refused(peer, f"tls: {exc}")
                 return
@@ -273,10 +292,16 @@ class _Reactor:
     def connection_gone(self, conn: Connection) -> None:
         if self.conns.get(conn.fd) is conn:
             del self.conns[conn.fd]
+            self._release(conn.fd)
         if self.backing_off:
             self._resume_accepting()
         if self.stopping and not self.conns:
             self.done = True
+
+    def _release(self, fd: int) -> None:
+        addr = self._counted.pop(fd, None)
+        if addr is not None:
+            self.ctx.admission.release(addr)
 
     def on_reactor_thread(self) -> bool:
         return threading.get_ident() == self._thread_id

@@ -146,6 +146,8 @@ class Connection(ConnectionCore):
             data = view[:size].tobytes()
             service = self.service
             out = service.received(data)
+            if self._line is not None:  # --line-timeout: time the service's partial line
+                self._line.seen(service, time.monotonic())
             if out:
                 if self.out or self._done_sending:
                     self.output(out)  # behind waiting output, or dropped after HALF_CLOSE

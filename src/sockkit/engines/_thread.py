@@ -50,6 +50,7 @@ class ThreadEngine(AcceptingEngine):
         try:
             conn.run()
         finally:
+            self.ctx.admission.release(conn.addr)
             with self._lock:
                 del self._live[conn]
                 self._ended.notify_all()

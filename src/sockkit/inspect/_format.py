@@ -17,32 +17,24 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from sockkit.inspect._address_text import display_address
+
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
-    from sockkit.inspect._tcp_info import TcpInfo
     from sockkit.inspect._watch import SocketEvent
 
 __all__ = [
-    "display_address",
     "event_to_dict",
     "format_event",
     "format_processes",
     "format_table",
-    "format_tcp_info",
     "record_to_dict",
 ]
 
 #: (port, protocol) -> the text to show for a TCP/UDP port
 PortNamer = Callable[[int, str], str]
-
-
-def display_address(address: str, v6only: bool | None) -> str:
-    """An IP address as ss prints it: IPv6 in brackets, a dual-stack ``::`` as ``*``."""
-    if ":" not in address:
-        return address
-    if address == "::" and not v6only:
-        return "*"
-    return f"[{address}]"
+#: row -> (text after its columns, text of a second line under it)
+Annotator = Callable[["SocketRow"], tuple[str, "str | None"]]
 
 
 def format_processes(processes: Sequence[ProcessRef]) -> str:
@@ -61,12 +53,15 @@ def format_table(
     header: bool = True,
     tcp_info: bool = False,
     port_name: PortNamer | None = None,
+    annotate: Annotator | None = None,
 ) -> str:
     """The table for ``sockets`` (records or rows), each line ending in a newline.
 
     Returns "" when there is nothing to print.  ``port_name`` turns a port
     into text (a service name without ``-n``); by default ports are numeric
-    and port 0 prints as ``*``.
+    and port 0 prints as ``*``.  ``annotate`` adds ss's ``-o``/``-e``/``-m``/``-i``
+    texts (an :class:`~sockkit.inspect._annotations.Annotations`); ``tcp_info``
+    is the short form for ``-i`` alone.
     """
     # Built a column at a time with map()/itemgetter, which keeps the
     # per-socket work in C: ``sockkit ss`` formats 10,000 rows in a few ms.
@@ -129,8 +124,21 @@ def format_table(
         max(12, _text_width(peer_addrs)),
         max(4, peer_width),
     )
+    if tcp_info and annotate is None:
+        from sockkit.inspect._annotations import Annotations
+
+        annotate = Annotations(tcp_info=True)
     processes = list(map(_PROCESSES, rows))
+    # the last column: processes, then what annotate adds (built only when needed)
     has_process = any(processes)
+    tails: list[str] = [format_processes(p) if p else "" for p in processes] if has_process else []
+    below: list[str | None] = []
+    if annotate is not None:
+        notes = list(map(annotate, rows))
+        heads = tails or [""] * len(rows)
+        tails = [" ".join(filter(None, (h, n[0]))) for h, n in zip(heads, notes, strict=True)]
+        below = [note[1] for note in notes]
+        has_process = any(tails)
     # A Unix row puts a space between address and "port" where TCP/UDP put
     # a colon; with no Unix rows the colon goes into the template itself.
     sep = "%s" if unix_rows else ":"
@@ -155,7 +163,7 @@ def format_table(
     else:
         shown += [recv_qs, send_qs, local_addrs, local_ports, peer_addrs, peer_ports]
     if has_process:
-        shown.append([format_processes(p) if p else "" for p in processes])
+        shown.append(tails)
     lines: list[str] = []
     if header:
         titles = ["Netid"] if netid_column else []
@@ -166,11 +174,11 @@ def format_table(
     body = list(map(template.__mod__, zip(*shown, strict=True)))
     if has_process:
         body = [line.rstrip() for line in body]
-    if tcp_info:
-        for line, info in zip(body, map(_TCP_INFO, rows), strict=True):
+    if any(note is not None for note in below):
+        for line, note in zip(body, below, strict=True):
             lines.append(line)
-            if info is not None:
-                lines.append("\t " + format_tcp_info(info))
+            if note is not None:
+                lines.append(("\t " + note).rstrip(" "))
     else:
         lines += body
     lines.append("")
@@ -200,75 +208,6 @@ _PROCESSES = itemgetter(12)
 _TCP_INFO = itemgetter(13)
 
 
-def _ms(microseconds: int) -> str:
-    return f"{microseconds / 1000:g}"
-
-
-def format_tcp_info(info: TcpInfo) -> str:
-    """ss's ``-i`` line for one socket: the non-zero fields among ss's usual ones, in ss's order."""
-    parts: list[str] = []
-    add = parts.append
-    if info.congestion:
-        add(info.congestion)
-    if info.options is not None and info.options & 0x04 and info.snd_wscale is not None:
-        add(f"wscale:{info.snd_wscale},{info.rcv_wscale}")
-    if info.rto and info.rto != 3_000_000:
-        add(f"rto:{_ms(info.rto)}")
-    if info.backoff:
-        add(f"backoff:{info.backoff}")
-    if info.rtt:
-        add(f"rtt:{_ms(info.rtt)}/{_ms(info.rttvar or 0)}")
-    if info.ato:
-        add(f"ato:{_ms(info.ato)}")
-    for label, value in (
-        ("mss", info.snd_mss),
-        ("pmtu", info.pmtu),
-        ("rcvmss", info.rcv_mss),
-        ("advmss", info.advmss),
-        ("cwnd", info.snd_cwnd),
-    ):
-        if value:
-            add(f"{label}:{value}")
-    if info.snd_ssthresh and info.snd_ssthresh < 0xFFFF:
-        add(f"ssthresh:{info.snd_ssthresh}")
-    for label, value in (
-        ("bytes_sent", info.bytes_sent),
-        ("bytes_retrans", info.bytes_retrans),
-        ("bytes_acked", info.bytes_acked),
-        ("bytes_received", info.bytes_received),
-        ("segs_out", info.segs_out),
-        ("segs_in", info.segs_in),
-        ("data_segs_out", info.data_segs_out),
-        ("data_segs_in", info.data_segs_in),
-        ("lastsnd", info.last_data_sent),
-        ("lastrcv", info.last_data_recv),
-        ("lastack", info.last_ack_recv),
-        ("delivered", info.delivered),
-        ("unacked", info.unacked),
-        ("lost", info.lost),
-    ):
-        if value:
-            add(f"{label}:{value}")
-    if info.retrans or info.total_retrans:
-        add(f"retrans:{info.retrans or 0}/{info.total_retrans or 0}")
-    if info.rcv_rtt:
-        add(f"rcv_rtt:{_ms(info.rcv_rtt)}")
-    for label, value in (
-        ("rcv_space", info.rcv_space),
-        ("rcv_ssthresh", info.rcv_ssthresh),
-        ("notsent", info.notsent_bytes),
-    ):
-        if value:
-            add(f"{label}:{value}")
-    if info.min_rtt and info.min_rtt != 0xFFFFFFFF:
-        add(f"minrtt:{_ms(info.min_rtt)}")
-    if info.snd_wnd:
-        add(f"snd_wnd:{info.snd_wnd}")
-    if info.rcv_wnd:
-        add(f"rcv_wnd:{info.rcv_wnd}")
-    return " ".join(parts)
-
-
 def record_to_dict(record: SocketRecord) -> dict[str, Any]:
     """The JSON object for one socket (the schema is in the ``sockkit ss`` documentation)."""
     return {
@@ -288,7 +227,22 @@ def record_to_dict(record: SocketRecord) -> dict[str, Any]:
         "v6only": record.v6only,
         "processes": [{"name": p.name, "pid": p.pid, "fd": p.fd} for p in record.processes],
         "tcp_info": record.tcp_info.as_dict() if record.tcp_info is not None else None,
+        "details": _details_dict(record),
     }
+
+
+def _details_dict(record: SocketRecord) -> dict[str, Any] | None:
+    details = record.details
+    if details is None:
+        return None
+    from dataclasses import asdict
+
+    data = asdict(details)
+    if details.file is not None:
+        data["file"] = {"inode": details.file[0], "device": details.file[1]}
+    if details.peers is not None:
+        data["peers"] = list(details.peers)
+    return data
 
 
 def format_event(event: SocketEvent, arrow: str = "→") -> str:

@@ -26,12 +26,11 @@ from sockkit.inspect._netlink import (
     IPPROTO_UDP,
     inet_request,
     parse_inet_dump,
-    parse_unix_dump,
     port_bytecode,
-    unix_request,
 )
 from sockkit.inspect._query import SocketQuery
 from sockkit.inspect._sockdiag import SockDiag
+from sockkit.inspect._unix_diag import parse_unix_dump, unix_request
 
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRecord, SocketRow
@@ -85,6 +84,16 @@ class SocketTable:
         The cheap form, for printing large tables; raises what :meth:`read` raises.
         """
         query = query or SocketQuery()
+        kernel_filter = port_bytecode(query.sport, query.dport, query.port)
+        keep = None
+        if query.expression is not None:
+            from sockkit.inspect._bytecode import bytecode_and, compile_bytecode
+            from sockkit.inspect._filter_match import compile_predicate
+
+            keep = compile_predicate(query.expression)
+            compiled = compile_bytecode(query.expression)
+            if compiled is not None:
+                kernel_filter = bytecode_and(kernel_filter, compiled) if kernel_filter else compiled
         owners = None
         if query.processes:
             from sockkit.inspect._owners import socket_owners
@@ -104,7 +113,7 @@ class SocketTable:
             for family, af, suffix in _FAMILIES:
                 if family not in query.families:
                     continue
-                found = self._netlink_inet(query, owners, netid, af, protocol)
+                found = self._netlink_inet(query, owners, netid, af, protocol, kernel_filter)
                 if found is None:
                     from sockkit.inspect._procnet import parse_proc_inet
 
@@ -113,6 +122,10 @@ class SocketTable:
                     if query.has_port_filter:
                         found = [r for r in found if query.port_matches(r[6], r[8])]
                 rows += found
+        if keep is not None:
+            # as ss does, also after the kernel's filter: it may have run none
+            # of it, and its ``autobound`` test differs from ss's
+            rows = list(filter(keep, rows))
         return rows
 
     def _netlink(self) -> SockDiag | None:
@@ -140,22 +153,42 @@ class SocketTable:
         if diag is None:
             return None
         try:
-            return diag.dump(unix_request(query.states), partial(parse_unix_dump, owners=owners))
+            details = query.details or query.memory
+            return diag.dump(
+                unix_request(query.states, vfs=query.details, memory=query.memory),
+                partial(parse_unix_dump, owners=owners, details=details),
+            )
         except OSError as exc:
             self._fall_back(exc)
             return None
 
     def _netlink_inet(
-        self, query: SocketQuery, owners: Owners | None, netid: str, af: int, protocol: int
+        self,
+        query: SocketQuery,
+        owners: Owners | None,
+        netid: str,
+        af: int,
+        protocol: int,
+        bytecode: bytes,
     ) -> list[SocketRow] | None:
         diag = self._netlink()
         if diag is None:
             return None
-        bytecode = port_bytecode(query.sport, query.dport, query.port)
         request = inet_request(
-            af, protocol, query.states, tcp_info=query.tcp_info, bytecode=bytecode
+            af,
+            protocol,
+            query.states,
+            tcp_info=query.tcp_info,
+            memory=query.memory,
+            bytecode=bytecode,
         )
-        parse = partial(parse_inet_dump, netid=netid, owners=owners, tcp_info=query.tcp_info)
+        parse = partial(
+            parse_inet_dump,
+            netid=netid,
+            owners=owners,
+            tcp_info=query.tcp_info,
+            details=query.details or query.memory,
+        )
         try:
             return diag.dump(request, parse)
         except OSError as exc:

@@ -15,11 +15,11 @@ import stat
 from typing import TYPE_CHECKING
 
 from sockkit.inspect._listing import SocketTable
-from sockkit.inspect._netlink import parse_unix_dump, unix_request
 from sockkit.inspect._owners import socket_owners
 from sockkit.inspect._query import ALL_STATES, TIME_WAIT, SocketQuery
 from sockkit.inspect._record import SocketRecord, record_from_row
 from sockkit.inspect._sockdiag import SockDiag
+from sockkit.inspect._unix_diag import parse_unix_dump, unix_request
 
 if TYPE_CHECKING:
     from sockkit._endpoint import Endpoint

@@ -104,6 +104,7 @@ def parse_proc_inet(
                 _v6only(local[0], peer[0]) if family == "inet6" else False,
                 owners.get(inode, ()) if owners and inode else (),
                 None,
+                None,
             )
         )
     return rows
@@ -162,6 +163,7 @@ def parse_proc_unix(
                 None,
                 None,
                 owners.get(inode, ()) if owners else (),
+                None,
                 None,
             )
         )

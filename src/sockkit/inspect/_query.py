@@ -20,9 +20,12 @@ Rules, as iproute2 ``ss`` applies them (and ``sockkit ss`` copies):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from sockkit._errors import UsageError
+
+if TYPE_CHECKING:
+    from sockkit.inspect._filter_tree import Node
 
 __all__ = [
     "ALL_STATES",
@@ -136,6 +139,9 @@ class SocketQuery(NamedTuple):
     port: int | None = None
     processes: bool = False
     tcp_info: bool = False
+    expression: Node | None = None
+    details: bool = False
+    memory: bool = False
 
     @property
     def has_port_filter(self) -> bool:
@@ -173,11 +179,16 @@ def select_query(
     port: int | None = None,
     processes: bool = False,
     tcp_info: bool = False,
+    state_mask: int | None = None,
+    expression: Node | None = None,
+    details: bool = False,
+    memory: bool = False,
 ) -> SocketQuery:
     """Turn ss-style flags (``-t -u -x -4 -6 -l -a``, ``state NAME``) into a :class:`SocketQuery`.
 
     Follows the rules in this module's docstring; raises :class:`UsageError`
-    for an unknown state word.
+    for an unknown state word.  ``state_mask`` (from a filter's ``state`` and
+    ``exclude`` words) replaces every other state choice.
     """
     netids: set[str] = set()
     families: set[str] = set()
@@ -210,7 +221,9 @@ def select_query(
     mask = 0
     for word in states:
         mask |= parse_state(word)
-    if not states:
+    if state_mask is not None:
+        mask = state_mask
+    elif not states:
         if all_states:
             mask = ALL_STATES
         elif listening:
@@ -226,4 +239,7 @@ def select_query(
         port=port,
         processes=processes,
         tcp_info=tcp_info,
+        expression=expression,
+        details=details,
+        memory=memory,
     )

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from sockkit.inspect._format import display_address
+from sockkit.inspect._address_text import display_address
 
 if TYPE_CHECKING:
+    from sockkit.inspect._details import SocketDetails
     from sockkit.inspect._tcp_info import TcpInfo
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ProcessRef",
     "SocketRecord",
     "SocketRow",
+    "display_address",
     "make_process",
     "record_from_row",
     "row_from_record",
@@ -65,7 +67,9 @@ class SocketRecord:
     ``inode`` is 0 for sockets no process holds (TIME-WAIT, not yet
     accepted, orphaned).  ``uid`` is ``None`` when the source does not say.
     ``v6only`` is ``None`` when unknown (``/proc`` does not say).
-    ``processes`` is filled when asked for, ``tcp_info`` likewise (TCP only).
+    ``processes`` is filled when asked for, ``tcp_info`` likewise (TCP only),
+    and ``details`` (cookie, timer, shutdown, memory: what ``-e``, ``-o``
+    and ``-m`` show; netlink only).
     """
 
     netid: str
@@ -82,6 +86,7 @@ class SocketRecord:
     v6only: bool | None = None
     processes: tuple[ProcessRef, ...] = ()
     tcp_info: TcpInfo | None = None
+    details: SocketDetails | None = None
 
     @property
     def local(self) -> str:
@@ -116,6 +121,7 @@ SocketRow = tuple[
     "bool | None",  # v6only
     "tuple[ProcessRef, ...]",  # processes
     "TcpInfo | None",  # tcp_info
+    "SocketDetails | None",  # details
 ]
 
 FIELDS: tuple[str, ...] = (
@@ -133,6 +139,7 @@ FIELDS: tuple[str, ...] = (
     "v6only",
     "processes",
     "tcp_info",
+    "details",
 )
 
 _new = object.__new__
@@ -161,6 +168,7 @@ def record_from_row(row: SocketRow) -> SocketRecord:
             "v6only": row[11],
             "processes": row[12],
             "tcp_info": row[13],
+            "details": row[14],
         },
     )
     return record

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from typing import TypeVar
 
-from sockkit.inspect._netlink import NETLINK_SOCK_DIAG
+from sockkit.inspect._netlink import NETLINK_SOCK_DIAG, ack_errno
 
 __all__ = ["SockDiag"]
 
@@ -52,6 +52,18 @@ class SockDiag:
             items += chunk
             if finished:
                 return items
+
+    def ask(self, request: bytes) -> int:
+        """Send one request that asks for an acknowledgement; return its errno (0: done).
+
+        Raises :class:`OSError` when the kernel refuses the message itself.
+        """
+        self._sock.sendto(request, (0, 0))
+        while True:
+            reply = self._sock.recv(_RECV_SIZE)
+            errno = ack_errno(reply)
+            if errno is not None:
+                return errno
 
     def close(self) -> None:
         self._sock.close()

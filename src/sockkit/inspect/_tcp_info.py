@@ -27,7 +27,10 @@ class TcpInfo:
     ``last_data_recv``, ``last_ack_recv``), rates in bytes per second,
     ``snd_cwnd`` in segments.  A field is ``None`` when the running kernel's
     struct is too short to hold it (older kernels give fewer fields).
-    ``congestion`` is the congestion-control algorithm's name, when known.
+    ``congestion`` is the congestion-control algorithm's name, when known;
+    the ``bbr_*`` fields are BBR's own view (bandwidth in bytes per second,
+    minimum rtt in microseconds, gains in 1/256ths), the ``dctcp_*`` fields
+    DCTCP's, ``vegas_rtt`` Vegas's rtt (microseconds), when that module runs.
     """
 
     state: int | None = None
@@ -86,7 +89,26 @@ class TcpInfo:
     rcv_ooopack: int | None = None
     snd_wnd: int | None = None
     rcv_wnd: int | None = None
+    rehash: int | None = None
     congestion: str | None = None
+    bbr_bw: int | None = None
+    bbr_min_rtt: int | None = None
+    bbr_pacing_gain: int | None = None
+    bbr_cwnd_gain: int | None = None
+    dctcp_enabled: bool | None = None
+    dctcp_ce_state: int | None = None
+    dctcp_alpha: int | None = None
+    dctcp_ab_ecn: int | None = None
+    dctcp_ab_tot: int | None = None
+    vegas_rtt: int | None = None
+
+    @property
+    def send_rate(self) -> float | None:
+        """ss's ``send`` in bits per second: cwnd x mss over the smoothed rtt (vegas's if it runs)."""
+        rtt = self.vegas_rtt or self.rtt
+        if not rtt or not self.snd_mss or not self.snd_cwnd:
+            return None
+        return self.snd_cwnd * self.snd_mss * 8_000_000 / rtt
 
     def as_dict(self) -> dict[str, Any]:
         """The fields the kernel gave, as a plain dict (``None`` fields left out)."""
@@ -152,17 +174,55 @@ _TCP_INFO_LAYOUT: tuple[tuple[str, int, str], ...] = (
     ("rcv_ooopack", 224, "I"),
     ("snd_wnd", 228, "I"),
     ("rcv_wnd", 232, "I"),
+    ("rehash", 236, "I"),
 )
 _TCP_INFO_STRUCTS = {fmt: struct.Struct("=" + fmt) for fmt in ("B", "I", "Q")}
 
 
-def parse_tcp_info(raw: bytes, congestion: str | None = None) -> TcpInfo:
+# the congestion modules' own structs (linux/inet_diag.h), by attribute type
+_VEGASINFO, _DCTCPINFO, _BBRINFO = 3, 9, 16
+_BBR = struct.Struct("=IIIII")  # bw_lo bw_hi min_rtt pacing_gain cwnd_gain
+_DCTCP = struct.Struct("=HHIII")  # enabled ce_state alpha ab_ecn ab_tot
+_VEGAS = struct.Struct("=IIII")  # enabled rttcnt rtt minrtt
+
+
+def _module_values(kind: int, raw: bytes) -> dict[str, int | bool | str | None]:
+    if kind == _BBRINFO and len(raw) >= _BBR.size:
+        low, high, min_rtt, pacing, cwnd = _BBR.unpack_from(raw)
+        return {
+            "bbr_bw": (high << 32) | low,
+            "bbr_min_rtt": min_rtt,
+            "bbr_pacing_gain": pacing,
+            "bbr_cwnd_gain": cwnd,
+        }
+    if kind == _DCTCPINFO and len(raw) >= _DCTCP.size:
+        enabled, ce_state, alpha, ab_ecn, ab_tot = _DCTCP.unpack_from(raw)
+        return {
+            "dctcp_enabled": bool(enabled),
+            "dctcp_ce_state": ce_state,
+            "dctcp_alpha": alpha,
+            "dctcp_ab_ecn": ab_ecn,
+            "dctcp_ab_tot": ab_tot,
+        }
+    if kind == _VEGASINFO and len(raw) >= _VEGAS.size:
+        enabled, _count, rtt, _min = _VEGAS.unpack_from(raw)
+        if enabled and rtt and rtt != 0x7FFFFFFF:
+            return {"vegas_rtt": rtt}
+    return {}
+
+
+def parse_tcp_info(
+    raw: bytes, congestion: str | None = None, module_info: tuple[int, bytes] | None = None
+) -> TcpInfo:
     """Decode ``struct tcp_info`` of any kernel's length into a :class:`TcpInfo`.
 
     Fields past the end of ``raw`` stay ``None``; a longer struct (a newer
-    kernel) is read as far as this layout knows.
+    kernel) is read as far as this layout knows.  ``module_info`` is the
+    congestion module's own attribute (its type and payload), if any.
     """
     values: dict[str, int | bool | str | None] = {"congestion": congestion}
+    if module_info is not None:
+        values.update(_module_values(*module_info))
     size = len(raw)
     for name, offset, fmt in _TCP_INFO_LAYOUT:
         unpacker = _TCP_INFO_STRUCTS[fmt]

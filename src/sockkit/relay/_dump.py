@@ -1,5 +1,8 @@
 """Seeing what passes: socat-like text (``-v``) and hex (``-x``) dumps, and a pcap file.
 
+The dump format itself is sockkit's one traffic dump (:mod:`sockkit._traffic_dump`),
+shared with ``connect`` and ``listen``; this module feeds it a relay's pieces.
+
 Each is an observer called with every piece a relay writes:
 ``(link, way, offset, data)`` where ``way`` is ``upstream`` (client to
 target, shown ``>``) or ``downstream`` (shown ``<``) and ``offset`` counts the
@@ -13,76 +16,35 @@ stand-ins otherwise; sequence numbers are the byte offsets, so Wireshark's
 
 from __future__ import annotations
 
-import datetime
 import socket
 import struct
 import sys
 import time
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
+from sockkit._traffic_dump import BACK, OUT, TrafficDump
+
 if TYPE_CHECKING:
     from sockkit.relay._host import Observer
     from sockkit.relay._link import Link
 
-__all__ = ["PcapWriter", "hex_lines", "make_observers", "visible_text"]
+__all__ = ["PcapWriter", "make_observers"]
 
-_ARROW = {"upstream": ">", "downstream": "<"}
-_ESCAPES = {0x0D: "\\r", 0x09: "\\t", 0x5C: "\\\\"}
-
-
-def visible_text(data: bytes) -> str:
-    """``data`` as text with control bytes made visible (``\\r``, ``\\x00``); newlines kept."""
-    out = []
-    for byte in data:
-        if byte == 0x0A:
-            out.append("\n")
-        elif byte in _ESCAPES:
-            out.append(_ESCAPES[byte])
-        elif 0x20 <= byte < 0x7F:
-            out.append(chr(byte))
-        else:
-            out.append(f"\\x{byte:02x}")
-    return "".join(out)
-
-
-def hex_lines(data: bytes, offset: int = 0) -> list[str]:
-    """16 bytes a line: offset, hex, printable ASCII (``.`` for the rest)."""
-    lines = []
-    for at in range(0, len(data), 16):
-        row = data[at : at + 16]
-        hexes = " ".join(f"{b:02x}" for b in row)
-        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in row)
-        lines.append(f"  {offset + at:08x}  {hexes:<47}  {text}")
-    return lines
-
-
-def _header(link: Link, way: str, offset: int, data: bytes) -> str:
-    stamp = datetime.datetime.now().strftime("%Y/%m/%d %H:%M:%S.%f")
-    return (
-        f"{_ARROW[way]} {stamp} conn={link.number} length={len(data)}"
-        f" from={offset} to={offset + len(data) - 1}"
-    )
+_WAY = {"upstream": OUT, "downstream": BACK}
 
 
 def make_observers(
     *, verbose: bool, hexdump: bool, pcap: str | None, stream: TextIO | None = None
 ) -> list[Observer]:
     """The observers the command line asked for; dumps go to ``stream`` (stderr)."""
-    out = stream or sys.stderr
     observers: list[Observer] = []
     if verbose or hexdump:
+        dump = TrafficDump(hexdump=hexdump, stream=stream or sys.stderr)
 
-        def dump(link: Link, way: str, offset: int, data: bytes) -> None:
-            lines = [_header(link, way, offset, data)]
-            if hexdump:
-                lines.extend(hex_lines(data, offset))
-            else:
-                text = visible_text(data)
-                lines.append(text[:-1] if text.endswith("\n") else text)
-            out.write("\n".join(lines) + "\n")
-            out.flush()
+        def observe(link: Link, way: str, offset: int, data: bytes) -> None:
+            dump(_WAY[way], link.number, offset, data)
 
-        observers.append(dump)
+        observers.append(observe)
     if pcap:
         writer = PcapWriter(open(pcap, "wb"))
         observers.append(writer.observe)

@@ -21,6 +21,7 @@ from typing import Any
 from sockkit._endpoint import Endpoint, format_sockaddr
 from sockkit.engines._contract import AccessList, Refusal, StopSignal
 from sockkit.server._log import ServerLog
+from sockkit.server._rate import SourceRate
 from sockkit.services._base import DatagramService
 
 __all__ = ["DatagramListener", "DatagramThread"]
@@ -53,7 +54,12 @@ class DatagramThread(threading.Thread):
     """
 
     def __init__(
-        self, listener: DatagramListener, access: AccessList, stop: StopSignal, log: ServerLog
+        self,
+        listener: DatagramListener,
+        access: AccessList,
+        stop: StopSignal,
+        log: ServerLog,
+        rate: float | None = None,
     ) -> None:
         super().__init__(name=f"sockkit-datagram {listener.endpoint}", daemon=True)
         self.listener = listener
@@ -61,7 +67,11 @@ class DatagramThread(threading.Thread):
         self.stop_signal = stop
         self.log = log
         self.service = listener.factory()
+        #: Replies per second per source address (``--dgram-rate``), or None.
+        self.rate = SourceRate(rate) if rate is not None else None
         self.received = 0
+        #: Datagrams left unanswered because their source was over the rate.
+        self.dropped = 0
         self.answered = 0
 
     def run(self) -> None:
@@ -94,6 +104,12 @@ class DatagramThread(threading.Thread):
         if not self.access.admit(address or ""):
             self.log.refused(peer, Refusal.DENY)
             return
+        if self.rate is not None:
+            # Keyed on the address alone: a forged flood can vary the port freely.
+            source = address[0] if isinstance(address, tuple) else peer
+            if not self.rate.allow(source):
+                self.dropped += 1
+                return
         try:
             reply = self.service.datagram(data, peer)
         except Exception as exc:  # a user's service must not take the endpoint down

@@ -240,7 +240,7 @@ class Server:
     def serve_here(self) -> None:
         """Serve in this process: the engine in this thread, datagram threads beside it."""
         threads = [
-            DatagramThread(dl, self.access, self.stop_signal, self.log)
+            DatagramThread(dl, self.access, self.stop_signal, self.log, self.limits.dgram_rate)
             for dl in self.datagram_listeners
         ]
         for thread in threads:

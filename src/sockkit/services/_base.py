@@ -76,6 +76,10 @@ class Service:
     producing: bool = False
     #: Why the service asked to close, for the connection log (``None``: normal end).
     close_reason: str | None = None
+    #: Nonzero while the service holds an incomplete message (chat: a line with
+    #: no newline yet), and a new value each time a new one begins.  Drivers
+    #: time it against ``--line-timeout``; a service with no framing leaves it 0.
+    partial_input: int = 0
     #: Installed by the driver before :meth:`connected`; callable from any thread.
     wakeup: Callable[[], None] = staticmethod(_no_wakeup)
 

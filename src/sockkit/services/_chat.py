@@ -17,6 +17,10 @@ Rules and limits, and why:
   sender's connection with a ``close_reason``; lines before it in the same
   read are still delivered, and no one else notices.  Without the limit one
   client could make the server buffer any amount while it waits for a newline.
+- An incomplete line is announced to the driver through ``partial_input``
+  (see :class:`~sockkit.services.Service`), so ``--line-timeout`` can close a
+  client that dribbles a line byte by byte (slowloris) while its idle timer
+  never fires.
 - Each member's undelivered output is capped at ``queue_cap`` bytes (1 MiB by
   default).  A member that stops reading would otherwise make every other
   member's lines pile up in memory; past the cap it is dropped with a reason.
@@ -182,6 +186,8 @@ class ChatService(Service):
         # Bytes at the start of _buffer already searched for a newline, so a
         # long line arriving in small pieces is scanned once, not once a piece.
         self._scanned = 0
+        #: Incomplete lines begun so far; ``partial_input`` is the current one's number.
+        self._lines_begun = 0
         #: Lines from other members not yet produced; guarded by the room's lock.
         #: A list, not a deque: an empty deque costs ~600 bytes per idle member,
         #: and produce() takes messages from the front in one slice anyway.
@@ -200,6 +206,7 @@ class ChatService(Service):
         if self.state == CLOSE:
             return b""
         buffer = self._buffer
+        had = len(buffer)
         buffer += data
         max_line = self.room.max_line
         prefix = self._prefix
@@ -221,6 +228,13 @@ class ChatService(Service):
             return b""
         del buffer[:start]
         self._scanned = len(buffer)
+        if not buffer:
+            self.partial_input = 0
+        elif start or not had:
+            # A new incomplete line began in this call: a new value for the
+            # driver's --line-timeout clock.
+            self._lines_begun += 1
+            self.partial_input = self._lines_begun
         return b""
 
     def eof_received(self) -> bytes:
