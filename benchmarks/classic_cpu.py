@@ -10,7 +10,7 @@ Usage (from the repository root)::
 against ``sockkit serve --engine thread`` and ``socketserver.ThreadingTCPServer``;
 ``--pair fork`` runs connect/echo/close (``rrload --mode connect``) against
 ``--engine fork`` and ``socketserver.ForkingTCPServer``.  Each server is pinned
-to CPU 0 (``taskset -c 0``), the load to CPU 1, and primed with one
+to CPU 1 (``taskset -c 1``), the load to CPU 0, and primed with one
 unmeasured run.  Server CPU is utime + stime + cutime + cstime from
 /proc/PID/stat (the last two count reaped fork children) over the measured
 run, divided by the operations rrload completed.  Servers alternate round by
@@ -62,8 +62,8 @@ def cpu_seconds(pid: int) -> float:
 
 def load(args: argparse.Namespace, port: int, duration: float) -> dict[str, float]:
     argv = [
-        "taskset", "-c", "1", args.rrload, "--mode", args.mode, "--conns", str(args.conns),
-        "--size", "64", "--warmup", "0", "--duration", str(duration), f"127.0.0.1:{port}",
+        "taskset", "-c", "0", args.rrload, "--mode", args.mode, "--conns", str(args.conns),
+        "--depth", str(args.depth), "--size", str(args.size), "--warmup", "0", "--duration", str(duration), f"127.0.0.1:{port}",
     ]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, check=True, timeout=duration + 30)
     result: dict[str, float] = json.loads(out.stdout)
@@ -75,7 +75,7 @@ def measure(args: argparse.Namespace, name: str) -> tuple[float, float, float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     # stderr to a file: a pipe nobody reads would fill with log lines and stall the server.
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(["taskset", "-c", "0", *server_argv(name)], stderr=log, env=env)
+    proc = subprocess.Popen(["taskset", "-c", "1", *server_argv(name)], stderr=log, env=env)
     try:
         port = wait_for_port(log)
         load(args, port, 1.0)  # prime: imports, allocator, page cache
@@ -110,8 +110,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--conns", type=int, default=4)
+    parser.add_argument(
+        "--mode", choices=["rr", "connect"], help="default: rr for thread, connect for fork"
+    )
+    parser.add_argument("--depth", type=int, default=1)
+    parser.add_argument("--size", type=int, default=64)
     args = parser.parse_args()
-    args.mode = "rr" if args.pair == "thread" else "connect"
+    args.mode = args.mode or ("rr" if args.pair == "thread" else "connect")
     names = (
         ["sockkit-thread", "socketserver"]
         if args.pair == "thread"

@@ -426,28 +426,6 @@ def test_threads_do_not_outlive_their_connections(engine: str) -> None:
         assert wait_for(lambda: threading.active_count() == expected)
 
 
-def test_pool_refuses_overflow_promptly_when_workers_and_queue_are_full() -> None:
-    with serving("pool", threads=2) as server:
-        # Two clients hold both workers; two more wait in the queue (2 places).
-        holders = [server.connect() for _ in range(4)]
-        for client in holders[:2]:
-            client.sendall(b"x")
-            assert client.recv(1) == b"x"
-        time.sleep(0.1)  # the queued two are accepted and waiting
-        started = time.monotonic()
-        with server.connect() as extra:
-            assert closed_by_server(extra, within=2)
-        assert time.monotonic() - started < 1
-        assert wait_for(lambda: "busy" in server.log.reasons())
-        # A queued client is served as soon as a worker frees.
-        holders[0].close()
-        holders[2].sendall(b"late")
-        holders[2].settimeout(5)
-        assert holders[2].recv(10) == b"late"
-        for client in holders:
-            client.close()
-
-
 @pytest.mark.parametrize("engine", SHARED)
 def test_chargen_to_a_reader_that_never_reads_stays_bounded(engine: str) -> None:
     Chargen.produced = 0

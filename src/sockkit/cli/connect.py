@@ -24,7 +24,7 @@ Failures (refused, timed out, reset, TLS) print one line and exit 1; a bad
 endpoint or option exits 2."""
 
 EXAMPLES = """\
-examples, as nc and ncat users type them:
+examples: (the nc and ncat forms first)
   sockkit connect 127.0.0.1 7007 < file       HOST PORT, as nc
   sockkit connect -4 localhost 7007           IPv4 addresses only (-6: IPv6)
   sockkit connect -z 127.0.0.1 20-25          which ports are open (status 0 if any)

@@ -34,7 +34,7 @@ tls:// needs --tls-cert/--tls-key; --tls-ca then requires client certificates.
 SIGTERM stops the listener with status 0."""
 
 EXAMPLES = """\
-examples, as nc and ncat users type them:
+examples: (the nc and ncat forms first)
   sockkit listen 127.0.0.1 9000 > got.bin     [HOST] PORT; a bare PORT is 127.0.0.1 only
   sockkit listen -k 0.0.0.0 9000              --keep-open: every peer, each one logged
   sockkit listen -k --exec /bin/cat 9000      a forking echo server (-c CMD: through sh)

@@ -1,42 +1,222 @@
-"""The pool engine: a fixed set of worker threads and a short queue in front of them.
+"""The pool engine: half-sync/half-async -- one reactor thread, ``limits.threads`` service threads.
 
-``limits.threads`` workers each serve one connection at a time.  An accepted
-connection waits in a queue of at most that many places; when workers and
-queue are all taken the client is refused at once (closed, logged as ``busy``) rather than
-left hanging in a backlog nobody will reach.  The number of threads never
-changes, whatever the load.
+One reactor thread (the epoll engine's, :mod:`._reactor`) owns every socket
+and its readiness: it accepts, receives, sends and keeps the deadlines, so an
+idle connection costs a registration, not a thread.  What may block -- the
+service's calls (``connected``, ``received``, ``eof_received``, ``produce``)
+-- runs on the pool's worker threads:
+
+- When a connection has input (bytes or the peer's EOF), the reactor reads
+  it, stops watching the socket and puts one job -- the connection core's
+  call -- on the work queue.  A connection has at most one job at a time, so
+  its calls stay in order and its core is touched by one thread at a time:
+  the worker while the job runs, the reactor otherwise.
+- The worker runs the core's call (the core applies every rule: water
+  marks, cap, half-close order, close reasons) and hands the connection back
+  through the reactor's wakeup pipe; the reactor sends what the core holds
+  and watches the socket again.
+- The queue is bounded: with ``4 * threads`` jobs (queued or running)
+  outstanding, a connection that becomes readable is parked unread -- its
+  bytes wait in the kernel, which pushes back on the peer -- and parked
+  connections are read in turn as jobs finish.
+- Deadlines are not checked while a job runs (a service that is working is
+  not idle); a close decided meanwhile (drain deadline, stop) waits for the
+  job to end.  ``--max-conns`` refuses with the usual logged reason.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import queue
+import select
+import socket
+import ssl
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
-from sockkit.engines._accept import AcceptingEngine, _logger
-from sockkit.engines._blocking import Connection
-from sockkit.engines._lifecycle import Drain
+from sockkit.engines._contract import ServeContext, service_error
+from sockkit.engines._core import ConnectionCore
+from sockkit.engines._reactor import _Reactor, _ReactorEngine
+from sockkit.engines._reactor_conn import Connection, ConnectionHost, TlsConnection
+from sockkit.engines._reactor_poll import EpollPoller, Poller, PollPoller, SelectPoller
 
 __all__ = ["PoolEngine"]
 
+_log = logging.getLogger("sockkit.engines.pool")
+
+#: After the reactor ends, how long to wait for each worker to finish its job.
 _JOIN_TIMEOUT = 5.0
+#: Jobs (queued plus running) per worker before readable connections are parked.
+_QUEUE_PER_THREAD = 4
+
+# A connection's job state: the reactor owns it (IDLE), a worker does (BUSY),
+# or the worker is done and the reactor has yet to take it back (RETURNED).
+_IDLE, _BUSY, _RETURNED = 0, 1, 2
+
+_Job = tuple["_Pooled", Callable[..., None], tuple[object, ...]]
+
+if TYPE_CHECKING:
+    _PooledBase = Connection
+else:
+    _PooledBase = object
 
 
-class PoolEngine(AcceptingEngine):
-    """Serve connections on ``limits.threads`` worker threads (``--engine pool``)."""
+class _Pooled(_PooledBase):
+    """What a pooled connection adds to the reactor's: service calls go to the work queue.
 
-    name = "pool"
+    A mixin with no slots of its own, so it goes in front of both
+    :class:`Connection` and :class:`TlsConnection`; the concrete classes hold
+    ``job`` and ``parked``.
+    """
 
-    def start(self) -> None:
-        size = max(1, self.ctx.limits.threads)
-        # The bound is on connections, queued plus running, not on the queue
-        # object: a burst must not be refused just because workers have not yet
-        # picked up what was queued a microsecond earlier.
-        self._capacity = 2 * size
-        self._queue: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._ended = threading.Condition(self._lock)
-        #: Queued and running connections: what max_conns counts and drain ends.
-        self._live: set[Connection] = set()
+    # Empty at run time: two bases with slots of their own cannot be combined.
+    if TYPE_CHECKING:
+        __slots__ = ("job", "parked")
+    else:
+        __slots__ = ()
+
+    job: int
+    parked: bool
+    host: _PoolReactor
+
+    # -- the core's entry points, sent to a worker ------------------------------
+
+    def start(self, peer: str) -> None:
+        self._submit(ConnectionCore.start, peer)
+
+    def receive(self, data: bytes) -> None:
+        self._submit(ConnectionCore.receive, data)
+
+    def receive_eof(self) -> None:
+        self._submit(ConnectionCore.receive_eof)
+
+    def writable(self) -> None:
+        if self.service.producing:  # otherwise the core's call would do nothing
+            self._submit(ConnectionCore.writable)
+
+    def _submit(self, call: Callable[..., None], *args: object) -> None:
+        self.job = _BUSY
+        self.sync()  # wanted_events() is 0 while busy: the socket is not watched
+        self.host.submit((self, call, args))
+
+    def returned(self) -> None:
+        """Called on the worker after the job: hand the connection back to the reactor."""
+        self.job = _RETURNED
+        self.host.wake_from_thread(self)
+
+    # -- the reactor's side, while a job runs -----------------------------------
+
+    @property
+    def wants_read(self) -> bool:
+        return not self.job and super().wants_read
+
+    def wanted_events(self) -> int:
+        return 0 if self.job or self.parked else super().wanted_events()
+
+    def sync(self) -> None:
+        """Also the hand-back: a returned connection sends what its job produced."""
+        if self.job == _RETURNED:
+            self.job = _IDLE
+            self.host.job_done()
+            self.pump()
+            if self.more_buffered() and not self.closed and self.wants_read:
+                self.on_readable(0)
+            return
+        super().sync()
+
+    def pump(self) -> None:
+        if not self.job:  # the worker owns the output buffer while busy
+            super().pump()
+
+    def tick(self, now: float) -> None:
+        if not self.job:
+            super().tick(now)
+
+    def close(self, reason: str | None) -> None:
+        if self.job == _BUSY and not self.host.workers_gone:
+            self.abort(reason)  # closed when the worker hands it back
+            return
+        super().close(reason)
+
+    def on_readable(self, mask: int) -> None:
+        if self.host.saturated:
+            self.parked = True
+            self.sync()
+            self.host.park(self)
+            return
+        self.read_input()
+
+    def read_input(self) -> None:
+        """Read what the socket holds and submit it (the family's own read)."""
+        raise NotImplementedError
+
+    def more_buffered(self) -> bool:
+        """Whether input waits outside the socket (TLS records OpenSSL has decrypted)."""
+        return False
+
+
+class PooledConnection(_Pooled, Connection):
+    """A plain connection whose service runs on the pool."""
+
+    __slots__ = ("job", "parked")
+
+    def __init__(self, host: ConnectionHost, sock: socket.socket, peer: str, local: str) -> None:
+        self.job = _IDLE
+        self.parked = False
+        super().__init__(host, sock, peer, local)
+
+    def read_input(self) -> None:
+        view = self._view
+        try:
+            size = self.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.lost(exc)
+            return
+        if size:
+            self.receive(view[:size].tobytes())
+        else:
+            self.receive_eof()
+
+
+class PooledTlsConnection(_Pooled, TlsConnection):  # type: ignore[misc]  # slots: see _Pooled
+    """A TLS connection: handshake on the reactor, service calls on the pool."""
+
+    __slots__ = ("job", "parked")
+
+    def __init__(
+        self, host: ConnectionHost, sock: ssl.SSLSocket, peer: str, local: str, factory: object
+    ) -> None:
+        self.job = _IDLE
+        self.parked = False
+        super().__init__(host, sock, peer, local, factory)
+
+    def read_input(self) -> None:
+        TlsConnection.on_readable(self, 0)  # stops after one record: the job is submitted
+
+    def more_buffered(self) -> bool:
+        pending: Callable[[], int] = getattr(self.sock, "pending", lambda: 0)
+        return bool(pending())
+
+
+class _PoolReactor(_Reactor):
+    """The reactor of :mod:`._reactor`, making pooled connections and feeding the workers."""
+
+    connection_class = PooledConnection
+    tls_connection_class = PooledTlsConnection
+
+    def __init__(self, ctx: ServeContext, poller: Poller) -> None:
+        super().__init__(ctx, poller)
+        size = max(1, ctx.limits.threads)
+        self._capacity = _QUEUE_PER_THREAD * size
+        self._outstanding = 0  # jobs submitted and not yet taken back (reactor thread only)
+        self._parked: collections.deque[_Pooled] = collections.deque()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        #: Set once the workers are stopped: a close no longer waits for a job.
+        self.workers_gone = False
         self._workers = [
             threading.Thread(target=self._work, name=f"sockkit-pool-{i}", daemon=True)
             for i in range(size)
@@ -44,42 +224,71 @@ class PoolEngine(AcceptingEngine):
         for worker in self._workers:
             worker.start()
 
-    def open_count(self) -> int:
-        return len(self._live)
+    @property
+    def saturated(self) -> bool:
+        return self._outstanding >= self._capacity
 
-    def dispatch(self, conn: Connection) -> str | None:
-        with self._lock:
-            if len(self._live) >= self._capacity:
-                return "busy"
-            self._live.add(conn)
-        self._queue.put(conn)
-        return None
+    def submit(self, job: _Job) -> None:
+        self._outstanding += 1
+        self._jobs.put(job)
+
+    def park(self, conn: _Pooled) -> None:
+        self._parked.append(conn)
+
+    def job_done(self) -> None:
+        """A job was taken back: read the longest-parked connection, if any."""
+        self._outstanding -= 1
+        parked = self._parked
+        while parked and not self.saturated:
+            conn = parked.popleft()
+            conn.parked = False
+            if not conn.closed:
+                conn.read_input()
+                if not conn.job:
+                    conn.sync()  # nothing to read after all: watch it again
 
     def _work(self) -> None:
-        buffer = memoryview(bytearray(self.ctx.limits.read_size))  # one per worker, reused
+        jobs = self._jobs
         while True:
-            conn = self._queue.get()
-            if conn is None:
+            job = jobs.get()
+            if job is None:
                 return
-            conn.buffer = buffer
+            conn, call, args = job
             try:
-                conn.run()
-            finally:
-                self.ctx.admission.release(conn.addr)
-                with self._lock:
-                    self._live.discard(conn)
-                    self._ended.notify_all()
+                call(conn, *args)
+            except Exception as exc:  # the core catches the service's; this is a defect
+                _log.error("pool job failed for %s", conn.peer, exc_info=exc)
+                conn.abort(service_error(exc))
+            conn.returned()
 
-    def drain(self, drain: Drain) -> None:
-        with self._lock:
-            drain.wait(self._ended, lambda: self._live)
-            live = list(self._live)
-        # Queued connections are ended too: run() sees the abort and refuses them.
-        for conn in live:
-            conn.abort()
+    def stop_workers(self) -> None:
         for _ in self._workers:
-            self._queue.put(None)
+            self._jobs.put(None)
         for worker in self._workers:
             worker.join(_JOIN_TIMEOUT)
             if worker.is_alive():
-                _logger.warning("a pool thread did not end after its connection was closed")
+                _log.warning("a pool thread did not finish its service call in time")
+        self.workers_gone = True
+
+
+def _best_poller() -> type[Poller]:
+    if hasattr(select, "epoll"):
+        return EpollPoller
+    return PollPoller if hasattr(select, "poll") else SelectPoller
+
+
+class PoolEngine(_ReactorEngine):
+    """One reactor thread for the sockets, ``--threads`` for the service (``--engine pool``)."""
+
+    name = "pool"
+    poller_class: ClassVar[type[Poller] | None] = _best_poller()
+
+    def run(self, ctx: ServeContext) -> None:
+        factory = self.poller_class
+        assert factory is not None
+        reactor = _PoolReactor(ctx, factory())
+        try:
+            reactor.run()
+        finally:
+            reactor.stop_workers()
+            reactor.close()

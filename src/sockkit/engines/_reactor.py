@@ -87,6 +87,10 @@ class _Acceptor:
 class _Reactor:
     """One run of an engine; see the module docstring."""
 
+    #: What :meth:`admit` makes of an accepted socket (the pool engine makes its own).
+    connection_class: ClassVar[type[Connection]] = Connection
+    tls_connection_class: ClassVar[type[TlsConnection]] = TlsConnection
+
     def __init__(self, ctx: ServeContext, poller: Poller) -> None:
         self.ctx = ctx
         self.poller = poller
@@ -245,14 +249,16 @@ class _Reactor:
                 sock.close()
                 ctx.log.refused(peer, f"tls: {exc}")
                 return
-            tls_conn = TlsConnection(self, tls_sock, peer, acceptor.local, listener.factory)
+            tls_conn = self.tls_connection_class(
+                self, tls_sock, peer, acceptor.local, listener.factory
+            )
             self.conns[tls_conn.fd] = tls_conn
             try:
                 tls_conn.begin()
             except Exception as exc:
                 tls_conn.fail(exc)
             return
-        conn = Connection(self, sock, peer, acceptor.local)
+        conn = self.connection_class(self, sock, peer, acceptor.local)
         self.conns[conn.fd] = conn
         try:
             service = listener.factory()
