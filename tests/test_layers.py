@@ -51,6 +51,7 @@ RANKS: dict[str, int] = {
     "engines": 70,
     "backplane": 80,
     "_accept": 65,
+    "_shared_peer_counts": 64,
     "services": 60,
     "_traffic_dump": 52,
     "_endpoint": 50,

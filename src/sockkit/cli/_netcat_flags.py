@@ -18,16 +18,13 @@ from typing import Any
 from sockkit._accept import AccessList, Admission
 from sockkit._endpoint import Endpoint
 from sockkit._errors import UsageError
+from sockkit.cli._parser import finite_seconds
 from sockkit.client import NetcatOptions, program_argv
 
 __all__ = ["add_connect_flags", "add_listen_flags", "apply_flags", "as_datagram", "print_line"]
 
 
-def _seconds(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+_seconds = finite_seconds
 
 
 def _add_shared(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from typing import NoReturn
 
 from sockkit._errors import UsageError
 
-__all__ = ["CommandParser", "fail", "positive_int", "positive_seconds"]
+__all__ = [
+    "CommandParser",
+    "fail",
+    "finite_seconds",
+    "non_negative_number",
+    "positive_int",
+    "positive_seconds",
+]
 
 
 def fail(message: str, status: int) -> int:
@@ -52,6 +60,31 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def finite_seconds(text: str) -> float:
+    """An argparse ``type``: seconds as a finite number (the caller gives a sign its meaning).
+
+    ``nan`` and ``inf`` are refused here: ``settimeout`` and deadlines fail on them.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse ``type``: a finite number of at least 0 (``nan``, ``inf`` and ``-1`` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {text}")
     return value

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from sockkit._endpoint import Endpoint, parse_endpoint
 from sockkit._errors import UsageError
 from sockkit.cli._netcat_flags import add_connect_flags, apply_flags, as_datagram, run_port_scan
+from sockkit.cli._parser import finite_seconds
 from sockkit.client import NetcatOptions, TLSConfig, run_connect
 
 DESCRIPTION = """\
@@ -62,7 +63,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=finite_seconds,
         metavar="S",
         help="fail when no byte moves either way for S seconds",
     )
@@ -98,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=finite_seconds,
         metavar="S",
         help="give up connecting to an address after S seconds",
     )
@@ -110,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--wait",
-        type=float,
+        type=finite_seconds,
         metavar="S",
         help="datagrams: wait S seconds for replies after stdin ends (default 1; 0: do not wait)",
     )

@@ -40,7 +40,6 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
-from sockkit._accept import Refusal
 from sockkit._endpoint import format_sockaddr
 from sockkit._proxy_admission import ProxiedPeer, ProxyStage, read_header_blocking
 from sockkit._proxy_protocol import ProxyHeaderError
@@ -116,6 +115,7 @@ class Connection:
         "buffer",
         "bytes_in",
         "bytes_out",
+        "counted",
         "ctx",
         "first",
         "listener",
@@ -137,6 +137,10 @@ class Connection:
         self.bytes_out = 0
         #: Bytes read with a PROXY header that belong to the service.
         self.first = b""
+        #: The address this connection holds a per-address slot for, released
+        #: by the engine when it ends: the peer's, or behind --proxy-protocol
+        #: the client's once its header is read (None: no slot).
+        self.counted = ctx.admission.counted(addr)  # type: ignore[arg-type]
         self._efd = -1
         self._closed = False
         # Guards the fds against being closed while another thread uses them:
@@ -228,10 +232,12 @@ class Connection:
             self.ctx.log.refused(peer, CloseReason.SERVER_STOPPING if self.aborted else str(exc))
             self._close()
             return None
-        if not self.ctx.access.admit(proxied.address):
-            self.ctx.log.refused(proxied.peer, Refusal.DENY)
+        refusal = self.ctx.admission.admit_client(proxied.address)
+        if refusal is not None:
+            self.ctx.log.refused(proxied.peer, refusal)
             self._close()
             return None
+        self.counted = proxied.address
         self.first = proxied.leftover
         return proxied
 
