@@ -55,6 +55,7 @@ RANKS: dict[str, int] = {
     "services": 60,
     "_traffic_dump": 52,
     "_endpoint": 50,
+    "_tls_context": 50,
     "_proxy_admission": 46,
     "_inherit": 45,
     "_proxy_protocol": 45,
