@@ -17,14 +17,19 @@ __all__ = [
     "non_negative_number",
     "positive_int",
     "positive_seconds",
+    "say",
 ]
+
+
+def say(message: str) -> None:
+    """Print ``sockkit: message`` on stderr, at once (stderr may be a pipe)."""
+    sys.stderr.write(f"sockkit: {message}\n")
+    sys.stderr.flush()
 
 
 def fail(message: str, status: int) -> int:
     """Print ``sockkit: message`` on stderr as one line and return ``status``."""
-    line = " ".join(message.split("\n"))
-    sys.stderr.write(f"sockkit: {line}\n")
-    sys.stderr.flush()
+    say(" ".join(message.split("\n")))
     return status
 
 
