@@ -13,6 +13,7 @@ from sockkit._errors import UsageError
 
 __all__ = [
     "CommandParser",
+    "add_allow_deny",
     "fail",
     "finite_seconds",
     "non_negative_number",
@@ -89,3 +90,17 @@ def _finite_number(
     if not (math.isfinite(value) and acceptable(value)):
         raise argparse.ArgumentTypeError(f"must be {must_be}, not {text}")
     return value
+
+
+def add_allow_deny(group: argparse._ActionsContainer) -> None:
+    """``--allow CIDR`` and ``--deny CIDR``, repeatable, as every listening command takes them."""
+    group.add_argument(
+        "--allow", action="append", default=[], metavar="CIDR", help="serve only these networks"
+    )
+    group.add_argument(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="never serve these (wins over --allow)",
+    )
