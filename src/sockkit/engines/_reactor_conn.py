@@ -268,7 +268,7 @@ class Connection(ConnectionCore):
                 self.host.poller.unregister(self.fd)
             self.events = 0
         self.sock.close()
-        self.out = bytearray()
+        self.out = b""
         try:
             if self.serving:
                 try:
