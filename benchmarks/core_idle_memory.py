@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-COUNTS = {"uvloop": 2000, "epoll": 2000, "thread": 500, "fork": 100}
+COUNTS = {"uvloop": 2000, "asyncio": 2000, "epoll": 2000, "thread": 500, "fork": 100}
 
 
 def _pss(pid: int) -> int:
@@ -85,9 +85,11 @@ def main() -> None:
     parser.add_argument("old")
     parser.add_argument("--rrload", default="/tmp/rrload")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--engines", default="uvloop,epoll,thread,fork", help="comma-separated")
     args = parser.parse_args()
     versions = [("old", args.old), ("new", os.getcwd())]
-    for engine, count in COUNTS.items():
+    for engine in args.engines.split(","):
+        count = COUNTS[engine]
         results: dict[str, list[float]] = {name: [] for name, _ in versions}
         for round_ in range(args.rounds):
             for name, src in versions if round_ % 2 == 0 else versions[::-1]:

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     # child copies the parent's page tables) should not load asyncio.
     import asyncio
 
+    from sockkit._shared_peer_counts import SharedPeerCounts
+
 __all__ = [
     "ACCEPT_BATCH",
     "BACKOFF",
@@ -183,25 +185,39 @@ class Admission:
     """The rules a new connection must pass: access list, uids, total and per-address limits.
 
     A caller that got ``None`` from :meth:`admit` calls :meth:`release` with
-    the same address exactly once when that connection ends (or is refused
-    later for another reason), so the per-address counts stay true.
+    :meth:`counted` of the same address exactly once when that connection
+    ends (or is refused later for another reason), so the per-address counts
+    stay true; behind ``--proxy-protocol`` it is the client's address that
+    :meth:`admit_client` counted.
     """
 
     access: AccessList = field(default_factory=AccessList)
     #: Most connections served at once (``None``: no limit).
     max_conns: int | None = None
     #: ``--proxy-protocol``: only these peers are served, and the access list
-    #: then applies to the client their header names (checked after it is read).
+    #: and the per-address limit then apply to the client their header names:
+    #: :meth:`admit_client` once the header is read.
     proxies: TrustedProxies | None = None
     #: Most connections served at once from one IP address (``None``: no limit).
     max_conns_per_ip: int | None = None
     #: Unix peers must run as one of these users (checked with SO_PEERCRED); None: any.
     allow_uids: frozenset[int] | None = None
-    per_ip: PeerCounts | None = field(init=False, default=None)
+    per_ip: PeerCounts | SharedPeerCounts | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.max_conns_per_ip is not None:
             object.__setattr__(self, "per_ip", PeerCounts(self.max_conns_per_ip))
+
+    def share_counts(self) -> None:
+        """Keep the per-address counts where forked children see and change them.
+
+        For the fork engine behind ``--proxy-protocol``, whose children read the
+        header and so call :meth:`admit_client` and :meth:`release` themselves.
+        """
+        if self.max_conns_per_ip is not None:
+            from sockkit._shared_peer_counts import SharedPeerCounts
+
+            object.__setattr__(self, "per_ip", SharedPeerCounts(self.max_conns_per_ip))
 
     @property
     def refuses_any(self) -> bool:
@@ -232,13 +248,38 @@ class Admission:
                 return Refusal.UID
         if self.max_conns is not None and open_now >= self.max_conns:
             return Refusal.MAX_CONNS
+        if self.proxies is None:
+            return self._take(address)
+        return None
+
+    def admit_client(self, address: SockAddr) -> Refusal | None:
+        """``None`` to serve the client a trusted proxy's header names, else why not.
+
+        Behind ``--proxy-protocol`` every peer is a proxy, so :meth:`admit`
+        counts no address: counting the proxy's would let ten clients in all
+        take the slots ``--max-conns-per-ip`` means for each.  The access list
+        and the per-address limit apply here, to the real client (the proxy's
+        own address for a LOCAL or UNKNOWN header).  ``None`` counted the
+        client: :meth:`release` it, not the proxy, when the connection ends.
+        """
+        if not self.access.open and not self.access.admit(address):
+            return Refusal.DENY
+        return self._take(address)
+
+    def counted(self, address: SockAddr) -> SockAddr | None:
+        """The address :meth:`admit` counted for a connection from ``address`` (None: none)."""
+        if self.per_ip is None or self.proxies is not None or not isinstance(address, tuple):
+            return None
+        return address
+
+    def _take(self, address: SockAddr) -> Refusal | None:
         if self.per_ip is not None and isinstance(address, tuple):
             if not self.per_ip.take(address[0]):
                 return Refusal.MAX_CONNS_PER_IP
         return None
 
     def release(self, address: object) -> None:
-        """A connection admitted from ``address`` (a :data:`SockAddr`) has ended."""
+        """A connection counted for ``address`` (a :data:`SockAddr`; ``None``: none) has ended."""
         if self.per_ip is not None and isinstance(address, tuple):
             self.per_ip.give_back(str(address[0]))
 

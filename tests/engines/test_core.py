@@ -153,3 +153,52 @@ def test_tick_interval_is_a_quarter_of_the_shortest_timeout_at_most_half_a_secon
     assert tick_interval(Limits(idle_timeout=0.4, send_timeout=10)) == 0.1
     assert tick_interval(Limits(send_timeout=30)) == 0.5
     assert tick_interval(Limits(line_timeout=1.0)) == 0.25
+
+
+class Closing(Service):
+    def received(self, data: bytes) -> bytes:
+        self.state = CLOSE
+        return b"bye"
+
+
+class Recorder(ConnectionCore):
+    """A pump's view: which of the two ends the core chose."""
+
+    __slots__ = ("ends",)
+
+    def __init__(self, service: Service) -> None:
+        super().__init__(service, LIMITS, now=0.0)
+        self.ends: list[str] = []
+
+    def abort(self, reason: str | None) -> None:
+        self.ends.append("abort")
+        super().abort(reason)
+
+    def finish(self, reason: str | None) -> None:
+        self.ends.append("finish")
+        super().finish(reason)
+
+
+def test_a_normal_end_is_finish_and_a_rule_is_abort() -> None:
+    """A pump whose lower layer still holds bytes flushes them after finish, drops them after abort."""
+    normal = Recorder(Closing())
+    normal.start("peer")
+    normal.receive(b"x")
+    normal.sent(len(normal.out))
+    assert normal.should_close and normal.ends == ["finish"]
+
+    capped = Recorder(Flood())
+    capped.start("peer")
+    capped.receive(b"x")
+    assert capped.close_reason == CloseReason.OUTPUT_CAP and capped.ends == ["abort"]
+
+
+def test_no_buffer_until_output_waits_and_a_fully_sent_one_is_let_go() -> None:
+    core = _core(Echo())
+    assert core.out == b"" and not isinstance(core.out, bytearray)
+    core.receive(b"abc")
+    held = core.data_to_send()
+    assert isinstance(held, bytearray)
+    core.sent(3)
+    # The pump may hand ``held`` on (an asyncio transport keeps it): the core no longer owns it.
+    assert core.out is not held and held == b"abc" and core.bytes_out == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -156,3 +157,31 @@ def test_owner_scan_reads_fd_links_and_skips_what_it_cannot_read(tmp_path: Path)
     }
     assert socket_owners({902}, proc=str(proc)) == {902: (ProcessRef("server", 123, 7),)}
     assert socket_owners(proc=str(proc / "missing")) == {}
+
+
+def _tcp_line(state: str) -> str:
+    return (
+        f"   0: 0100007F:1B5F 00000000:0000 {state} 00000000:00000000 00:00000000 00000000"
+        "     0        0 4242 1 0000000000000000 100 0 0 10 0"
+    )
+
+
+@pytest.mark.parametrize("state", ["00", "0D", "FF", "7FFFFFF"])
+def test_a_state_outside_the_kernels_range_makes_the_line_malformed(state: str) -> None:
+    text = "header\n" + _tcp_line(state) + "\n" + _tcp_line("0A")
+    assert [row[1] for row in parse_proc_inet(text, "tcp")] == ["LISTEN"]
+
+
+def test_a_ten_digit_state_is_skipped_without_a_huge_shift() -> None:
+    # 1 << 0xFFFFFFFFFF is a 2**40-bit integer; under a 512 MiB address-space
+    # limit the old parser died of MemoryError instead of skipping the line.
+    script = (
+        "import resource\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))\n"
+        "from sockkit.inspect._procnet import parse_proc_inet\n"
+        f"print(len(parse_proc_inet('header\\n' + {_tcp_line('FFFFFFFFFF')!r}, 'tcp')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "0"), done.stderr[-400:]

@@ -87,3 +87,37 @@ def test_log_format_json(peer: Peer) -> None:
     closed = by_event["closed"]
     assert closed["bytes_in"] == 5 and closed["bytes_out"] == 5 and closed["duration"] >= 0
     assert closed["message"].startswith("closed 127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bandwidth", "nan"],
+        ["--bandwidth", "inf"],
+        ["--bandwidth", "NaN"],
+        ["--bandwidth=-inf"],
+        ["--bandwidth", "1e400"],
+        ["--bandwidth", "1e308Gi"],
+        ["--slice", "inf"],
+        ["--reset-after", "nan"],
+        ["--latency", "nan"],
+        ["--latency", "inf"],
+        ["--jitter=-inf"],
+        ["--toxic", "latency:latency=nan"],
+        ["--toxic", "bandwidth:rate=inf"],
+    ],
+)
+def test_non_finite_numbers_are_usage_errors_not_crashes(args: list[str]) -> None:
+    # float() reads nan and inf; parse_size then failed in int() with a traceback
+    result = run_cli(["relay", "127.0.0.1:0", "127.0.0.1:9", *args], timeout=20)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.startswith("sockkit: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_a_non_finite_drop_rate_is_a_usage_error() -> None:
+    for rate in ("nan", "inf", "nan%"):
+        result = run_cli(["relay", "udp://127.0.0.1:0", "udp://127.0.0.1:9", "--drop", rate])
+        err = result.stderr.decode()
+        assert result.returncode == 2 and err.startswith("sockkit: bad rate"), err

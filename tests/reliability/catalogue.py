@@ -77,15 +77,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "a thread per idle connection: hundreds of threads each waking for their"
         " timeouts contend for the GIL, so a new client's round trip exceeds 50 ms"
     ),
-    ("16", "netlink parsers"): (
-        "parse_unix_dump unpacks a message header without checking the chunk is long"
-        " enough (struct.error), and parse_inet_dump loops for ever on a message whose"
-        " length field is 0"
-    ),
-    ("16", "relay fault options"): (
-        "parse_size accepts 'nan' and 'inf' and then fails converting them"
-        " (ValueError/OverflowError instead of UsageError)"
-    ),
 }
 
 

@@ -18,16 +18,13 @@ from typing import Any
 from sockkit._accept import AccessList, Admission
 from sockkit._endpoint import Endpoint
 from sockkit._errors import UsageError
+from sockkit.cli._parser import add_allow_deny, finite_seconds
 from sockkit.client import NetcatOptions, program_argv
 
 __all__ = ["add_connect_flags", "add_listen_flags", "apply_flags", "as_datagram", "print_line"]
 
 
-def _seconds(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+_seconds = finite_seconds
 
 
 def _add_shared(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -88,16 +85,7 @@ def add_listen_flags(parser: argparse.ArgumentParser) -> None:
         "-w", dest="wait_limit", type=_seconds, metavar="S", help="same as --idle-timeout S"
     )
     group.add_argument("-N", dest="half_close", action="store_true", help="same as --half-close")
-    group.add_argument(
-        "--allow", action="append", default=[], metavar="CIDR", help="serve only these networks"
-    )
-    group.add_argument(
-        "--deny",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="never serve these (wins over --allow)",
-    )
+    add_allow_deny(group)
 
 
 def as_datagram(args: argparse.Namespace, endpoint: Endpoint) -> Endpoint:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit._sd_notify import notify_ready, notify_stopping
+from sockkit.cli._parser import positive_seconds
 from sockkit.relay import (
     DATAGRAM_TYPES,
     STREAM_TYPES,
@@ -123,6 +125,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument(
+        "--drain-timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long open connections may finish (default 10)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,7 +157,14 @@ def _run(args: argparse.Namespace) -> int:
         if not specs and api is None:
             raise UsageError("relay needs LISTEN and TARGET, or --api HOST:PORT, or --config FILE")
         _no_single_proxy_options(args)
-        run_relays(specs, api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
+        run_relays(
+            specs,
+            api=api,
+            on_api=_announce_api,
+            on_ready=_ready,
+            tls=tls,
+            drain_timeout=args.drain_timeout,
+        )
         notify_stopping()
         return 0
     listen = parse_endpoint(args.listen)
@@ -165,7 +181,14 @@ def _run(args: argparse.Namespace) -> int:
         spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
         if args.send_proxy:
             spec["send_proxy"] = args.send_proxy
-        run_relays([spec, *specs], api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
+        run_relays(
+            [spec, *specs],
+            api=api,
+            on_api=_announce_api,
+            on_ready=_ready,
+            tls=tls,
+            drain_timeout=args.drain_timeout,
+        )
         notify_stopping()
         return 0
     run_relay(
@@ -177,6 +200,7 @@ def _run(args: argparse.Namespace) -> int:
         send_proxy=args.send_proxy,
         tls=tls,
         on_ready=_ready,
+        drain_timeout=args.drain_timeout,
     )
     notify_stopping()
     return 0
@@ -228,7 +252,7 @@ def _tls_options_apply(args: argparse.Namespace, listen: Endpoint, target: Endpo
 def _faults(args: argparse.Namespace, *, datagram: bool) -> Faults:
     """The command line's faults; a value that would do nothing or cannot apply is a usage error."""
     for option, value in (("--latency", args.latency), ("--jitter", args.jitter)):
-        if value < 0:
+        if not (math.isfinite(value) and value >= 0):
             raise UsageError(f"{option} must be 0 or more milliseconds, not {value:g}")
     kind = "datagram" if datagram else "stream"
     if args.drop is not None and not datagram:
@@ -286,6 +310,8 @@ def _toxic_spec(text: str, datagram: bool) -> list[dict[str, Any]]:
                 number = float(value)
             except ValueError:
                 raise UsageError(f"bad --toxic {text!r}: {key} needs a number") from None
+            if not math.isfinite(number):
+                raise UsageError(f"bad --toxic {text!r}: {key} needs a finite number")
             if key == "toxicity":
                 body[key] = number
             elif key in _CONDITIONS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import urllib.error
@@ -11,6 +12,7 @@ import urllib.request
 from typing import Any
 
 from sockkit._errors import ConnectError, SockkitError, UsageError
+from sockkit.cli._parser import non_negative_number
 
 DESCRIPTION = """\
 Talk to 'sockkit relay --api' (or toxiproxy itself) over its HTTP API:
@@ -58,10 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tadd.add_argument("attributes", nargs="*", metavar="KEY=VALUE")
     tadd.add_argument("--name")
     tadd.add_argument("--stream", choices=["upstream", "downstream"], default="downstream")
-    tadd.add_argument("--toxicity", type=float, default=1.0)
+    tadd.add_argument("--toxicity", type=non_negative_number, default=1.0)
     for cond in ("from-connection", "until-connection", "after-bytes"):
         tadd.add_argument(f"--{cond}", type=int)
-    tadd.add_argument("--after-seconds", type=float)
+    tadd.add_argument("--after-seconds", type=non_negative_number)
     tadd.add_argument("--pattern")
     trm = tsub.add_parser("rm", help="PROXY TOXIC")
     trm.add_argument("proxy")
@@ -108,6 +110,8 @@ def _toxic_body(args: argparse.Namespace) -> dict[str, Any]:
             attributes[key] = float(value) if "." in value else int(value)
         except ValueError:
             raise UsageError(f"bad attribute {item!r}: expected KEY=NUMBER") from None
+        if not math.isfinite(attributes[key]):
+            raise UsageError(f"bad attribute {item!r}: expected a finite number")
         if not eq:
             raise UsageError(f"bad attribute {item!r}: expected KEY=NUMBER")
     body: dict[str, Any] = {

@@ -128,7 +128,7 @@ class AcceptingEngine(Engine):
         if reason is None:
             reason = self.dispatch(Connection(sock, addr, listener, ctx))
             if reason is not None:
-                admission.release(addr)
+                admission.release(admission.counted(addr))
         if reason is not None:
             self._refuse(sock, addr, reason)
 

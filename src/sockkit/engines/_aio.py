@@ -39,11 +39,10 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from sockkit.engines._aio_accept import Acceptor
-from sockkit.engines._aio_protocol import Conn, Door, Hub, protocol_class
-from sockkit.engines._aio_proxy import proxied_protocol_class
+from sockkit.engines._aio_protocol import Conn, Door, Hub, protocol_factory
+from sockkit.engines._aio_proxy import proxied_protocol_factory
 from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener
-from sockkit.engines._core import line_tick
 from sockkit.engines._lifecycle import Drain
 
 __all__ = ["AsyncioEngine", "UvloopEngine"]
@@ -52,7 +51,6 @@ __all__ = ["AsyncioEngine", "UvloopEngine"]
 # unacked, sacked.  On a listening socket Linux reports the accept backlog
 # in tcpi_sacked.
 _TCP_INFO_BACKLOG = struct.Struct("8x5xI")
-_SWEEP_MAX = 0.5
 
 
 def _backlog(sock: socket.socket) -> int:
@@ -138,12 +136,12 @@ def _door(hub: Hub, listener: StreamListener) -> Door:
     return Door(hub, listener.factory, listener.sock.family, str(listener.endpoint), listener.tls)
 
 
-def _protocol(hub: Hub, door: Door) -> type[Conn]:
-    """The protocol class for a listener: with ``--proxy-protocol``, one that reads the header."""
+def _protocol(hub: Hub, door: Door) -> Callable[[], Conn]:
+    """The protocol factory for a listener: with ``--proxy-protocol``, one that reads the header."""
     proxy = hub.admission.proxies
     if proxy is None:
-        return protocol_class(door)
-    return proxied_protocol_class(door, proxy)  # type: ignore[arg-type]
+        return protocol_factory(door)
+    return proxied_protocol_factory(door, proxy)  # type: ignore[arg-type]
 
 
 def _accept(hub: Hub, listener: StreamListener) -> Acceptor:
@@ -167,8 +165,7 @@ async def _serve(
         stop_seen.set()
 
     loop.add_reader(ctx.stop.fd, on_stop)
-    sweeper = _Sweeper(hub)
-    sweeper.start()
+    hub.start_ticking()
     try:
         for listener in ctx.listeners:
             servers.append(await listen(hub, listener))
@@ -177,10 +174,10 @@ async def _serve(
         for server in servers:
             server.close()
         drain = Drain(ctx)
-        drain.begin(len(hub.conns))
+        drain.begin(hub.count)
         await _drain(hub, drain, stop_seen)
         loop.remove_reader(ctx.stop.fd)
-        sweeper.cancel()
+        hub.stop_ticking()
         for server in servers:
             await server.wait_closed()
 
@@ -188,7 +185,7 @@ async def _serve(
 async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
     """Let open connections end while ``drain`` allows, then abort the rest and wait for them."""
     hub.stopping = True
-    while hub.conns:
+    while hub.count:
         left = drain.remaining()
         if left <= 0:
             break
@@ -197,44 +194,10 @@ async def _drain(hub: Hub, drain: Drain, stop_seen: asyncio.Event) -> None:
         again = asyncio.ensure_future(stop_seen.wait())
         await asyncio.wait({drained, again}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
         again.cancel()
-    for conn in list(hub.conns):
+    for conn in hub.conns():
         conn.abort(CloseReason.SERVER_STOPPING)
     # Aborted transports report connection_lost on a later loop turn.
     for _ in range(100):
-        if not hub.conns:
+        if not hub.count:
             break
         await asyncio.sleep(0.01)
-
-
-class _Sweeper:
-    """One coarse periodic check of every connection's timeouts -- no timer per connection.
-
-    Runs every ``min(shortest timeout / 4, 0.5 s)``, so a timeout fires between
-    its value and its value plus one interval late.
-    """
-
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        limits = hub.limits
-        timeouts = [t for t in (limits.idle_timeout, limits.send_timeout) if t is not None]
-        periods = [min(t / 4, _SWEEP_MAX) for t in timeouts]
-        line = line_tick(limits)
-        if line is not None:
-            periods.append(line)
-        self._interval = min(periods) if periods else None
-        self._handle: asyncio.TimerHandle | None = None
-
-    def start(self) -> None:
-        if self._interval is not None:
-            self._handle = self._hub.loop.call_later(self._interval, self._sweep)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-    def _sweep(self) -> None:
-        hub = self._hub
-        now = hub.loop.time()
-        for conn in list(hub.conns):
-            conn.check(now, hub.limits)
-        self.start()

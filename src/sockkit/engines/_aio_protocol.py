@@ -1,61 +1,79 @@
-"""The asyncio Protocol that joins one transport to one :class:`~sockkit.services.Service`.
+"""The asyncio/uvloop pump: one Protocol per connection, pumped around its connection core.
 
-(Over 400 lines: the unlogged hot-path protocol and its counting variant are
-kept side by side so the per-message differences stay visible.)
+(Over 400 lines: the protocol, the hub's ring and timer and the listener's
+admission read one another's slots, so they are kept in one module.)
 
-Callback order (asyncio's, see ``asyncio.protocols``)::
+A :class:`Conn` is both a core (:class:`~sockkit.engines._core.ConnectionRules`,
+its limits on the per-listener class) and an ``asyncio.Protocol``: one object
+per connection, no task, timer or dict.  The rules -- output buffer, water
+marks, cap, deadlines, half-close order, close reasons -- are the core's;
+this module maps asyncio's callbacks onto the core's calls::
 
-    connection_made → data_received* → [eof_received] → connection_lost
-    pause_writing / resume_writing at any point in between
+    connection_made          -->  start(peer)          (when the service greets)
+    data_received(data)      -->  receive(data)        (echo inlined: see below)
+    eof_received()           -->  receive_eof()
+    resume_writing()         -->  writable: what data_to_send() gives is written
+    pause_writing()          -->  not writable: output stays in the core
+    one loop timer (Hub)     -->  tick(now) for every connection
+    the core ends            -->  transport.close() (finish) / transport.abort() (abort)
 
-Every connection costs one :class:`Conn` (or :class:`CountedConn`) object with
-``__slots__`` and nothing else: no per-connection dict, timer or task.  The
-object itself is installed as the service's ``wakeup`` callable, so not even a
-bound method is allocated for it.
+The transport plays the socket: it takes every write, and its own buffer
+(64 KiB before it says ``pause_writing``) is what the kernel's socket buffer
+is to the reactor.  Once paused nothing more is written to it; output waits
+in the core, where the high-water pause, the output cap and the send
+deadline apply.  A reply longer than 64 KiB always goes through the core,
+so the cap sees it.
 
-The hot path is :meth:`Conn.data_received`: feed the service, write its answer,
-and look at ``state``/``producing`` -- two attribute loads that are zero for an
-echo.  Everything else (flow control, producing, half-close, closing, limits)
-lives in methods that run only when one of those flags says so.
-
-:class:`CountedConn` adds byte counters and a start time; the engine picks it
-once per listener when the log is on or a timeout needs an activity measure, so
-the common "no log, no timeouts" server pays nothing for them.
+The hot path, :meth:`Conn.data_received`, is the echo case inlined: when the
+core holds nothing and the transport takes writes, the reply is written at
+once; anything else (waiting output, a state change, a producing service)
+goes to the core.  :class:`TrackedConn` adds the byte counts on that path,
+the log record and the deadline marks; the engine picks it per listener when
+the log or a deadline is on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar, cast
 
 from sockkit._accept import TrustedProxies
 from sockkit._endpoint import format_sockaddr
-from sockkit.engines._contract import (
-    AccessList,
-    CloseReason,
-    ConnectionLog,
-    Limits,
-    service_error,
-)
-from sockkit.engines._core import PartialInput
-from sockkit.services._base import CLOSE, HALF_CLOSE, Service
+from sockkit._errors import translate_os_error
+from sockkit.engines._contract import AccessList, ConnectionLog, Limits, service_error
+from sockkit.engines._core import ConnectionRules, EndOfStream, tick_interval
+from sockkit.services._base import Service
 
-__all__ = ["Conn", "CountedConn", "Door", "Hub", "protocol_class"]
+__all__ = ["Conn", "Door", "Hub", "TrackedConn", "protocol_factory"]
 
-# The base class's calls that do nothing a driver can't do cheaper itself:
-# a service that keeps them is not called for them (see where each is used).
+_log = logging.getLogger("sockkit.engines")
+
+# The base class's calls that do nothing a pump can't do cheaper itself.
 _BASE_CONNECTED = Service.connected
 _BASE_EOF_RECEIVED = Service.eof_received
 _BASE_CLOSED = Service.closed
 
-
-#: Stands in for the service before :meth:`Conn.connection_made` and after ``closed``, so
-#: the hot path reads ``self._service`` without a None check or a cast.
+#: The service of a refused connection, and of one whose ``closed`` was called.
 _NO_SERVICE = Service()
+
+#: The longest reply the hot path writes itself: what the transport takes
+#: before it says pause_writing (its default high-water mark).  A longer one
+#: goes through the core, so the output cap sees it.
+_TRANSPORT_TAKES = 64 * 1024
+
+# Conn._writing: how output reaches the transport (0 is the hot path's "write it yourself").
+#: The core holds nothing and the transport takes writes: the hot path writes a reply itself.
+_DIRECT = 0
+#: The core holds output (or the service has finished sending): replies go to the core.
+_THROUGH_CORE = 1
+#: The transport said pause_writing: output waits in the core until resume_writing.
+_BLOCKED = 2
 
 
 class Hub:
@@ -64,13 +82,14 @@ class Hub:
     __slots__ = (
         "access",
         "admission",
-        "conns",
-        "custom_water",
+        "count",
         "drained",
         "limits",
         "log",
         "loop",
+        "ring",
         "stopping",
+        "sweep",
         "thread",
     )
 
@@ -89,39 +108,62 @@ class Hub:
         self.access = access
         self.admission = limits.admission(access, proxy)
         self.log = log
-        #: Every admitted connection: counted for
-        #: ``max_conns``, swept for timeouts, closed at the end of a drain.
-        self.conns: set[Conn] = set()
-        #: asyncio and uvloop already default to 64 KiB / 16 KiB; only call
-        #: ``set_write_buffer_limits`` per connection when the limits differ.
-        self.custom_water = (limits.high_water, limits.low_water) != (64 * 1024, 16 * 1024)
+        #: Every admitted connection (counted for ``max_conns``, ticked, closed at
+        #: the end of a drain) is on a ring through its ``_prev``/``_next``:
+        #: 16 bytes a connection, where a set costs 30-65.
+        self.ring: Conn = object.__new__(Conn)
+        self.ring._prev = self.ring._next = self.ring
+        self.count = 0
         self.stopping = False
         #: Set by the drain once stopping: resolved when the last connection goes.
         self.drained: asyncio.Future[None] | None = None
+        self.sweep: asyncio.TimerHandle | None = None
+
+    def add(self, conn: Conn) -> None:
+        """``conn`` is admitted: on the ring (:meth:`forget` takes it off)."""
+        ring = self.ring
+        last = conn._prev = ring._prev
+        conn._next = ring
+        last._next = ring._prev = conn
+        self.count += 1
 
     def forget(self, conn: Conn) -> None:
-        conns = self.conns
-        conns.discard(conn)
-        if not conns and self.drained is not None and not self.drained.done():
+        before, after = conn._prev, conn._next
+        before._next, after._prev = after, before
+        self.count -= 1
+        if not self.count and self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
+
+    def conns(self) -> list[Conn]:
+        """The connections open now (a copy: closing them changes the ring)."""
+        found = []
+        conn = self.ring._next
+        while conn is not self.ring:
+            found.append(conn)
+            conn = conn._next
+        return found
+
+    def start_ticking(self) -> None:
+        """One loop timer for every connection's deadlines (the core's ``tick``)."""
+        interval = tick_interval(self.limits)
+        if interval is not None:
+            self.sweep = self.loop.call_later(interval, self._tick, interval)
+
+    def stop_ticking(self) -> None:
+        if self.sweep is not None:
+            self.sweep.cancel()
+
+    def _tick(self, interval: float) -> None:
+        now = self.loop.time()
+        for conn in self.conns():
+            conn.tick(now)
+        self.sweep = self.loop.call_later(interval, self._tick, interval)
 
 
 class Door:
     """One listener's view: its service factory, TLS context and how to admit peers."""
 
-    __slots__ = (
-        "conns",
-        "custom_water",
-        "factory",
-        "family",
-        "gate",
-        "hub",
-        "local",
-        "logs",
-        "releases",
-        "simple",
-        "tls",
-    )
+    __slots__ = ("factory", "family", "gate", "hub", "limits", "local", "logs", "releases", "tls")
 
     def __init__(
         self,
@@ -136,27 +178,24 @@ class Door:
         self.family = family
         self.local = local
         self.tls = tls
-        self.conns = hub.conns
+        self.limits = hub.limits
         self.logs = hub.log.enabled
-        self.custom_water = hub.custom_water
         # Access rules apply to IP peers only (Unix peers are guarded by file
         # permissions); with neither rules nor max_conns admission is free.
         # TLS connections are admitted by the acceptor, before the handshake.
         unix = family == socket.AF_UNIX
         checks_access = not hub.access.open and not unix
         checks_uid = hub.admission.allow_uids is not None and unix
-        #: Admitted peers are counted per address and must be released at the end.
-        self.releases = hub.admission.per_ip is not None and not unix
+        #: Admitted peers are counted per address and must be released at the end
+        #: (behind --proxy-protocol the client is, by the proxied connection).
+        self.releases = hub.admission.per_ip is not None and not unix and not hub.admission.proxies
         self.gate = (
             checks_access
             or checks_uid
             or self.releases
             or hub.limits.max_conns is not None
             or hub.admission.proxies is not None
-        )
-        self.simple = not (self.gate or tls or self.logs or self.custom_water)
-        if tls is not None:
-            self.gate = False
+        ) and tls is None
 
     def refusal(self, name: Any, pending: int = 0, sock: Any = None) -> str | None:
         """Why a peer at sockaddr ``name`` may not be served now, or None to serve it.
@@ -164,8 +203,7 @@ class Door:
         ``pending`` counts connections accepted but not yet in ``conns`` (TLS
         handshakes under way), so ``max_conns`` holds for them too.
         """
-        hub = self.hub
-        return hub.admission.admit(name, len(hub.conns) + pending, sock)
+        return self.hub.admission.admit(name, self.hub.count + pending, sock)
 
     def peer(self, transport: asyncio.BaseTransport) -> str:
         name = transport.get_extra_info("peername")
@@ -181,110 +219,137 @@ class Door:
         if reason is None:
             return True
         cast(asyncio.Transport, transport).abort()
-        if self.hub.log.enabled:
+        if self.logs:
             self.hub.log.refused(self.peer(transport), reason)
         return False
 
 
-class Conn(asyncio.Protocol):
-    """One connection: a transport driving a service by the Service call grammar.
+def _hot_path(counts: bool) -> Callable[[Conn, bytes], None]:
+    """``data_received``, written once: with the byte counts (the log, the deadlines) or without.
 
-    :func:`protocol_class` makes a subclass per listener with :attr:`_door` set,
-    so the class itself is the protocol factory and construction runs no
-    Python ``__init__``: the slots are filled in :meth:`connection_made`.
+    When the core holds nothing and the transport takes writes, a reply of
+    up to 64 KiB is written at once; anything else goes to the core.
     """
 
-    __slots__ = ("_eof", "_paused", "_service", "_transport")
+    def data_received(self: Conn, data: bytes) -> None:
+        if counts:
+            self.bytes_in += len(data)
+        service = self.service
+        try:
+            out = service.received(data)
+        except Exception as exc:
+            self.failed(exc)
+            return
+        if counts and self._line is not None:  # --line-timeout: time a partial line
+            self._line.seen(service, self._door.hub.loop.time())
+        if out:
+            if self._writing or len(out) > _TRANSPORT_TAKES:  # not _DIRECT, or long
+                self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
+                self.settle()
+                self._pump()
+                return
+            self._transport.write(out)
+            if counts:
+                self.bytes_out += len(out)
+        if service.state or service.producing:
+            self.settle()
+            self._pump()
+
+    return data_received
+
+
+class Conn(ConnectionRules, asyncio.Protocol):
+    """One connection: the asyncio pump around its core.
+
+    :func:`protocol_factory` makes a subclass per listener with :attr:`_door`
+    set and builds instances without ``__init__``: :meth:`connection_made`
+    initialises the core once the service exists.
+    """
+
+    __slots__ = ("_next", "_prev", "_transport", "_writing")
 
     _door: ClassVar[Door]
+    #: No deadlines, so no partial line to time (:class:`TrackedConn` has the slot).
+    _line = None
+    _prev: Conn
+    _next: Conn
+    #: Whether to start the core's deadline clock (:class:`TrackedConn`, which has its slots).
+    _timed: ClassVar[bool]
     _transport: asyncio.Transport
-    _service: Service
 
     # -- asyncio callbacks -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        self._paused = self._eof = False
         door = self._door
-        if door.simple:
-            # No admission rules, TLS, log or custom water marks: the common
-            # case, kept to the few steps every connection needs.
-            door.conns.add(self)
-            service = door.factory()
-            self._service = service
-            service.wakeup = self
-            if type(service).connected is not _BASE_CONNECTED or service.state or service.producing:
-                self._greet(service, None)
-            return
+        self._transport = transport  # type: ignore[assignment]
         if door.gate and not door.admits(transport):
-            self._service = _NO_SERVICE
+            ConnectionRules.__init__(self, _NO_SERVICE)
+            self.should_close = True
             return
-        door.conns.add(self)
-        self._start(transport, None)  # type: ignore[arg-type]
+        door.hub.add(self)
+        self._serve(door.factory(), None)
 
-    def data_received(self, data: bytes) -> None:
-        service = self._service
-        out = service.received(data)
-        if out:
-            try:
-                self._transport.write(out)
-            except RuntimeError:
-                pass  # after write_eof(): returned after HALF_CLOSE, dropped as on every engine
-        if service.state or service.producing:
-            self._settle()
+    def _serve(self, service: Service, peer: str | None) -> None:
+        """Serve ``service`` on this admitted connection: the core, the log, the greeting."""
+        door = self._door
+        ConnectionRules.__init__(self, service)
+        if self._timed:
+            self.start_clock(door.hub.loop.time())
+        self._writing = _DIRECT
+        service.wakeup = self
+        if door.logs:
+            self._opened(peer if peer is not None else door.peer(self._transport))
+        if type(service).connected is not _BASE_CONNECTED:
+            self.start(peer if peer is not None else door.peer(self._transport))
+            self._pump()
+        elif service.state or service.producing:
+            self.settle()
+            self._pump()
+
+    #: The echo case inlined; anything else is the core's (see the module docstring).
+    #: (A function made by _hot_path: mypy reads it as an attribute, not a method.)
+    data_received = _hot_path(counts=False)  # type: ignore[assignment]
 
     def eof_received(self) -> bool:
-        self._eof = True
-        service = self._service
-        if service is _NO_SERVICE:
+        service = self.service
+        if (
+            type(service).eof_received is _BASE_EOF_RECEIVED
+            and not (service.state or service.producing or self.out)
+            and service.close_reason is None
+        ):
+            # The base answer, "close once everything is sent", is what
+            # returning False makes the transport do, without the calls.
             return False
-        if type(service).eof_received is _BASE_EOF_RECEIVED and service.close_reason is None:
-            # The base answer is "close once flushed": exactly what returning
-            # False makes the transport do, without the call.
-            return False
-        out = service.eof_received()
-        if out:
-            self._send(out)
-        if service.state == CLOSE and service.close_reason is None and not service.producing:
-            return False  # the usual end: the transport closes itself once flushed
-        self._settle()
-        # Returning True keeps a plain transport half-open for a service that
-        # still sends; TLS transports cannot half-close and warn if asked to.
+        self.receive_eof()
+        self._pump()
+        # TLS transports cannot half-close: returning False closes once flushed.
         return self._door.tls is None
 
     def pause_writing(self) -> None:
-        self._paused = True
-        transport = self._transport
-        transport.pause_reading()
-        if transport.get_write_buffer_size() > self._door.hub.limits.output_cap:
-            self.abort(CloseReason.OUTPUT_CAP)
+        self._writing = _BLOCKED
 
     def resume_writing(self) -> None:
-        self._paused = False
-        transport = self._transport
-        if transport.is_closing():
-            return
-        if not self._eof:
-            transport.resume_reading()
-        if self._service.producing:
+        self._writing = _THROUGH_CORE
+        if not self.should_close:
             self._pump()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        service = self._service
-        door = self._door
-        if service is not _NO_SERVICE:
-            # From here on a late wakeup() finds _NO_SERVICE and does nothing.
-            self._service = _NO_SERVICE
-            if type(service).closed is not _BASE_CLOSED:  # the base one does nothing
+        service = self.service
+        if service is _NO_SERVICE:
+            return  # refused: never served
+        # From here on a late wakeup() finds _NO_SERVICE and does nothing.
+        self.service = _NO_SERVICE
+        if type(service).closed is not _BASE_CLOSED:  # the base one does nothing
+            try:
                 service.closed()
-            if door.logs:
-                self._logged_close(exc)
-            if door.releases:
-                door.hub.admission.release(self._transport.get_extra_info("peername"))
-        conns = door.conns
-        conns.discard(self)
-        if not conns:
-            door.hub.forget(self)  # may end a drain
+            except Exception as error:
+                _log.error("service error closing a connection", exc_info=error)
+        door = self._door
+        if door.logs:
+            self._logged_close(exc)
+        if door.releases:
+            door.hub.admission.release(self._transport.get_extra_info("peername"))
+        door.hub.forget(self)  # may end a drain
 
     # -- wakeup: the object is the service's wakeup callable ----------------
 
@@ -299,231 +364,120 @@ class Conn(asyncio.Protocol):
             hub.loop.call_soon_threadsafe(self._woken)
 
     def _woken(self) -> None:
-        if self._service is not _NO_SERVICE and not self._transport.is_closing():
-            self._settle()
+        if self.service is not _NO_SERVICE and not self.should_close:
+            self._pump()
 
-    # -- slow paths ----------------------------------------------------------
-
-    def _start(self, transport: asyncio.Transport, peer: str | None) -> None:
-        """Serve on ``transport`` (TLS: after the handshake): make the service, greet."""
-        door = self._door
-        self._transport = transport
-        if door.custom_water:
-            limits = door.hub.limits
-            transport.set_write_buffer_limits(limits.high_water, limits.low_water)
-        service = door.factory()
-        self._service = service
-        service.wakeup = self
-        # (Copying the class defaults of state/producing onto the instance
-        # would make the hot path's loads ~25 ns cheaper each, but costs
-        # ~170 ns per connection: a loss for short connections.)
-        if door.logs:
-            if peer is None:
-                peer = door.peer(transport)
-            self._opened(peer)
-        self._greet(service, peer)
-
-    def _greet(self, service: Service, peer: str | None) -> None:
-        """Call ``connected`` unless it is the base one (which ignores the peer, says nothing)."""
-        if type(service).connected is not _BASE_CONNECTED:
-            if peer is None:
-                peer = self._door.peer(self._transport)
-            out = service.connected(peer)
-            if out:
-                self._send(out)
-        if service.state or service.producing:
-            self._settle()
-
-    def _opened(self, peer: str) -> None:
-        self._door.hub.log.opened(peer, self._door.local)
-
-    def _logged_close(self, exc: Exception | None) -> None:
-        """Only :class:`CountedConn` logs; :func:`protocol_class` picks it when the log is on."""
-
-    def _send(self, out: bytes) -> None:
-        transport = self._transport
-        try:
-            transport.write(out)
-        except RuntimeError:
-            return  # after write_eof(): returned after HALF_CLOSE, dropped as on every engine
-        if self._paused and transport.get_write_buffer_size() > self._door.hub.limits.output_cap:
-            self.abort(CloseReason.OUTPUT_CAP)
-
-    def _settle(self) -> None:
-        """Act on ``state`` and ``producing`` after a service call."""
-        service = self._service
-        transport = self._transport
-        if service is _NO_SERVICE or transport.is_closing():
-            return
-        state = service.state
-        if state == CLOSE:
-            self._reason(service.close_reason)
-            transport.close()  # flushes pending output first
-            return
-        if state == HALF_CLOSE:
-            self._half_close()
-            return
-        if service.producing:
-            if not self._paused:
-                self._pump()
-        elif self._eof:
-            # The peer is done and the service has nothing more to hand out.
-            transport.close()
-
-    def _half_close(self) -> None:
-        """Shut down our sending side once output is flushed; close once both sides are done."""
-        transport = self._transport
-        if self._eof or not transport.can_write_eof():
-            # Both directions done -- or TLS, which asyncio cannot half-close:
-            # ending cleanly beats leaving the peer waiting for an EOF.
-            transport.close()
-        else:
-            transport.write_eof()  # flushes first; idempotent
+    # -- the pump ------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Call ``produce`` until the transport pauses, yielding to others every high-water."""
-        service = self._service
+        """Write what the core holds while the transport takes it; act on the core's verdict.
+
+        A producing service is asked for more whenever the core has room
+        (even while the transport is paused: its output then waits in the
+        core, under the core's deadlines).  After ``high_water`` bytes the
+        pump yields to other connections and goes on at the loop's next turn.
+        """
         transport = self._transport
-        high = self._door.hub.limits.high_water
-        budget = high
-        while service.producing and not self._paused and budget > 0:
-            if transport.is_closing():
-                return
-            room = high - transport.get_write_buffer_size()
-            out = service.produce(max(1, min(room, budget)))
-            if out:
-                budget -= len(out)
-                self._send(out)
-            if service.state:
-                self._settle()
-                return
-            if not out:
-                return  # nothing for now; the service calls wakeup when it has more
-        if service.producing and not self._paused:
-            # The socket took everything at once: let other connections run first.
-            self._door.hub.loop.call_soon(self._woken)
-        elif not service.producing and self._eof:
-            self._settle()
+        budget = self._limits.high_water
+        while not self.should_close:
+            data = self.data_to_send()
+            if data is None:
+                if not self.wants_write:
+                    break
+                self.writable()
+                if self.out or self.fin_due:
+                    continue
+                break
+            if isinstance(data, EndOfStream):
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    transport.close()  # TLS cannot half-close: the FIN becomes a close
+                self.fin_sent()
+                continue
+            if self._writing == _BLOCKED:
+                break
+            if budget <= 0:
+                self._door.hub.loop.call_soon(self._woken)
+                break
+            size = len(data)
+            self.sent(size)  # the core lets go of ``data``: the transport keeps it
+            budget -= size
+            transport.write(data)
+        if self.should_close:
+            transport.close()  # flushes what the transport holds; after abort() a no-op
+            return
+        if (
+            self._paused == transport.is_reading()
+            and not self._peer_done
+            and not transport.is_closing()
+        ):
+            if self._paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        if self._writing != _BLOCKED:
+            self._writing = _THROUGH_CORE if self.out or self._done_sending else _DIRECT
 
-    def _reason(self, reason: str | None) -> None:
-        """Remember why we close; only :class:`CountedConn` keeps it (for the log)."""
-
-    def abort(self, reason: str) -> None:
-        """Drop the connection now (RST), discarding pending output."""
-        self._reason(reason)
+    def abort(self, reason: str | None) -> None:
+        """End now (a deadline, the output cap, a stop, a service error): drop what is unsent."""
+        ConnectionRules.abort(self, reason)
         self._transport.abort()
 
-    def check(self, now: float, limits: Limits) -> None:
-        """The periodic sweep's look at this connection; only counted connections have timeouts."""
+    def _opened(self, peer: str) -> None:
+        """Only :class:`TrackedConn` logs; :func:`protocol_factory` picks it when the log is on."""
+
+    def _logged_close(self, exc: Exception | None) -> None:
+        """See :meth:`_opened`."""
 
 
-class CountedConn(Conn):
-    """A :class:`Conn` that counts bytes, for the log and the idle/send timeouts."""
+class TrackedConn(Conn):
+    """A :class:`Conn` with a log record and the deadline marks."""
 
     __slots__ = (
-        "_close_reason",
-        "_idle_mark",
-        "_idle_since",
+        "_io_mark",
+        "_io_since",
         "_line",
-        "_nin",
-        "_nout",
+        "_opened_at",
+        "_out_mark",
+        "_out_since",
         "_peer",
-        "_send_mark",
-        "_send_since",
-        "_started",
     )
 
-    def __init__(self) -> None:
-        door = self._door
-        self._nin = 0
-        self._nout = 0
-        now = door.hub.loop.time()
-        self._started = now
-        self._idle_mark = 0  # a peer silent from the start is timed from its start
-        self._idle_since = now
-        self._send_mark: tuple[int, int] = (-1, -1)
-        self._send_since = now
-        self._peer = ""
-        self._close_reason: str | None = None
-        timeout = door.hub.limits.line_timeout
-        self._line = PartialInput(timeout) if timeout is not None else None
-
-    def data_received(self, data: bytes) -> None:
-        self._nin += len(data)
-        service = self._service
-        out = service.received(data)
-        if self._line is not None:
-            self._line.seen(service, self._door.hub.loop.time())
-        if out:
-            self._send(out)
-        if service.state or service.producing:
-            self._settle()
-
-    def _send(self, out: bytes) -> None:
-        self._nout += len(out)
-        super()._send(out)
+    data_received = _hot_path(counts=True)
 
     def _opened(self, peer: str) -> None:
         self._peer = peer
-        super()._opened(peer)
-
-    def _reason(self, reason: str | None) -> None:
-        if reason is not None and self._close_reason is None:
-            self._close_reason = reason
+        self._opened_at = self._door.hub.loop.time()
+        self._door.hub.log.opened(peer, self._door.local)
 
     def _logged_close(self, exc: Exception | None) -> None:
-        log = self._door.hub.log
-        reason = self._close_reason
-        if reason is None and exc is not None:
-            # A transport reports a socket error as an OSError; anything else
-            # came out of the service (the loop caught it in a callback).
+        if not self.should_close and exc is not None:
+            # The transport failed (reset, broken pipe) before the core ended.
             if isinstance(exc, OSError):
-                reason = str(exc) or type(exc).__name__
+                reason = str(translate_os_error(exc, "serve", self._peer))
             else:
                 reason = service_error(exc)
-        duration = self._door.hub.loop.time() - self._started
-        log.closed(self._peer, self._nin, self._nout, duration, reason)
-
-    def check(self, now: float, limits: Limits) -> None:
-        transport = self._transport
-        if transport.is_closing() and not transport.get_write_buffer_size():
-            return
-        moved = self._nin + self._nout
-        if moved != self._idle_mark:
-            self._idle_mark = moved
-            self._idle_since = now
-        elif limits.idle_timeout is not None and now - self._idle_since >= limits.idle_timeout:
-            self.abort(CloseReason.IDLE_TIMEOUT)
-            return
-        if self._line is not None and self._line.overdue(now):
-            self.abort(CloseReason.LINE_TIMEOUT)
-            return
-        pending = transport.get_write_buffer_size()
-        if pending > limits.output_cap:
-            self.abort(CloseReason.OUTPUT_CAP)
-            return
-        if limits.send_timeout is None:
-            return
-        mark = (self._nout, pending)
-        if not pending or mark != self._send_mark:
-            self._send_mark = mark
-            self._send_since = now
-        elif now - self._send_since >= limits.send_timeout:
-            self.abort(CloseReason.SEND_TIMEOUT)
+            ConnectionRules.abort(self, reason)
+        duration = self._door.hub.loop.time() - self._opened_at
+        self._door.hub.log.closed(
+            self._peer, self.bytes_in, self.bytes_out, duration, self.close_reason
+        )
 
 
-def protocol_class(door: Door) -> type[Conn]:
-    """The protocol factory for ``door``'s listener: a :class:`Conn` subclass bound to it.
+def protocol_factory(door: Door) -> Callable[[], Conn]:
+    """The protocol factory for ``door``'s listener: :class:`Conn` objects bound to it.
 
-    :class:`CountedConn` when the log is on or a timeout needs an activity
-    measure; otherwise the plain :class:`Conn`, whose hot path counts nothing.
+    :class:`TrackedConn` when the log or a deadline is on, else the plain
+    :class:`Conn`; either way made without ``__init__`` (see :class:`Conn`).
     """
-    limits = door.hub.limits
-    counted = (
-        door.logs
-        or limits.idle_timeout is not None
-        or limits.send_timeout is not None
-        or limits.line_timeout is not None
-    )
-    base = CountedConn if counted else Conn
-    return type(base.__name__, (base,), {"__slots__": (), "_door": door})
+    limits = door.limits
+    base = TrackedConn if door.logs or tick_interval(limits) is not None else Conn
+    attributes = {
+        "__slots__": (),
+        "_door": door,
+        "_limits": limits,
+        "_timed": base is TrackedConn,
+    }
+    cls = type(base.__name__, (base,), attributes)
+    return partial(object.__new__, cls)

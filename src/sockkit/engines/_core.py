@@ -47,6 +47,7 @@ from sockkit.services._base import CLOSE, HALF_CLOSE, Service
 __all__ = [
     "END_OF_STREAM",
     "ConnectionCore",
+    "ConnectionRules",
     "EndOfStream",
     "PartialInput",
     "line_tick",
@@ -121,24 +122,22 @@ class PartialInput:
         return self._seq != 0 and now - self._since >= self.timeout
 
 
-class ConnectionCore:
-    """One connection's rules; see the module docstring for the calls and their order."""
+class ConnectionRules:
+    """One connection's rules, without storage for its limits and deadline marks.
+
+    :class:`ConnectionCore` adds that storage and is what a pump normally
+    uses.  A pump that makes a class per server may subclass this instead,
+    with ``_limits`` as a class attribute and the deadline state (four marks
+    and ``_line``) as slots of the connections that have deadlines (set by
+    :meth:`start_clock`), so a connection without deadlines carries six slots
+    fewer.
+    """
 
     __slots__ = (
-        "_cap",
         "_done_sending",
         "_fin_sent",
-        "_high",
-        "_idle",
-        "_io_mark",
-        "_io_since",
-        "_line",
-        "_low",
-        "_out_mark",
-        "_out_since",
         "_paused",
         "_peer_done",
-        "_send_timeout",
         "bytes_in",
         "bytes_out",
         "close_reason",
@@ -147,12 +146,22 @@ class ConnectionCore:
         "should_close",
     )
 
-    def __init__(self, service: Service, limits: Limits, now: float | None = None) -> None:
+    #: An instance slot (:class:`ConnectionCore`) or a class attribute.
+    _limits: Limits
+    # Set by start_clock, read by tick; only a connection with deadlines has them.
+    _io_mark: int
+    _io_since: float
+    _out_mark: int
+    _out_since: float
+    #: The service's partial message, timed for ``--line-timeout``: a slot where
+    #: deadlines are stored, else a class attribute ``None``.
+    _line: PartialInput | None
+
+    def __init__(self, service: Service) -> None:
         self.service = service
-        self._high, self._low, self._cap = limits.high_water, limits.low_water, limits.output_cap
-        self._idle, self._send_timeout = limits.idle_timeout, limits.send_timeout
-        #: Output the socket has not taken yet.
-        self.out = bytearray()
+        #: Output the socket has not taken yet: an immutable ``b""`` while
+        #: there is none (no buffer is allocated for a connection that keeps up).
+        self.out: bytes | bytearray = b""
         self.bytes_in = self.bytes_out = 0
         #: True once the connection must end: the pump closes the socket.
         self.should_close = False
@@ -162,12 +171,16 @@ class ConnectionCore:
         self._peer_done = False
         self._done_sending = False  # the service answered HALF_CLOSE or CLOSE
         self._fin_sent = False
-        moment = time.monotonic() if now is None else now
+
+    def start_clock(self, now: float) -> None:
+        """Begin the idle, send and line deadlines at ``now`` (the clock :meth:`tick` is given)."""
+        # (The marks are slots of the subclass: mypy sees only this class's.)
         # Bytes moved so far is 0: a peer silent from the start is timed from
         # its start, not from the first tick.
-        self._io_mark, self._out_mark = 0, -1
-        self._io_since = self._out_since = moment
-        self._line = PartialInput(limits.line_timeout) if limits.line_timeout is not None else None
+        self._io_mark, self._out_mark = 0, -1  # type: ignore[misc]
+        self._io_since = self._out_since = now  # type: ignore[misc]
+        line = self._limits.line_timeout
+        self._line = PartialInput(line) if line is not None else None  # type: ignore[misc]
 
     # -- what the pump tells the core -----------------------------------------
 
@@ -192,28 +205,34 @@ class ConnectionCore:
     def writable(self) -> None:
         """The socket can take more: a producing service is asked for up to high water."""
         service = self.service
+        high, low = self._limits.high_water, self._limits.low_water
         while (
             service.producing
             and not self._done_sending
             and not self.should_close
-            and len(self.out) < self._low
+            and len(self.out) < low
         ):
             before = len(self.out)
-            self._call(service.produce, self._high - before)
+            self._call(service.produce, high - before)
             if len(self.out) == before:
                 return  # nothing for now: the service calls wakeup when it has more
 
     def sent(self, count: int) -> None:
         """The socket took the first ``count`` bytes of :meth:`data_to_send`."""
         if count:
-            del self.out[:count]
+            if count == len(self.out):
+                # Let go of the buffer rather than empty it: a pump may hand it
+                # on (an asyncio transport keeps what it is given).
+                self.out = b""
+            else:
+                del self.out[:count]  # type: ignore[union-attr]  # bytes only when empty
             self.bytes_out += count
-            if self.out and self._send_timeout is not None:
+            if self.out and self._limits.send_timeout is not None:
                 # The socket took part: the last progress is now, not at the
                 # next tick, so a stalled peer is closed send_timeout after it
                 # stalled (one clock read per partial send, only with the option).
-                self._out_mark, self._out_since = self.bytes_out, time.monotonic()
-        if self._paused and len(self.out) <= self._low:
+                self._out_mark, self._out_since = self.bytes_out, time.monotonic()  # type: ignore[misc]
+        if self._paused and len(self.out) <= self._limits.low_water:
             self._paused = False
         self.settle()
 
@@ -226,22 +245,23 @@ class ConnectionCore:
         """Check the idle and send deadlines against the byte counters."""
         if self.should_close:
             return
-        if self._idle is not None:
+        idle, send_timeout = self._limits.idle_timeout, self._limits.send_timeout
+        if idle is not None:
             total = self.bytes_in + self.bytes_out
             if total != self._io_mark:
-                self._io_mark, self._io_since = total, now
-            elif now - self._io_since >= self._idle:
+                self._io_mark, self._io_since = total, now  # type: ignore[misc]
+            elif now - self._io_since >= idle:
                 self.abort(CloseReason.IDLE_TIMEOUT)
                 return
         if self._line is not None and self._line.overdue(now):
             self.abort(CloseReason.LINE_TIMEOUT)
             return
-        if self._send_timeout is not None:
+        if send_timeout is not None:
             if not self.out:
-                self._out_mark = -1
+                self._out_mark = -1  # type: ignore[misc]
             elif self.bytes_out != self._out_mark:
-                self._out_mark, self._out_since = self.bytes_out, now
-            elif now - self._out_since >= self._send_timeout:
+                self._out_mark, self._out_since = self.bytes_out, now  # type: ignore[misc]
+            elif now - self._out_since >= send_timeout:
                 self.abort(CloseReason.SEND_TIMEOUT)
 
     def abort(self, reason: str | None) -> None:
@@ -250,9 +270,19 @@ class ConnectionCore:
             self.should_close = True
             self.close_reason = reason
 
+    def finish(self, reason: str | None) -> None:
+        """End normally: everything is handed on (the core decides this in :meth:`settle`).
+
+        Unlike :meth:`abort` nothing is dropped, so a pump whose lower layer
+        still holds bytes (an asyncio transport) lets it flush them first.
+        """
+        if not self.should_close:
+            self.should_close = True
+            self.close_reason = reason
+
     # -- what the pump asks the core ------------------------------------------
 
-    def data_to_send(self) -> bytearray | EndOfStream | None:
+    def data_to_send(self) -> bytes | bytearray | EndOfStream | None:
         """What to send now: bytes (report :meth:`sent`), :data:`END_OF_STREAM`, or ``None``.
 
         After :data:`END_OF_STREAM` the pump calls ``shutdown(SHUT_WR)`` and
@@ -298,10 +328,14 @@ class ConnectionCore:
         if self._done_sending or self.should_close:
             return
         out = self.out
-        out += data
+        if out:
+            out += data  # in place: a bytearray once not empty
+        else:
+            self.out = out = bytearray(data)
         size = len(out)
-        if size > self._high:
-            if size > self._cap:
+        limits = self._limits
+        if size > limits.high_water:
+            if size > limits.output_cap:
                 self.abort(CloseReason.OUTPUT_CAP)
                 return
             self._paused = True
@@ -332,7 +366,18 @@ class ConnectionCore:
             self._done_sending = True
             if state == CLOSE:
                 if not self.out:
-                    self.abort(self.service.close_reason)
+                    self.finish(self.service.close_reason)
                 return
             if self._fin_sent and self._peer_done:
-                self.abort(self.service.close_reason)  # both directions are done
+                self.finish(self.service.close_reason)  # both directions are done
+
+
+class ConnectionCore(ConnectionRules):
+    """One connection's rules and their state; see the module docstring for the calls."""
+
+    __slots__ = ("_io_mark", "_io_since", "_limits", "_line", "_out_mark", "_out_since")
+
+    def __init__(self, service: Service, limits: Limits, now: float | None = None) -> None:
+        super().__init__(service)
+        self._limits = limits
+        self.start_clock(time.monotonic() if now is None else now)

@@ -47,6 +47,9 @@ class ForkEngine(AcceptingEngine):
     shares_memory = False
 
     def start(self) -> None:
+        if self.ctx.proxy is not None:
+            # Children read the PROXY header and count the client themselves.
+            self.ctx.admission.share_counts()
         self._children: set[int] = set()
         #: Each child's peer address, released from the admission when it is reaped.
         self._peers: dict[int, object] = {}
@@ -105,7 +108,8 @@ class ForkEngine(AcceptingEngine):
         if pid == 0:
             self._serve_in_child(conn)  # never returns
         self._children.add(pid)
-        self._peers[pid] = conn.addr
+        if conn.counted is not None:
+            self._peers[pid] = conn.counted
         conn.sock.close()  # the child has its own copy; ours would keep the peer open
         return None
 
@@ -138,6 +142,10 @@ class ForkEngine(AcceptingEngine):
         except BaseException:
             code = 1
         finally:
+            if self.ctx.proxy is not None:
+                # The slot was taken here, for the client the header named.
+                with contextlib.suppress(BaseException):
+                    self.ctx.admission.release(conn.counted)
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()

@@ -106,7 +106,8 @@ class _Reactor:
         #: fd -> peer address of connections counted per address (--max-conns-per-ip),
         #: released from the admission when the connection goes.
         self._counted: dict[int, SockAddr] = {}
-        self._counts_peers = ctx.admission.per_ip is not None
+        # Behind --proxy-protocol the slot is the client's, taken after its header.
+        self._counts_peers = ctx.admission.per_ip is not None and ctx.proxy is None
         self._resume_at = 0.0
         self._drain = Drain(ctx)
         self._thread_id = threading.get_ident()
@@ -220,7 +221,7 @@ class _Reactor:
         if reason is None and self.fd_limit is not None and sock.fileno() >= self.fd_limit:
             reason = f"fd {sock.fileno()} is past what select() can watch; use poll or epoll"
             if admission is not None:
-                admission.release(addr)
+                admission.release(admission.counted(addr))
         if reason is not None:
             sock.close()
             ctx.log.refused(peer, reason)
@@ -303,6 +304,10 @@ class _Reactor:
             self._resume_accepting()
         if self.stopping and not self.conns:
             self.done = True
+
+    def hold_slot(self, fd: int, address: SockAddr) -> None:
+        """``fd``'s connection holds a per-address slot for ``address`` until it is gone."""
+        self._counted[fd] = address
 
     def _release(self, fd: int) -> None:
         addr = self._counted.pop(fd, None)

@@ -31,6 +31,7 @@ import ssl
 import time
 from typing import Protocol
 
+from sockkit._accept import SockAddr
 from sockkit._errors import translate_os_error
 from sockkit.engines._contract import REFUSED_TLS, ServeContext
 from sockkit.engines._core import ConnectionCore, EndOfStream
@@ -67,6 +68,9 @@ class ConnectionHost(Protocol):
 
     def on_reactor_thread(self) -> bool:
         """Whether the caller runs on the reactor thread."""
+
+    def hold_slot(self, fd: int, address: SockAddr) -> None:
+        """``fd``'s connection holds a per-address slot for ``address`` until it is gone."""
 
 
 class Connection(ConnectionCore):
@@ -264,7 +268,7 @@ class Connection(ConnectionCore):
                 self.host.poller.unregister(self.fd)
             self.events = 0
         self.sock.close()
-        self.out = bytearray()
+        self.out = b""
         try:
             if self.serving:
                 try:

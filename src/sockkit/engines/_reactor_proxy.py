@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sockkit._accept import Refusal, SockAddr
+from sockkit._accept import SockAddr
 from sockkit._proxy_admission import ProxyStage
 from sockkit._proxy_protocol import ProxyHeaderError
 from sockkit.engines._reactor_conn import Connection, ConnectionHost
@@ -69,9 +69,11 @@ class ProxiedConnection(Connection):
         if proxied is None:
             return
         self.via, self.peer = self.peer, proxied.peer
-        if not self.host.ctx.access.admit(proxied.address):
-            self.close(Refusal.DENY)
+        refusal = self.host.ctx.admission.admit_client(proxied.address)
+        if refusal is not None:
+            self.close(refusal)
             return
+        self.host.hold_slot(self.fd, proxied.address)
         self._first = proxied.leftover
         # Drop the header handler: serving registers its own.
         self.host.poller.unregister(self.fd)

@@ -86,7 +86,7 @@ class ThreadEngine(AcceptingEngine):
                 try:
                     conn.run()
                 finally:
-                    self.ctx.admission.release(conn.addr)
+                    self.ctx.admission.release(conn.counted)
                     with self._lock:
                         self._live.discard(conn)
                         self._ended.notify_all()

@@ -53,9 +53,9 @@ def _protocol(message: bytes) -> int:
     pos = 88
     while pos + 4 <= len(message):
         length, kind = _RTATTR.unpack_from(message, pos)
-        if length < 4:
+        if length < 4 or pos + length > len(message):
             break
-        if kind == _INET_DIAG_PROTOCOL:
+        if kind == _INET_DIAG_PROTOCOL and length >= 5:
             return message[pos + 4]
         pos += (length + 3) & ~3
     return 6

@@ -9,6 +9,13 @@ request with a stream of datagrams, each holding whole messages:
   ``struct tcp_info``, ``INET_DIAG_SKV6ONLY`` a byte);
 * ``NLMSG_DONE`` ends the dump, ``NLMSG_ERROR`` carries a negative errno.
 
+The parsers trust no length field: a message whose length is below its
+header or past the datagram, a socket message shorter than its struct, or an
+attribute that runs past its message is :class:`OSError` (``EBADMSG``), the
+same answer as a dump the kernel failed, so the caller falls back to
+``/proc`` or reports it.  A length of 0 would otherwise leave the parser
+where it was for ever.
+
 Unix sockets' requests and replies are in :mod:`sockkit.inspect._unix_diag`.
 Each datagram is parsed on its own (netlink never splits a message between
 datagrams): :func:`parse_inet_dump` takes one and returns its sockets, as rows (tuples of :class:`SocketRecord`'s fields), and
@@ -23,6 +30,7 @@ record needs one.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -45,8 +53,11 @@ __all__ = [
     "NETLINK_SOCK_DIAG",
     "STATE_BY_NUMBER",
     "ack_errno",
+    "attribute_end",
     "check_control",
     "inet_request",
+    "malformed",
+    "message_length",
     "parse_inet_dump",
     "port_bytecode",
 ]
@@ -72,6 +83,8 @@ INET_DIAG_DCTCPINFO = 9
 INET_DIAG_SKV6ONLY = 11
 INET_DIAG_BBRINFO = 16
 INET_DIAG_CGROUP_ID = 21
+# the attributes read at a fixed size: their length with the 4-byte header
+_INET_MINIMUM = {INET_DIAG_SKV6ONLY: 5, INET_DIAG_SHUTDOWN: 5, INET_DIAG_CGROUP_ID: 12}
 _MODULE_INFO = frozenset({INET_DIAG_VEGASINFO, INET_DIAG_DCTCPINFO, INET_DIAG_BBRINFO})
 # the congestion module's own information (bbr, dctcp, vegas) comes with VEGASINFO's bit
 _INFO_EXT = sum(1 << (kind - 1) for kind in (INET_DIAG_INFO, INET_DIAG_VEGASINFO, INET_DIAG_CONG))
@@ -188,6 +201,31 @@ def ack_errno(reply: bytes) -> int | None:
     return None
 
 
+def malformed(what: str, offset: int) -> OSError:
+    """The error a sock_diag datagram that breaks its own framing raises."""
+    return OSError(errno.EBADMSG, f"malformed sock_diag message: {what} at byte {offset}")
+
+
+def message_length(chunk: bytes | memoryview, offset: int, end: int, minimum: int = 16) -> int:
+    """The length field of the message at ``offset``, checked to lie in ``minimum..end - offset``.
+
+    Raises :class:`OSError` (``EBADMSG``) otherwise: a length below the header
+    would never advance past the message, one past ``end`` reads another's bytes.
+    """
+    (length,) = _U32.unpack_from(chunk, offset)
+    if length < minimum or length > end - offset:
+        raise malformed(f"length {length} (room {end - offset}, need {minimum})", offset)
+    return int(length)
+
+
+def attribute_end(pos: int, length: int, end: int, minimum: int = 4) -> int:
+    """Where the attribute at ``pos`` ends; :class:`OSError` if it is shorter than its
+    value (``minimum`` bytes with its header) or runs past its message's ``end``."""
+    if length < minimum or pos + length > end:
+        raise malformed(f"attribute of {length} bytes (room {end - pos}, need {minimum})", pos)
+    return pos + length
+
+
 def check_control(chunk: bytes | memoryview, offset: int, mtype: int) -> bool:
     """Handle a DONE/ERROR message: True when the dump ended, OSError when it failed."""
     if mtype in (NLMSG_ERROR, NLMSG_DONE):
@@ -214,11 +252,12 @@ def parse_inet_dump(
     ``tcp_info`` the ``INET_DIAG_INFO`` attribute is decoded into
     the row's ``tcp_info``; with ``details``, the cookie, timer, shutdown
     state and memory into its ``details``.  Raises :class:`OSError` if the kernel
-    answered with an error.
+    answered with an error, ``EBADMSG`` if a length field does not fit.
     """
     rows: list[SocketRow] = []
     append = rows.append
     unpack = _INET_MSG.unpack_from
+    unpack_length = _U32.unpack_from
     names = STATE_BY_NUMBER
     v4_get, v6_get = _V4_TEXT.get, _V6_TEXT.get
     owner_get = owners.get if owners else None
@@ -226,11 +265,17 @@ def parse_inet_dump(
     offset = 0
     done = False
     while offset + 16 <= end:
-        if offset + 88 > end:
+        if offset + 88 > end or not 88 <= unpack_length(chunk, offset)[0] <= end - offset:
+            # the rare case (DONE, ERROR, a short or malformed message) off the hot path
+            length = message_length(chunk, offset, end)
             mtype = _NLMSGHDR.unpack_from(chunk, offset)[1]
+            if mtype == SOCK_DIAG_BY_FAMILY:
+                raise malformed(f"socket message of {length} bytes (need 88)", offset)
             if check_control(chunk, offset, mtype):
                 done = True
-            break
+                break
+            offset += (length + 3) & ~3
+            continue
         (length, mtype, family, state, sport, dport, src, dst, rq, wq, uid, inode) = unpack(
             chunk, offset
         )
@@ -289,8 +334,7 @@ def _inet_attributes(
     module_info: tuple[int, bytes] | None = None
     while pos + 4 <= end:
         length, kind = _RTATTR.unpack_from(chunk, pos)
-        if length < 4:
-            break
+        attribute_end(pos, length, end, _INET_MINIMUM.get(kind, 4))
         if kind == INET_DIAG_SKV6ONLY:
             v6only = chunk[pos + 4] != 0
         elif kind == INET_DIAG_INFO and want_info:
@@ -323,13 +367,12 @@ def _extended(
     pos, end = offset + 88, offset + length
     while pos + 4 <= end:
         alen, kind = _RTATTR.unpack_from(chunk, pos)
-        if alen < 4:
-            break
+        attribute_end(pos, alen, end, _INET_MINIMUM.get(kind, 4))
         if kind == INET_DIAG_SHUTDOWN:
             shutdown = chunk[pos + 4]
         elif kind == INET_DIAG_SKMEMINFO:
             memory = parse_skmeminfo(bytes(chunk[pos + 4 : pos + alen]))
-        elif kind == INET_DIAG_CGROUP_ID and alen >= 12:
+        elif kind == INET_DIAG_CGROUP_ID:
             (cgroup,) = _U64.unpack_from(chunk, pos + 4)
         pos += (alen + 3) & ~3
     cookie = (cookie_high << 32) | cookie_low

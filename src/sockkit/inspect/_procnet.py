@@ -21,7 +21,15 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from sockkit.inspect._query import CLOSE, CLOSING, ESTABLISHED, LISTEN, STATE_NAMES, SYN_SENT
+from sockkit.inspect._query import (
+    CLOSE,
+    CLOSING,
+    ESTABLISHED,
+    LISTEN,
+    NEW_SYN_RECV,
+    STATE_NAMES,
+    SYN_SENT,
+)
 
 if TYPE_CHECKING:
     from sockkit.inspect._record import ProcessRef, SocketRow
@@ -61,8 +69,8 @@ def parse_proc_inet(
     """Rows (:data:`SocketRow`) from the text of ``/proc/net/tcp``, ``tcp6``, ``udp`` or ``udp6``.
 
     ``netid`` is ``tcp`` or ``udp``; sockets whose state is not in the
-    ``states`` bit mask are skipped.  The header line and malformed lines are
-    skipped.
+    ``states`` bit mask are skipped.  The header line and malformed lines
+    (a state outside the kernel's 1..12 among them) are skipped.
     """
     rows: list[SocketRow] = []
     cache: dict[str, tuple[str, int]] = {}
@@ -73,6 +81,12 @@ def parse_proc_inet(
             continue
         try:
             state = int(fields[3], 16)
+            # The kernel prints a TCP state (tcp_states.h, 1..12), UDP reusing
+            # two of them; anything else is not a line of this file.  Checked
+            # before the shift: 1 << state with a ten-digit state would ask
+            # for a 2**40-bit integer.
+            if not ESTABLISHED <= state <= NEW_SYN_RECV:
+                continue
             if not states & (1 << state):
                 continue
             local_text, peer_text = fields[1], fields[2]
@@ -91,7 +105,7 @@ def parse_proc_inet(
         rows.append(
             (
                 netid,
-                STATE_NAMES[state] if state < len(STATE_NAMES) else "UNKNOWN",
+                STATE_NAMES[state],
                 recv_q,
                 send_q,
                 family,

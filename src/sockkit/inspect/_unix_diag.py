@@ -21,7 +21,10 @@ from sockkit.inspect._netlink import (
     NLM_F_REQUEST,
     SOCK_DIAG_BY_FAMILY,
     STATE_BY_NUMBER,
+    attribute_end,
     check_control,
+    malformed,
+    message_length,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +46,14 @@ _TWO_U32 = struct.Struct("=II")
 # nlmsghdr + unix_diag_msg: ... | family type state pad ino cookie[2]
 _UNIX_MSG = struct.Struct("=IHHIIBBBxI8x")
 _UNIX_REQ = struct.Struct("=IHHIIBBxxIII8x")  # nlmsghdr + unix_diag_req
+# the attributes read at a fixed size: their length with the 4-byte header
+_MINIMUM = {
+    UNIX_DIAG_PEER: 8,
+    UNIX_DIAG_RQLEN: 12,
+    UNIX_DIAG_UID: 8,
+    UNIX_DIAG_VFS: 12,
+    UNIX_DIAG_SHUTDOWN: 5,
+}
 _UNIX_NETIDS = {socket.SOCK_STREAM: "u_str", socket.SOCK_DGRAM: "u_dgr", 5: "u_seq"}
 
 #: a Unix socket's bound file as (inode, device), from UNIX_DIAG_VFS
@@ -79,7 +90,8 @@ def parse_unix_dump(
     a file (requires the request's ``vfs``).  With ``details``, each row's
     ``details`` holds the cookie, shutdown state, bound file and memory (as
     far as the request asked for them).  Raises :class:`OSError` if the
-    kernel answered with an error.
+    kernel answered with an error, or ``EBADMSG`` if a length field does not
+    fit (see :mod:`._netlink`).
     """
     rows: list[SocketRow] = []
     unpack = _UNIX_MSG.unpack_from
@@ -87,13 +99,16 @@ def parse_unix_dump(
     offset = 0
     done = False
     while offset + 16 <= end:
-        length, mtype = _NLMSGHDR.unpack_from(chunk, offset)[:2]
+        length = message_length(chunk, offset, end)
+        mtype = _NLMSGHDR.unpack_from(chunk, offset)[1]
         if mtype != SOCK_DIAG_BY_FAMILY:
             if check_control(chunk, offset, mtype):
                 done = True
                 break
             offset += (length + 3) & ~3
             continue
+        if length < _UNIX_MSG.size:
+            raise malformed(f"socket message of {length} bytes (need {_UNIX_MSG.size})", offset)
         _l, _t, _f, _s, _p, _family, kind, state, inode = unpack(chunk, offset)
         name = ""
         peer = rq = wq = 0
@@ -101,8 +116,7 @@ def parse_unix_dump(
         pos, stop = offset + _UNIX_MSG.size, offset + length
         while pos + 4 <= stop:
             alen, atype = _RTATTR.unpack_from(chunk, pos)
-            if alen < 4:
-                break
+            attribute_end(pos, alen, stop, _MINIMUM.get(atype, 4))
             if atype == UNIX_DIAG_NAME:
                 name = _unix_name(bytes(chunk[pos + 4 : pos + alen]))
             elif atype == UNIX_DIAG_PEER:

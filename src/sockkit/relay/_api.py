@@ -155,6 +155,10 @@ async def dispatch(reg: Registry, method: str, path: str, raw: bytes) -> tuple[i
                 body = json.loads(raw)
             except ValueError as exc:
                 return 400, ApiError(400, f"bad request body: {exc}").to_json()
+            except RecursionError:
+                # json.loads recurses per nesting level: '[' * 100000 fits in the
+                # body limit and would otherwise end the connection's task
+                return 400, ApiError(400, "bad request body: nested too deeply").to_json()
         elif method in ("POST", "PATCH"):
             body = {}
         try:
@@ -207,6 +211,8 @@ async def _one_request(
         raw = await _chunked(reader)
     else:
         length = int(headers.get("content-length", "0") or 0)
+        if length < 0:
+            raise ValueError(f"negative Content-Length {length}")
         if length > _MAX_BODY:
             await _answer(writer, 413, ApiError(413, "request body too large").to_json(), False)
             return False
@@ -221,6 +227,8 @@ async def _chunked(reader: asyncio.StreamReader) -> bytes:
     body = bytearray()
     while True:
         size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        if size < 0:
+            raise ValueError(f"negative chunk size {size}")
         if size == 0:
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass

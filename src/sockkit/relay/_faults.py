@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +25,18 @@ def parse_size(text: str, what: str = "size") -> int:
         raise UsageError(
             f"bad {what} {text!r}: expected a number of bytes like 65536, 64k or 1M"
         ) from None
-    if unit not in _UNITS or value < 0:
+    # float() also reads nan and inf, which no byte count is: refused here
+    # rather than left for int() to fail on.
+    if unit not in _UNITS or not math.isfinite(value) or value < 0:
         raise UsageError(f"bad {what} {text!r}: expected a number of bytes like 65536, 64k or 1M")
-    return int(value * _UNITS[unit])
+    size = value * _UNITS[unit]
+    if not math.isfinite(size):
+        raise UsageError(f"bad {what} {text!r}: too large")
+    return int(size)
 
 
 def parse_rate(text: str) -> float:
-    """A drop probability: ``0.1`` or ``10%``."""
+    """A drop probability: ``0.1`` or ``10%``; :class:`UsageError` otherwise (nan too)."""
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:

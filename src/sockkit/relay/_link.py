@@ -222,13 +222,15 @@ class Link:
 
     async def _direction(self, way: str, src: Side, dst: Side) -> None:
         if src.plain and dst.plain and splice_usable(src.sock, dst.sock) and self._plain(way):
+            read, sent, count = self.read, self.sent, self.proxy.count
 
             def moved(n: int) -> None:
-                self.read[way] += n
-                self.sent[way] += n
-                self.proxy.count(way, n)
+                read[way] += n
+                sent[way] += n
+                count(way, n)
 
-            if await SplicePump(src.sock, dst.sock, lambda: self._plain(way), moved).run():
+            pump = SplicePump(src.sock, dst.sock, lambda: self._plain(way), moved, self.proxy)
+            if await pump.run():
                 return dst.half_close()
         await self._filtered(way, src, dst)
 

@@ -93,6 +93,11 @@ class Proxy:
         prefix = "udp://" if where.is_datagram else ""
         return prefix + where.address
 
+    @property
+    def busy(self) -> int:
+        """Connections open or being opened."""
+        return len(self._tasks)
+
     def count(self, way: str, n: int) -> None:
         self.bytes[way] += n
 
@@ -171,6 +176,11 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop listening and end every live connection."""
+        self.stop_listening()
+        await self.close_links()
+
+    def stop_listening(self) -> None:
+        """Close the listener (new clients are refused); live connections go on."""
         self.enabled = False
         if self._acceptor is not None:
             self._acceptor.close()
@@ -190,12 +200,23 @@ class Proxy:
             ):
                 with contextlib.suppress(OSError):
                     os.unlink(bound.path or "")
-        links = list(self.links.values())
-        for link in links:
-            link.close("proxy stopped")
-        tasks = [link.task for link in links if link.task is not None]
+
+    async def close_links(self, reason: str = "proxy stopped") -> None:
+        """End every live connection now (FIN both sides) and every one being opened."""
+        for link in list(self.links.values()):
+            link.close(reason)
+        tasks = list(self._tasks)
         if tasks:
-            await asyncio.wait(tasks, timeout=5)
+            _, late = await asyncio.wait(tasks, timeout=0.5)
+            for task in late:  # still dialling the target or in a TLS handshake
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=0.5)
+
+    async def drained(self) -> None:
+        """Wait until every live connection (and every one being opened) has ended."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     def _accepted(self, sock: socket.socket, address: SockAddr) -> None:
         sock.setblocking(False)  # the descriptor accept() gives is blocking
@@ -214,6 +235,9 @@ class Proxy:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             ends = await self._open(client, address)
+        except asyncio.CancelledError:
+            client.close()  # stopped while the target was being dialled
+            raise
         except (SockkitError, OSError, ssl.SSLError) as exc:
             # As toxiproxy does: the client sees its connection closed.
             client.close()

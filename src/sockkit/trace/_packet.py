@@ -207,6 +207,8 @@ def _options(raw: bytes) -> TcpOptions:
         if i + 1 >= len(raw) or raw[i + 1] < 2:
             break  # malformed: stop rather than guess
         size = raw[i + 1]
+        if i + size > len(raw):
+            break  # an option that runs past the header: malformed, as above
         value = raw[i + 2 : i + size]
         if kind == 2 and size == 4:
             (mss,) = struct.unpack("!H", value)
