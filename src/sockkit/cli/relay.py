@@ -10,7 +10,7 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
-from sockkit._sd_notify import notify_ready, notify_stopping
+from sockkit._sd_notify import notify_ready
 from sockkit.cli._parser import positive_seconds
 from sockkit.relay import (
     DATAGRAM_TYPES,
@@ -165,7 +165,6 @@ def _run(args: argparse.Namespace) -> int:
             tls=tls,
             drain_timeout=args.drain_timeout,
         )
-        notify_stopping()
         return 0
     listen = parse_endpoint(args.listen)
     target = parse_endpoint(
@@ -189,7 +188,6 @@ def _run(args: argparse.Namespace) -> int:
             tls=tls,
             drain_timeout=args.drain_timeout,
         )
-        notify_stopping()
         return 0
     run_relay(
         listen,
@@ -202,7 +200,6 @@ def _run(args: argparse.Namespace) -> int:
         on_ready=_ready,
         drain_timeout=args.drain_timeout,
     )
-    notify_stopping()
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint
 from sockkit._errors import SockkitError, UsageError
+from sockkit._sd_notify import notify_stopping
 from sockkit.relay._dump import make_observers
 from sockkit.relay._faults import Faults, parse_rate, parse_size
 from sockkit.relay._host import Observer
@@ -202,6 +203,7 @@ async def _main(
         if server is not None:
             server.close()
         if stop.is_set() or hurry.is_set():
+            notify_stopping()  # a service manager sees the drain begin, as with serve
             await registry.drain(drain_timeout, hurry)
         else:
             await registry.close()
