@@ -74,7 +74,7 @@ class Proxy:
         self.links: dict[int, Link] = {}
         self.bound: Endpoint | None = None
         self.connections = 0  # accepted since the proxy was created
-        self.bytes = {"upstream": 0, "downstream": 0}
+        self._bytes = {"upstream": 0, "downstream": 0}  # of links' ended fast paths and copies
         self._sock: socket.socket | None = None
         self._acceptor: AsyncAcceptor | None = None
         self._datagrams: DatagramRelay | None = None
@@ -98,8 +98,14 @@ class Proxy:
         """Connections open or being opened."""
         return len(self._tasks)
 
+    @property
+    def bytes(self) -> dict[str, int]:
+        """Bytes relayed per direction so far, open connections' fast paths included."""
+        links = self.links.values()
+        return {way: n + sum(link.pumped(way) for link in links) for way, n in self._bytes.items()}
+
     def count(self, way: str, n: int) -> None:
-        self.bytes[way] += n
+        self._bytes[way] += n
 
     def to_json(self) -> dict[str, Any]:
         out = {

@@ -35,7 +35,8 @@ class SplicePump:
     goes socket -> pipe -> socket by ``splice(2)``.  :meth:`run` returns True at
     the end of ``src``'s stream, False as soon as ``keep_going()`` says no
     before a read (nothing is held then), and raises the :class:`OSError` a
-    socket reported.  ``moved(n)`` is told of every batch delivered.
+    socket reported.  :attr:`moved` counts the bytes delivered so far: a plain
+    integer, so a small message costs no call to count it.
     """
 
     def __init__(
@@ -43,7 +44,6 @@ class SplicePump:
         src: socket.socket,
         dst: socket.socket,
         keep_going: Callable[[], bool],
-        moved: Callable[[int], None],
         host: _Versioned | None = None,
     ) -> None:
         self.src_sock, self.dst_sock = src, dst
@@ -55,7 +55,7 @@ class SplicePump:
         src.setblocking(False)
         dst.setblocking(False)
         self.keep_going = keep_going
-        self.moved = moved
+        self.moved = 0  # bytes written to dst
         # keep_going() can only change its answer when host.generation does:
         # it is asked again only then, not on every message.
         self.host = host
@@ -120,7 +120,8 @@ class SplicePump:
                 return self._finish(exc)
             if sent == got < _COPY_SIZE:
                 # a request or a reply, written whole: the common case, done here
-                return self.moved(got)
+                self.moved += got
+                return None
             if sent < got:
                 self.held = bytes(self.view[sent:got])
             if got == _COPY_SIZE:
@@ -146,7 +147,7 @@ class SplicePump:
             return
         except OSError as exc:
             return self._finish(exc)
-        self.moved(self.batch)
+        self.moved += self.batch
 
     def _writable(self) -> None:
         self._flush()
