@@ -15,7 +15,7 @@ from typing import Any
 
 from sockkit._endpoint import open_listener, parse_endpoint, sockaddr_endpoint
 from sockkit.engines import get_engine
-from sockkit.server._context import ConnectionLog, Limits, ServeContext, StreamListener
+from sockkit.engines._contract import ConnectionLog, Limits, ServeContext, StreamListener
 from sockkit.services import Service
 
 try:

@@ -13,7 +13,8 @@ Usage (from the repository root)::
 2. fork+exit+wait time: a process with only the standard start-up imports
    ("lean") and one that has imported what ``sockkit serve`` imports ("as
    serve"), each forking ``--forks`` children that ``os._exit(0)`` at once;
-   the median of fork() to waitpid() returning.  Servers pinned to CPU 1.
+   the median of fork() to waitpid() returning; "child-path" imports only
+   ``sockkit.engines._fork`` and the echo service (what a fork child runs).  Servers pinned to CPU 1.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ SERVERS = {
 _FORK_TIMER = """
 import gc, os, sys, time, statistics
 if sys.argv[1] == "as-serve":
-    import argparse, json, logging, ssl  # noqa: F401
-    import sockkit.cli, sockkit.server, sockkit.engines._fork  # noqa: F401
+    # What `sockkit serve --engine fork` has loaded when it forks (ssl only with tls://).
+    import sockkit.cli, sockkit.cli.serve, sockkit.server, sockkit.engines._fork  # noqa: F401
+elif sys.argv[1] == "child-path":
+    import sockkit.engines._fork, sockkit.services._classic  # noqa: F401
 gc.freeze()
 rss = [line for line in open("/proc/self/status") if line.startswith("VmRSS")][0].split()[1]
 times = []
@@ -126,7 +129,7 @@ def fork_time(kind: str, forks: int) -> None:
         check=True,
         env=env,
     ).stdout.split()
-    print(f"{kind:<9} RSS {int(out[0]):>6} KiB: fork+exit+wait median {float(out[1]):>6.0f} us")
+    print(f"{kind:<10} RSS {int(out[0]):>6} KiB: fork+exit+wait median {float(out[1]):>6.0f} us")
 
 
 def main() -> None:
@@ -138,7 +141,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in SERVERS:
             child_memory(name, args.conns)
-        for kind in ("lean", "as-serve"):
+        for kind in ("lean", "child-path", "as-serve"):
             fork_time(kind, args.forks)
 
 

@@ -12,7 +12,7 @@ import sys
 
 from sockkit._endpoint import Endpoint, open_listener
 from sockkit.engines import get_engine
-from sockkit.server._context import Limits, ServeContext, StreamListener
+from sockkit.engines._contract import Limits, ServeContext, StreamListener
 from sockkit.services._base import Service
 
 

@@ -55,6 +55,7 @@ RANKS: dict[str, int] = {
     "services": 60,
     "_traffic_dump": 52,
     "_endpoint": 50,
+    "_tls_context": 50,
     "_proxy_admission": 46,
     "_inherit": 45,
     "_proxy_protocol": 45,
@@ -72,19 +73,7 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 #: (cli module, private library module) pairs: the CLI should use public modules only.
-KNOWN_PRIVATE_FROM_CLI: dict[tuple[str, str], str] = {
-    ("sockkit.cli.trace", "sockkit.trace._events"): "trace's package does not re-export these yet",
-    ("sockkit.cli.trace", "sockkit.trace._ladder"): "trace's package does not re-export these yet",
-    ("sockkit.cli.trace", "sockkit.trace._live"): "trace's package does not re-export these yet",
-    ("sockkit.cli.trace", "sockkit.trace._pcap"): "trace's package does not re-export these yet",
-    ("sockkit.cli.trace", "sockkit.trace._play"): "trace's package does not re-export these yet",
-    ("sockkit.cli.trace", "sockkit.trace._records"): "trace's package does not re-export these yet",
-    (
-        "sockkit.cli.trace",
-        "sockkit.trace._scenarios",
-    ): "trace's package does not re-export these yet",
-    ("sockkit.cli.trace", "sockkit.trace._svg"): "trace's package does not re-export these yet",
-}
+KNOWN_PRIVATE_FROM_CLI: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

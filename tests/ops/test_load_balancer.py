@@ -1,4 +1,4 @@
-"""The README's 'Behind a load balancer' setup, run as written: HAProxy, two chat servers, Redis."""
+"""The operations page's 'Behind a load balancer' setup, run as written: HAProxy, two chat servers, Redis."""
 
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 from opskit import HAProxy, RedisServer, free_port
 from test_chat_backplane import Chat, ChatServer, wait_subscribers
+from tests.docpages import code_blocks, page, section
 
 pytest.importorskip("redis")
 
-README = Path(__file__).resolve().parent.parent.parent / "README.md"
 
-
-def readme_haproxy_config() -> str:
-    text = README.read_text()
-    section = text[text.index("### Behind a load balancer") :]
-    return section.split("```haproxy\n", 1)[1].split("```", 1)[0]
+def documented_haproxy_config() -> str:
+    text = section(page("operations.md").read_text(), "## Behind a load balancer")
+    (config,) = code_blocks(text, "haproxy")
+    return config
 
 
 @pytest.fixture
@@ -48,7 +47,7 @@ class SourcedChat(Chat):
         self.buffer = b""
 
 
-def test_readme_load_balancer_config(stack: list[object], tmp_path: Path) -> None:
+def test_documented_load_balancer_config(stack: list[object], tmp_path: Path) -> None:
     redis = RedisServer()
     stack.append(redis)
     servers = []
@@ -61,7 +60,7 @@ def test_readme_load_balancer_config(stack: list[object], tmp_path: Path) -> Non
     ports = [int(s.endpoint.rsplit(":", 1)[1]) for s in servers]
     front = free_port()
     config = (
-        readme_haproxy_config()
+        documented_haproxy_config()
         .replace("127.0.0.1:7000", f"127.0.0.1:{front}")
         .replace("127.0.0.1:7001", f"127.0.0.1:{ports[0]}")
         .replace("127.0.0.1:7002", f"127.0.0.1:{ports[1]}")

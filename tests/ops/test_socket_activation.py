@@ -344,3 +344,31 @@ def test_notify_reaches_an_abstract_socket() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_relay_says_stopping_when_its_drain_begins(children: list[Child], tmp_path: Path) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(20)
+    env = {**cli_env(), "NOTIFY_SOCKET": str(tmp_path / "notify")}
+    with socket.create_server(("127.0.0.1", 0)) as backend:
+        target = f"127.0.0.1:{backend.getsockname()[1]}"
+        argv = sockkit_argv("relay", "127.0.0.1:0", target, "--drain-timeout", "30")
+        relay = Child(argv, env=env)
+        children.append(relay)
+        port = int(relay.wait_listening(1)[0].rsplit(":", 1)[1])
+        assert notify.recv(4096).startswith(b"READY=1")
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as client:
+            backend.settimeout(15)
+            conn, _ = backend.accept()
+            with conn:
+                relay.proc.send_signal(signal.SIGTERM)
+                # The drain has begun while this connection is still open: STOPPING=1
+                # reaches the manager now, not when the relay exits.
+                assert notify.recv(4096) == b"STOPPING=1"
+                assert relay.proc.poll() is None
+                client.sendall(b"still relayed")
+                conn.settimeout(15)
+                assert conn.recv(100) == b"still relayed"
+        assert relay.proc.wait(20) == 0
+    notify.close()

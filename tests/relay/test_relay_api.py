@@ -204,3 +204,40 @@ def test_ctl_command_and_config_file(peer: Peer, tmp_path: Path) -> None:
         proc.stderr.close()
     gone = run_cli(["relay", "ctl", "--api", api, "list"])
     assert gone.returncode == 1 and "cannot reach the relay API" in gone.stderr.decode()
+
+
+def test_byte_counts_span_fast_path_and_toxic_path(relay_api: RelayAPI, peer: Peer) -> None:
+    """Bytes moved on the no-toxic path count live, and still count once a toxic takes over."""
+    status, _ = relay_api.call(
+        "POST", "/proxies", {"name": "c", "listen": "127.0.0.1:0", "upstream": peer.address}
+    )
+    assert status == 201
+
+    def upstream_bytes() -> tuple[int, str]:
+        conns = relay_api.call("GET", "/proxies/c/connections")[1]
+        metrics = relay_api.call("GET", "/metrics")[1]
+        return conns[0]["bytes_upstream"], metrics
+
+    def echo(conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            got += conn.recv(65536)
+        assert got == data
+
+    with socket.create_connection(("127.0.0.1", relay_api.listen_port("c")), timeout=10) as conn:
+        echo(conn, b"x" * 7)
+        echo(conn, b"y" * 100_000)  # a full read: the fast path turns to splice
+        count, metrics = upstream_bytes()
+        assert count == 100_007
+        assert 'sockkit_relay_bytes_total{proxy="c",direction="upstream"} 100007' in metrics
+        status, _ = relay_api.call(
+            "POST",
+            "/proxies/c/toxics",
+            {"type": "latency", "stream": "upstream", "attributes": {"latency": 1}},
+        )
+        assert status == 200
+        echo(conn, b"z" * 11)  # now through the toxic path: the fast path's count was kept
+        count, metrics = upstream_bytes()
+        assert count == 100_018
+        assert 'sockkit_relay_bytes_total{proxy="c",direction="upstream"} 100018' in metrics

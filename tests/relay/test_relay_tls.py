@@ -120,3 +120,27 @@ def test_tls_options_without_a_tls_leg_are_usage_errors(files: dict[str, str]) -
     )
     result = run_cli(["relay", "tls://127.0.0.1:0", "127.0.0.1:9"])
     assert result.returncode == 2 and "needs --tls-cert" in result.stderr.decode()
+
+
+def test_an_unusable_certificate_exits_1_and_a_missing_one_exits_2(
+    ca: trustme.CA, files: dict[str, str], tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    other_key = tmp_path / "other.key"
+    ca.issue_cert("127.0.0.1").private_key_pem.write_to_path(str(other_key))
+    unusable = [
+        ["--tls-cert", str(junk)],  # there, but not a certificate
+        ["--tls-cert", str(tmp_path)],  # there, but a directory: cannot be read as one
+        ["--tls-cert", files["cert"], "--tls-key", str(other_key)],  # a key that does not match
+    ]
+    for options in unusable:
+        result = run_cli(["relay", "tls://127.0.0.1:0", "127.0.0.1:9", *options])
+        lines = result.stderr.decode().splitlines()
+        assert result.returncode == 1, (options, lines)
+        assert len(lines) == 1 and lines[0].startswith("sockkit: --tls-"), lines
+    result = run_cli(
+        ["relay", "tls://127.0.0.1:0", "127.0.0.1:9", "--tls-cert", "/nonexistent.pem"]
+    )
+    assert result.returncode == 2
+    assert result.stderr == b"sockkit: --tls-cert /nonexistent.pem: no such file\n"

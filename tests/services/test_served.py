@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import time
 from pathlib import Path
 
 import pytest
 from tests.conftest import ServerProcess, run_cli
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.docpages import code_blocks, page
 
 
 def address(endpoint: str) -> tuple[str, int]:
@@ -74,10 +72,10 @@ def test_chat_between_three_sockets(serve: type[ServerProcess]) -> None:
     assert b"chat line longer than 65536 bytes" in server.read_stderr()
 
 
-def test_readme_service_runs_under_sockkit_serve(
+def test_documented_service_runs_under_sockkit_serve(
     serve: type[ServerProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = code_blocks(page("services.md").read_text(), "python")
     (tmp_path / "mymod.py").write_text(next(b for b in blocks if "class Upper(Service)" in b))
     monkeypatch.chdir(tmp_path)  # the server runs where the user's module is
     server = serve(["mymod:Upper", "127.0.0.1:0"])

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.docpages import code_blocks, page
 
 from sockkit.cli.serve import _search_working_directory as search_working_directory
 from sockkit.services import CLOSE, HALF_CLOSE, DatagramService, EchoService, Service
 from sockkit.services._registry import load_service
 from sockkit.testing import ContractViolation, MemoryConnection, exchange_datagram
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SERVICES_PAGE = page("services.md")
 
 
 class Recorder(Service):
@@ -194,16 +194,12 @@ def test_a_service_closing_between_calls_is_noticed_through_wakeup() -> None:
     assert conn.finished and conn.close_reason == "kicked"
 
 
-# -- the README's example, run as written --------------------------------
-
-
-def python_blocks(markdown: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+# -- the services page's examples, run as written -------------------------
 
 
 @pytest.fixture
 def mymod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    blocks = python_blocks(README.read_text())
+    blocks = code_blocks(SERVICES_PAGE.read_text(), "python")
     module = next(block for block in blocks if "class Upper(Service)" in block)
     (tmp_path / "mymod.py").write_text(module)
     monkeypatch.chdir(tmp_path)
@@ -213,7 +209,7 @@ def mymod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     sys.modules.pop("mymod", None)
 
 
-def test_readme_upper_example_loads_and_works(mymod: None) -> None:
+def test_documented_upper_example_loads_and_works(mymod: None) -> None:
     spec = load_service("mymod:Upper")
     assert spec.stream is not None
     conn = MemoryConnection(spec.stream())
@@ -224,7 +220,7 @@ def test_readme_upper_example_loads_and_works(mymod: None) -> None:
     assert conn.read_until_eof() == b"WORLD"
 
 
-def test_readme_upper_example_refuses_an_endless_line(mymod: None) -> None:
+def test_documented_upper_example_refuses_an_endless_line(mymod: None) -> None:
     spec = load_service("mymod:Upper")
     assert spec.stream is not None
     conn = MemoryConnection(spec.stream())
@@ -232,9 +228,10 @@ def test_readme_upper_example_refuses_an_endless_line(mymod: None) -> None:
     assert conn.finished and conn.close_reason == "line too long"
 
 
-def test_readme_testing_example_runs(
+def test_documented_testing_example_runs(
     mymod: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
-    block = next(b for b in python_blocks(README.read_text()) if "MemoryConnection(Upper())" in b)
-    exec(compile(block, str(README), "exec"), {})
+    blocks = code_blocks(SERVICES_PAGE.read_text(), "python")
+    block = next(b for b in blocks if "MemoryConnection(Upper())" in b)
+    exec(compile(block, str(SERVICES_PAGE), "exec"), {})

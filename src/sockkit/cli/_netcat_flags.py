@@ -18,7 +18,7 @@ from typing import Any
 from sockkit._accept import AccessList, Admission
 from sockkit._endpoint import Endpoint
 from sockkit._errors import UsageError
-from sockkit.cli._parser import finite_seconds
+from sockkit.cli._parser import add_allow_deny, finite_seconds
 from sockkit.client import NetcatOptions, program_argv
 
 __all__ = ["add_connect_flags", "add_listen_flags", "apply_flags", "as_datagram", "print_line"]
@@ -85,16 +85,7 @@ def add_listen_flags(parser: argparse.ArgumentParser) -> None:
         "-w", dest="wait_limit", type=_seconds, metavar="S", help="same as --idle-timeout S"
     )
     group.add_argument("-N", dest="half_close", action="store_true", help="same as --half-close")
-    group.add_argument(
-        "--allow", action="append", default=[], metavar="CIDR", help="serve only these networks"
-    )
-    group.add_argument(
-        "--deny",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="never serve these (wins over --allow)",
-    )
+    add_allow_deny(group)
 
 
 def as_datagram(args: argparse.Namespace, endpoint: Endpoint) -> Endpoint:

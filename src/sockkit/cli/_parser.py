@@ -6,25 +6,32 @@ import argparse
 import math
 import re
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from sockkit._errors import UsageError
 
 __all__ = [
     "CommandParser",
+    "add_allow_deny",
     "fail",
     "finite_seconds",
     "non_negative_number",
     "positive_int",
     "positive_seconds",
+    "say",
 ]
+
+
+def say(message: str) -> None:
+    """Print ``sockkit: message`` on stderr, at once (stderr may be a pipe)."""
+    sys.stderr.write(f"sockkit: {message}\n")
+    sys.stderr.flush()
 
 
 def fail(message: str, status: int) -> int:
     """Print ``sockkit: message`` on stderr as one line and return ``status``."""
-    line = " ".join(message.split("\n"))
-    sys.stderr.write(f"sockkit: {line}\n")
-    sys.stderr.flush()
+    say(" ".join(message.split("\n")))
     return status
 
 
@@ -56,13 +63,7 @@ def positive_int(text: str) -> int:
 
 def positive_seconds(text: str) -> float:
     """An argparse ``type``: a finite number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
+    return _finite_number(text, "seconds", lambda v: v > 0, "a positive number of seconds")
 
 
 def finite_seconds(text: str) -> float:
@@ -70,21 +71,36 @@ def finite_seconds(text: str) -> float:
 
     ``nan`` and ``inf`` are refused here: ``settimeout`` and deadlines fail on them.
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
-    return value
+    return _finite_number(text, "seconds", lambda v: True, "a finite number of seconds")
 
 
 def non_negative_number(text: str) -> float:
     """An argparse ``type``: a finite number of at least 0 (``nan``, ``inf`` and ``-1`` refused)."""
+    return _finite_number(text, "a number", lambda v: v >= 0, "a finite number of at least 0")
+
+
+def _finite_number(
+    text: str, expected: str, acceptable: Callable[[float], bool], must_be: str
+) -> float:
+    """``text`` as a finite float that is ``acceptable``; else argparse's error, worded for it."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}") from None
+    if not (math.isfinite(value) and acceptable(value)):
+        raise argparse.ArgumentTypeError(f"must be {must_be}, not {text}")
     return value
+
+
+def add_allow_deny(group: argparse._ActionsContainer) -> None:
+    """``--allow CIDR`` and ``--deny CIDR``, repeatable, as every listening command takes them."""
+    group.add_argument(
+        "--allow", action="append", default=[], metavar="CIDR", help="serve only these networks"
+    )
+    group.add_argument(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="never serve these (wins over --allow)",
+    )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import socket
-import sys
 from collections.abc import Callable
 
 from sockkit._endpoint import Endpoint, parse_endpoint
 from sockkit._errors import UsageError
 from sockkit.cli._netcat_flags import add_connect_flags, apply_flags, as_datagram, run_port_scan
-from sockkit.cli._parser import finite_seconds
+from sockkit.cli._parser import finite_seconds, say
 from sockkit.client import NetcatOptions, TLSConfig, run_connect
 
 DESCRIPTION = """\
@@ -205,14 +205,19 @@ def tls_config(args: argparse.Namespace) -> TLSConfig:
 
 
 def verbose_printer(args: argparse.Namespace) -> Callable[[str], None]:
-    if not args.verbose:
-        return lambda message: None
+    return say if args.verbose else lambda message: None
 
-    def say(message: str) -> None:
-        sys.stderr.write(f"sockkit: {message}\n")
-        sys.stderr.flush()
 
-    return say
+def common_options(args: argparse.Namespace) -> NetcatOptions:
+    """The :class:`NetcatOptions` that :func:`add_common_arguments`' options give."""
+    return NetcatOptions(
+        idle_timeout=args.idle_timeout,
+        send_only=args.send_only,
+        receive_only=args.recv_only,
+        chunk=args.chunk,
+        tls=tls_config(args),
+        family=args.family or socket.AF_UNSPEC,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,17 +225,12 @@ def run(args: argparse.Namespace) -> int:
         return run_port_scan(args)
     endpoint = as_datagram(args, endpoint_of(args))
     reject_inapplicable(args, endpoint)
-    options = NetcatOptions(
+    options = dataclasses.replace(
+        common_options(args),
         timeout=args.timeout,
-        idle_timeout=args.idle_timeout,
         source=args.source,
         shutdown_on_eof=not args.no_shutdown,
-        send_only=args.send_only,
-        receive_only=args.recv_only,
         wait=args.wait,
-        chunk=args.chunk,
-        tls=tls_config(args),
-        family=args.family or socket.AF_UNSPEC,
     )
     options = apply_flags(args, endpoint, options, listening=False)
     run_connect(endpoint, options, on_event=verbose_printer(args))

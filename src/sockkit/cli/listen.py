@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
-import socket
 import sys
 from types import FrameType
 
 from sockkit.cli._netcat_flags import add_listen_flags, apply_flags, as_datagram, print_line
+from sockkit.cli._parser import say
 from sockkit.cli.connect import (
     add_common_arguments,
+    common_options,
     endpoint_of,
     reject_inapplicable,
-    tls_config,
     verbose_printer,
 )
-from sockkit.client import NetcatOptions, run_listen
+from sockkit.client import run_listen
 
 DESCRIPTION = """\
 Listen on ENDPOINT (a bare PORT means 127.0.0.1), print one stderr line
@@ -74,21 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     endpoint = as_datagram(args, endpoint_of(args))
     reject_inapplicable(args, endpoint)
-    options = NetcatOptions(
-        idle_timeout=args.idle_timeout,
-        shutdown_on_eof=args.half_close,
-        send_only=args.send_only,
-        receive_only=args.recv_only,
-        keep_open=args.keep_open,
-        chunk=args.chunk,
-        tls=tls_config(args),
-        family=args.family or socket.AF_UNSPEC,
+    options = dataclasses.replace(
+        common_options(args), shutdown_on_eof=args.half_close, keep_open=args.keep_open
     )
     options = apply_flags(args, endpoint, options, listening=True)
-
-    def warn(message: str) -> None:
-        sys.stderr.write(f"sockkit: {message}\n")
-        sys.stderr.flush()
 
     def listening(real: str) -> None:
         sys.stderr.write(f"listening on {real}\n")
@@ -101,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             options,
             on_event=verbose_printer(args),
             on_listening=listening,
-            on_warning=warn,
+            on_warning=say,
             on_peer=print_line,
         )
     except _Stop:

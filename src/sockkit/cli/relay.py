@@ -10,7 +10,8 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
-from sockkit._sd_notify import notify_ready, notify_stopping
+from sockkit._sd_notify import notify_ready
+from sockkit.cli._parser import positive_seconds
 from sockkit.relay import (
     DATAGRAM_TYPES,
     STREAM_TYPES,
@@ -124,6 +125,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument(
+        "--drain-timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long open connections may finish (default 10)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,8 +157,14 @@ def _run(args: argparse.Namespace) -> int:
         if not specs and api is None:
             raise UsageError("relay needs LISTEN and TARGET, or --api HOST:PORT, or --config FILE")
         _no_single_proxy_options(args)
-        run_relays(specs, api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
-        notify_stopping()
+        run_relays(
+            specs,
+            api=api,
+            on_api=_announce_api,
+            on_ready=_ready,
+            tls=tls,
+            drain_timeout=args.drain_timeout,
+        )
         return 0
     listen = parse_endpoint(args.listen)
     target = parse_endpoint(
@@ -166,8 +180,14 @@ def _run(args: argparse.Namespace) -> int:
         spec = {"name": "relay", "listen": str(listen), "upstream": str(target), "toxics": bodies}
         if args.send_proxy:
             spec["send_proxy"] = args.send_proxy
-        run_relays([spec, *specs], api=api, on_api=_announce_api, on_ready=_ready, tls=tls)
-        notify_stopping()
+        run_relays(
+            [spec, *specs],
+            api=api,
+            on_api=_announce_api,
+            on_ready=_ready,
+            tls=tls,
+            drain_timeout=args.drain_timeout,
+        )
         return 0
     run_relay(
         listen,
@@ -178,8 +198,8 @@ def _run(args: argparse.Namespace) -> int:
         send_proxy=args.send_proxy,
         tls=tls,
         on_ready=_ready,
+        drain_timeout=args.drain_timeout,
     )
-    notify_stopping()
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import UsageError
 from sockkit._inherit import INHERITED_PREFIXES, expand_inherited
-from sockkit.cli._parser import CommandParser, positive_int, positive_seconds
+from sockkit.cli._parser import CommandParser, add_allow_deny, positive_int, positive_seconds
 
 if TYPE_CHECKING:
     from sockkit._proxy_admission import ProxyProtocol
@@ -153,16 +153,7 @@ def add_arguments(parser: CommandParser) -> None:
         help="on SIGINT/SIGTERM, how long open connections may finish (default 10)",
     )
     acc = parser.add_argument_group("access")
-    acc.add_argument(
-        "--allow", action="append", default=[], metavar="CIDR", help="serve only these networks"
-    )
-    acc.add_argument(
-        "--deny",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="never serve these (wins over --allow)",
-    )
+    add_allow_deny(acc)
     acc.add_argument(
         "--allow-uid",
         type=_uid,

@@ -83,7 +83,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    from sockkit.trace._scenarios import SCENARIOS
+    from sockkit.trace import SCENARIOS
 
     if args.list:
         width = max(map(len, SCENARIOS))
@@ -107,35 +107,39 @@ def run(args: argparse.Namespace) -> int:
 
 def _whole(args: argparse.Namespace) -> Trace:
     if args.read is not None:
-        from sockkit.trace._events import build_trace
-        from sockkit.trace._pcap import read_pcap
+        from sockkit.trace import build_trace, read_pcap
 
         packets = read_pcap(args.read)
         if args.port is not None:
             packets = [p for p in packets if args.port in (p.sport, p.dport)]
         return build_trace(packets, title=args.read, source="file")
-    from sockkit.trace._play import play
+    from sockkit.trace import play
 
     return play(args.scenario)
 
 
 def _print(trace: Trace, as_json: bool, color: bool) -> None:
     if as_json:
-        from sockkit.trace._records import event_record, summary_record
+        from sockkit.trace import event_record, summary_record
 
         for event in trace.events:
             sys.stdout.write(json.dumps(event_record(trace, event)) + "\n")
         sys.stdout.write(json.dumps(summary_record(trace)) + "\n")
         return
-    from sockkit.trace._ladder import ladder_lines
+    from sockkit.trace import ladder_lines
 
     sys.stdout.write("\n".join(ladder_lines(trace, color)) + "\n")
 
 
 def _follow(args: argparse.Namespace, color: bool) -> Trace | None:
-    from sockkit.trace._ladder import event_lines, footer_lines, header_lines
-    from sockkit.trace._live import follow
-    from sockkit.trace._records import event_record, summary_record
+    from sockkit.trace import (
+        event_lines,
+        event_record,
+        follow,
+        footer_lines,
+        header_lines,
+        summary_record,
+    )
 
     def ready() -> None:
         sys.stderr.write(f"capturing port {args.port} on lo (Ctrl-C to stop)\n")
@@ -172,12 +176,12 @@ def _follow(args: argparse.Namespace, color: bool) -> Trace | None:
 def _save(trace: Trace, args: argparse.Namespace) -> int:
     try:
         if args.svg:
-            from sockkit.trace._svg import render_svg
+            from sockkit.trace import render_svg
 
             with open(args.svg, "w", encoding="utf-8") as file:
                 file.write(render_svg(trace))
         if args.pcap:
-            from sockkit.trace._pcap import write_pcap
+            from sockkit.trace import write_pcap
 
             write_pcap(args.pcap, [event.packet for event in trace.events])
     except OSError as exc:

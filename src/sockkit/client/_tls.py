@@ -13,10 +13,10 @@ netcat-like tool prints what arrived either way.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockkit._errors import SockkitError, TLSError, UsageError, translate_os_error
+from sockkit import _tls_context
+from sockkit._errors import SockkitError, TLSError, translate_os_error
 
 __all__ = ["TLSConfig", "client_context", "server_context", "tls_error"]
 
@@ -46,51 +46,20 @@ def client_context(config: TLSConfig) -> ssl.SSLContext:
 
     Raises :class:`UsageError` for a missing file, :class:`TLSError` for one that cannot be used.
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    _common(context)
-    if config.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif config.ca is not None:
-        _load(lambda: context.load_verify_locations(cafile=config.ca), "--tls-ca", config.ca)
-    else:
-        context.load_default_certs()
-    if config.cert is not None:
-        _load(
-            lambda: context.load_cert_chain(config.cert or "", config.key),
-            "--tls-cert",
-            config.cert,
-        )
-    return context
+    return _tls_context.client_context(
+        ca=config.ca,
+        cert=config.cert,
+        key=config.key,
+        insecure=config.insecure,
+        ignore_unexpected_eof=True,
+    )
 
 
 def server_context(config: TLSConfig) -> ssl.SSLContext:
     """An ``SSLContext`` for accepting: needs ``cert``; with ``ca`` clients must show one too."""
-    if config.cert is None:
-        raise UsageError("a TLS listener needs --tls-cert FILE (and --tls-key FILE)")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _common(context)
-    _load(lambda: context.load_cert_chain(config.cert or "", config.key), "--tls-cert", config.cert)
-    if config.ca is not None:
-        _load(lambda: context.load_verify_locations(cafile=config.ca), "--tls-ca", config.ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def _common(context: ssl.SSLContext) -> None:
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-
-
-def _load(action: Callable[[], object], option: str, path: str) -> None:
-    try:
-        action()
-    except FileNotFoundError:
-        raise UsageError(f"{option} {path}: no such file") from None
-    except (ssl.SSLError, OSError) as exc:
-        # There but unusable (unreadable, not PEM, a key that does not match): exit 1.
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-        raise TLSError(f"{option} {path}: cannot load it ({reason})") from None
+    return _tls_context.server_context(
+        cert=config.cert, key=config.key, client_ca=config.ca, ignore_unexpected_eof=True
+    )
 
 
 def tls_error(

@@ -34,9 +34,11 @@ import mmap
 import os
 import select
 import socket
-import ssl
+import sys
 import threading
 import time
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from sockkit._endpoint import format_sockaddr
 from sockkit._proxy_admission import ProxiedPeer, ProxyStage, read_header_blocking
@@ -51,6 +53,9 @@ from sockkit.engines._contract import (
 from sockkit.engines._core import ConnectionCore, EndOfStream, tick_interval
 from sockkit.services._base import CLOSE, Service
 
+if TYPE_CHECKING:
+    import ssl
+
 __all__ = ["Aborted", "Connection"]
 
 _logger = logging.getLogger("sockkit.engines")
@@ -58,7 +63,6 @@ _logger = logging.getLogger("sockkit.engines")
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 _POLLGONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
-_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 _REASONS = {
     errno.ECONNRESET: "reset by peer",
@@ -66,6 +70,24 @@ _REASONS = {
     errno.ETIMEDOUT: "timed out",
     errno.EHOSTUNREACH: "host unreachable",
 }
+
+
+def _ssl() -> ModuleType | None:
+    """The ssl module if anything loaded it, else None.
+
+    ssl is not imported here: only a tls:// listener's context brings it in,
+    and without it no socket can be an SSLSocket nor an error an SSLError.
+    Keeping it out keeps a plain fork server's processes ~6 MiB smaller.
+    """
+    return sys.modules.get("ssl")
+
+
+def _would_block(tls: bool) -> tuple[type[Exception], ...]:
+    """What a non-blocking send or recv raises when it must wait."""
+    ssl = _ssl() if tls else None
+    if ssl is None:
+        return (BlockingIOError,)
+    return (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 #: A read at least this large makes the next read a plain recv() (see _serve_replies).
@@ -292,7 +314,9 @@ class Connection:
         # threshold (128 KiB) that is an mmap/munmap pair per message.
         buffer = self._read_buffer()
         recv_into = sock.recv_into
-        tls = sock if isinstance(sock, ssl.SSLSocket) else None
+        # After a handshake the socket is the SSLSocket; only then is ssl loaded.
+        tls = cast("ssl.SSLSocket", sock) if self.listener.tls is not None else None
+        would_block = _would_block(tls is not None)
         interval = tick_interval(self.ctx.limits)
         timeout_ms = -1 if interval is None else int(interval * 1000) + 1
         next_tick = 0.0 if interval is None else time.monotonic() + interval
@@ -301,7 +325,7 @@ class Connection:
         if self.first:  # what followed a PROXY header: the service's first bytes
             core.receive(self.first)
         while True:
-            self._send_all_possible(core)
+            self._send_all_possible(core, would_block)
             if core.should_close:
                 return core.close_reason
             if tls is not None and core.wants_read and tls.pending():
@@ -327,7 +351,7 @@ class Connection:
                 if core.wants_read and ev & (_POLLIN | _POLLGONE):
                     try:
                         n = recv_into(buffer)
-                    except _WOULD_BLOCK:
+                    except would_block:
                         continue
                     if n:
                         core.receive(buffer[:n].tobytes())
@@ -340,7 +364,9 @@ class Connection:
                     # hang-up: the peer is gone.  Polling on would spin.
                     return CloseReason.SERVER_STOPPING if self.aborted else "peer closed"
 
-    def _send_all_possible(self, core: ConnectionCore) -> None:
+    def _send_all_possible(
+        self, core: ConnectionCore, would_block: tuple[type[Exception], ...]
+    ) -> None:
         """Send what the core holds until the socket is full; let a producer fill the room."""
         send = self.sock.send
         while not core.should_close:
@@ -353,7 +379,7 @@ class Connection:
                 size = len(data)
                 try:
                     sent = send(data)
-                except _WOULD_BLOCK:
+                except would_block:
                     sent = 0
                 core.sent(sent)
                 if sent < size:
@@ -448,7 +474,7 @@ def _send_now(sock: socket.socket, data: bytes) -> int:
     sock.setblocking(False)
     try:
         return sock.send(data)
-    except (BlockingIOError, ssl.SSLWantWriteError):
+    except _would_block(True):
         return 0
     finally:
         sock.setblocking(True)
@@ -469,7 +495,8 @@ def _peer_text(addr: object) -> str:
 
 def _describe(exc: OSError) -> str:
     """A short close reason for a socket error."""
-    if isinstance(exc, ssl.SSLError):
+    ssl = _ssl()
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     code = exc.errno
     if code in _REASONS:

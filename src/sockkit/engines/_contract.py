@@ -16,15 +16,20 @@ import contextlib
 import enum
 import os
 import socket
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sockkit._accept import AccessList, Admission, Refusal, TrustedProxies
 from sockkit._endpoint import Endpoint
 from sockkit._proxy_admission import ProxyProtocol
 from sockkit.services._base import Service
+
+if TYPE_CHECKING:
+    # Only a tls:// listener holds a context, and whoever made it imported ssl:
+    # a plain server (and every fork child) never loads it.
+    import ssl
 
 __all__ = [
     "REFUSED_TLS",

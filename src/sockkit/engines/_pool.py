@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import select
 import socket
 import ssl
@@ -202,6 +201,55 @@ class PooledTlsConnection(_Pooled, TlsConnection):  # type: ignore[misc]  # slot
         return bool(pending())
 
 
+class _Slot:
+    """One worker's place in :class:`_WarmestFirst`: its wake-up lock and the job handed to it."""
+
+    __slots__ = ("job", "wake")
+
+    def __init__(self, wake: threading.Lock) -> None:
+        self.wake = wake
+        self.job: _Job | None = None
+
+
+class _WarmestFirst:
+    """The work queue: a job goes to the worker that went idle *last*.
+
+    A plain FIFO queue wakes the workers in turn, so one busy connection's
+    stream of jobs touches every worker's stack and malloc arena (about 0.3 MiB
+    each, measured with 8 threads: +3.9 MiB for one never-reading echo client,
+    +0.7 MiB with one thread).  Handing each job to the most recently idle
+    worker keeps a light load on the few threads that are already warm, and
+    the others are woken only when the load needs them.  ``None`` stops one worker.
+    """
+
+    __slots__ = ("_backlog", "_idle", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Slot] = []  # a stack: the warmest worker on top
+        self._backlog: collections.deque[_Job | None] = collections.deque()
+
+    def put(self, job: _Job | None) -> None:
+        """Give ``job`` to the warmest idle worker, or queue it until one is free."""
+        with self._lock:
+            if not self._idle:
+                self._backlog.append(job)
+                return
+            slot = self._idle.pop()
+        slot.job = job
+        slot.wake.release()
+
+    def get(self, slot: _Slot) -> _Job | None:
+        """The next job for the worker owning ``slot``; waits while there is none."""
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft()
+            self._idle.append(slot)
+        slot.wake.acquire()
+        job, slot.job = slot.job, None
+        return job
+
+
 class _PoolReactor(_Reactor):
     """The reactor of :mod:`._reactor`, making pooled connections and feeding the workers."""
 
@@ -214,7 +262,7 @@ class _PoolReactor(_Reactor):
         self._capacity = _QUEUE_PER_THREAD * size
         self._outstanding = 0  # jobs submitted and not yet taken back (reactor thread only)
         self._parked: collections.deque[_Pooled] = collections.deque()
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs = _WarmestFirst()
         #: Set once the workers are stopped: a close no longer waits for a job.
         self.workers_gone = False
         self._workers = [
@@ -249,8 +297,11 @@ class _PoolReactor(_Reactor):
 
     def _work(self) -> None:
         jobs = self._jobs
+        wake = threading.Lock()
+        wake.acquire()  # held: the next acquire() waits for a job handed to this worker
+        slot = _Slot(wake)
         while True:
-            job = jobs.get()
+            job = jobs.get(slot)
             if job is None:
                 return
             conn, call, args = job

@@ -17,6 +17,7 @@ from typing import Any
 
 from sockkit._endpoint import Endpoint
 from sockkit._errors import SockkitError, UsageError
+from sockkit._sd_notify import notify_stopping
 from sockkit.relay._dump import make_observers
 from sockkit.relay._faults import Faults, parse_rate, parse_size
 from sockkit.relay._host import Observer
@@ -58,6 +59,7 @@ def run_relay(
     tls: RelayTLS | None = None,
     on_ready: Callable[[Endpoint], None] | None = None,
     stop: threading.Event | None = None,
+    drain_timeout: float = 10.0,
 ) -> None:
     """Relay from ``listen`` to ``target`` until SIGINT/SIGTERM or ``stop`` is set.
 
@@ -94,7 +96,7 @@ def run_relay(
         if on_ready is not None and proxy.bound is not None:
             on_ready(proxy.bound)
 
-    run_relays([spec], on_ready=ready, stop=stop, tls=tls)
+    run_relays([spec], on_ready=ready, stop=stop, tls=tls, drain_timeout=drain_timeout)
 
 
 def load_config(path: str) -> list[dict[str, Any]]:
@@ -121,14 +123,18 @@ def run_relays(
     on_api: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
     tls: RelayTLS | None = None,
+    drain_timeout: float = 10.0,
 ) -> None:
     """Run ``proxies`` (toxiproxy JSON, each may carry ``toxics``) and the API if asked.
 
     ``tls`` holds the files for tls:// legs (a listener's certificate, a target's CA).
+    SIGINT/SIGTERM closes the listeners at once (new clients are refused), lets open
+    connections finish for up to ``drain_timeout`` seconds, then closes them; a
+    second signal closes them at once.  Setting ``stop`` closes everything at once.
     """
     runner = _runner()
     with runner:
-        runner.run(_main(proxies, api, on_ready, on_api, stop, tls))
+        runner.run(_main(proxies, api, on_ready, on_api, stop, tls, drain_timeout))
 
 
 def _runner() -> asyncio.Runner:
@@ -146,12 +152,18 @@ async def _main(
     on_api: Callable[[str, int], None] | None,
     stop_flag: threading.Event | None,
     tls: RelayTLS | None,
+    drain_timeout: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: no more draining
+
+    def signalled() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, signalled)
     registry = Registry(tls)
     server = None
     try:
@@ -183,9 +195,15 @@ async def _main(
         if stop_flag is not None:
             while not stop_flag.is_set() and not stop.is_set():
                 await asyncio.sleep(0.05)
+            if stop_flag.is_set():
+                hurry.set()  # stopped from code: close at once
         else:
             await stop.wait()
     finally:
         if server is not None:
             server.close()
-        await registry.close()
+        if stop.is_set() or hurry.is_set():
+            notify_stopping()  # a service manager sees the drain begin, as with serve
+            await registry.drain(drain_timeout, hurry)
+        else:
+            await registry.close()

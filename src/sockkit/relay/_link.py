@@ -65,8 +65,9 @@ class Link:
         self.peer = peer
         self.rng = rng
         self.started = time.monotonic()
-        self.read = {"upstream": 0, "downstream": 0}  # bytes taken from the source
-        self.sent = {"upstream": 0, "downstream": 0}  # bytes written to the destination
+        self._read = {"upstream": 0, "downstream": 0}  # bytes taken from the source
+        self._sent = {"upstream": 0, "downstream": 0}  # bytes written to the destination
+        self._pumps: dict[str, SplicePump] = {}  # directions splicing now (counted there)
         self._draws: dict[tuple[str, int], bool] = {}
         self._seen: set[tuple[str, int]] = set()
         self._tails = {"upstream": b"", "downstream": b""}
@@ -77,6 +78,21 @@ class Link:
         self.reason: str | None = None
         self._resetting = False
         self._plain_cache: dict[str, tuple[int, bool]] = {}
+
+    @property
+    def read(self) -> dict[str, int]:
+        """Bytes taken from the source, per direction, so far."""
+        return {way: n + self.pumped(way) for way, n in self._read.items()}
+
+    @property
+    def sent(self) -> dict[str, int]:
+        """Bytes written to the destination, per direction, so far."""
+        return {way: n + self.pumped(way) for way, n in self._sent.items()}
+
+    def pumped(self, way: str) -> int:
+        """Bytes the running fast path of ``way`` moved, not yet added to the totals."""
+        pump = self._pumps.get(way)
+        return pump.moved if pump is not None else 0
 
     # -- which toxics apply -------------------------------------------------
 
@@ -222,13 +238,17 @@ class Link:
 
     async def _direction(self, way: str, src: Side, dst: Side) -> None:
         if src.plain and dst.plain and splice_usable(src.sock, dst.sock) and self._plain(way):
-
-            def moved(n: int) -> None:
-                self.read[way] += n
-                self.sent[way] += n
-                self.proxy.count(way, n)
-
-            if await SplicePump(src.sock, dst.sock, lambda: self._plain(way), moved).run():
+            pump = SplicePump(src.sock, dst.sock, lambda: self._plain(way), self.proxy)
+            self._pumps[way] = pump
+            try:
+                done = await pump.run()
+            finally:
+                # the pump counts in a plain integer; its bytes join the totals once
+                del self._pumps[way]
+                self._read[way] += pump.moved
+                self._sent[way] += pump.moved
+                self.proxy.count(way, pump.moved)
+            if done:
                 return dst.half_close()
         await self._filtered(way, src, dst)
 
@@ -239,7 +259,7 @@ class Link:
             while not writer.done():
                 data = await src.recv()
                 pieces = self._pieces(way, data)
-                self.read[way] += len(data)
+                self._read[way] += len(data)
                 for piece, toxics in pieces:
                     due, piece, stop = self._apply(way, piece, toxics)
                     if piece or not data:
@@ -317,7 +337,7 @@ class Link:
                 for observe in self.proxy.observers:
                     observe(self, way, self.sent[way], piece)
                 await dst.send(piece)
-                self.sent[way] += len(piece)
+                self._sent[way] += len(piece)
                 self.proxy.count(way, len(piece))
 
 

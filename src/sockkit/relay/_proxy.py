@@ -74,7 +74,7 @@ class Proxy:
         self.links: dict[int, Link] = {}
         self.bound: Endpoint | None = None
         self.connections = 0  # accepted since the proxy was created
-        self.bytes = {"upstream": 0, "downstream": 0}
+        self._bytes = {"upstream": 0, "downstream": 0}  # of links' ended fast paths and copies
         self._sock: socket.socket | None = None
         self._acceptor: AsyncAcceptor | None = None
         self._datagrams: DatagramRelay | None = None
@@ -93,8 +93,19 @@ class Proxy:
         prefix = "udp://" if where.is_datagram else ""
         return prefix + where.address
 
+    @property
+    def busy(self) -> int:
+        """Connections open or being opened."""
+        return len(self._tasks)
+
+    @property
+    def bytes(self) -> dict[str, int]:
+        """Bytes relayed per direction so far, open connections' fast paths included."""
+        links = self.links.values()
+        return {way: n + sum(link.pumped(way) for link in links) for way, n in self._bytes.items()}
+
     def count(self, way: str, n: int) -> None:
-        self.bytes[way] += n
+        self._bytes[way] += n
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -171,6 +182,11 @@ class Proxy:
 
     async def stop(self) -> None:
         """Stop listening and end every live connection."""
+        self.stop_listening()
+        await self.close_links()
+
+    def stop_listening(self) -> None:
+        """Close the listener (new clients are refused); live connections go on."""
         self.enabled = False
         if self._acceptor is not None:
             self._acceptor.close()
@@ -190,12 +206,23 @@ class Proxy:
             ):
                 with contextlib.suppress(OSError):
                     os.unlink(bound.path or "")
-        links = list(self.links.values())
-        for link in links:
-            link.close("proxy stopped")
-        tasks = [link.task for link in links if link.task is not None]
+
+    async def close_links(self, reason: str = "proxy stopped") -> None:
+        """End every live connection now (FIN both sides) and every one being opened."""
+        for link in list(self.links.values()):
+            link.close(reason)
+        tasks = list(self._tasks)
         if tasks:
-            await asyncio.wait(tasks, timeout=5)
+            _, late = await asyncio.wait(tasks, timeout=0.5)
+            for task in late:  # still dialling the target or in a TLS handshake
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=0.5)
+
+    async def drained(self) -> None:
+        """Wait until every live connection (and every one being opened) has ended."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     def _accepted(self, sock: socket.socket, address: SockAddr) -> None:
         sock.setblocking(False)  # the descriptor accept() gives is blocking
@@ -214,6 +241,9 @@ class Proxy:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             ends = await self._open(client, address)
+        except asyncio.CancelledError:
+            client.close()  # stopped while the target was being dialled
+            raise
         except (SockkitError, OSError, ssl.SSLError) as exc:
             # As toxiproxy does: the client sees its connection closed.
             client.close()

@@ -15,6 +15,7 @@ import fcntl
 import os
 import socket
 from collections.abc import Callable
+from typing import Protocol
 
 __all__ = ["SPLICE", "SplicePump", "splice_usable"]
 
@@ -34,7 +35,8 @@ class SplicePump:
     goes socket -> pipe -> socket by ``splice(2)``.  :meth:`run` returns True at
     the end of ``src``'s stream, False as soon as ``keep_going()`` says no
     before a read (nothing is held then), and raises the :class:`OSError` a
-    socket reported.  ``moved(n)`` is told of every batch delivered.
+    socket reported.  :attr:`moved` counts the bytes delivered so far: a plain
+    integer, so a small message costs no call to count it.
     """
 
     def __init__(
@@ -42,12 +44,22 @@ class SplicePump:
         src: socket.socket,
         dst: socket.socket,
         keep_going: Callable[[], bool],
-        moved: Callable[[int], None],
+        host: _Versioned | None = None,
     ) -> None:
         self.src_sock, self.dst_sock = src, dst
         self.src, self.dst = src.fileno(), dst.fileno()
+        # SPLICE_F_NONBLOCK only spares the pipe: splice waits on a blocking
+        # socket (for data to read, for room to write) whatever the flags, in
+        # a call Python restarts after a signal.  A socket left blocking would
+        # hang the whole relay past SIGTERM, so the pump makes sure of it itself.
+        src.setblocking(False)
+        dst.setblocking(False)
         self.keep_going = keep_going
-        self.moved = moved
+        self.moved = 0  # bytes written to dst
+        # keep_going() can only change its answer when host.generation does:
+        # it is asked again only then, not on every message.
+        self.host = host
+        self.seen = -1
         self.buffer = bytearray(_COPY_SIZE)
         self.view = memoryview(self.buffer)
         self.held = b""  # copied bytes dst could not take yet
@@ -79,8 +91,12 @@ class SplicePump:
             self.done.set_result(result)
 
     def _readable(self) -> None:
-        if not self.keep_going():
-            return self._finish(False)
+        host = self.host
+        if host is None or host.generation != self.seen:
+            if not self.keep_going():
+                return self._finish(False)
+            if host is not None:
+                self.seen = host.generation
         try:
             if self.read_fd < 0:
                 got = self.src_sock.recv_into(self.buffer)
@@ -102,6 +118,10 @@ class SplicePump:
                 sent = 0
             except OSError as exc:
                 return self._finish(exc)
+            if sent == got < _COPY_SIZE:
+                # a request or a reply, written whole: the common case, done here
+                self.moved += got
+                return None
             if sent < got:
                 self.held = bytes(self.view[sent:got])
             if got == _COPY_SIZE:
@@ -127,13 +147,17 @@ class SplicePump:
             return
         except OSError as exc:
             return self._finish(exc)
-        self.moved(self.batch)
+        self.moved += self.batch
 
     def _writable(self) -> None:
         self._flush()
         if not self.pending and not self.held and not self.done.done():
             self.loop.remove_writer(self.dst)
             self.loop.add_reader(self.src, self._readable)
+
+
+class _Versioned(Protocol):
+    generation: int
 
 
 def splice_usable(*socks: socket.socket, extra: Callable[[], bool] | None = None) -> bool:

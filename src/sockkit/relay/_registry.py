@@ -8,12 +8,15 @@ Nothing here speaks HTTP; :mod:`sockkit.relay._api` does.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 from typing import Any
 
 from sockkit._endpoint import Endpoint, parse_endpoint, resolve_service
 from sockkit._errors import SockkitError, UsageError
 from sockkit._version import __version__
+from sockkit.relay._log import event
 from sockkit.relay._proxy import Proxy
 from sockkit.relay._tls import RelayTLS
 from sockkit.relay._toxics import Toxic, ToxicError, parse_toxic
@@ -165,6 +168,34 @@ class Registry:
     async def close(self) -> None:
         for proxy in self.proxies.values():
             await proxy.stop()
+
+    async def drain(self, timeout: float, hurry: asyncio.Event) -> None:
+        """Stop accepting everywhere, let live connections end until ``timeout`` or
+        ``hurry``, then end those left."""
+        for proxy in self.proxies.values():
+            proxy.stop_listening()
+        live = sum(p.busy for p in self.proxies.values())
+        if live and timeout > 0 and not hurry.is_set():
+            noun = "connection" if live == 1 else "connections"
+            event(
+                logging.INFO,
+                f"draining {live} {noun} (up to {timeout:g} s; Ctrl-C again to close them now)",
+                event="draining",
+                connections=live,
+                timeout=timeout,
+            )
+            drained = asyncio.ensure_future(self._drained())
+            hurried = asyncio.ensure_future(hurry.wait())
+            await asyncio.wait(
+                [drained, hurried], timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            drained.cancel()
+            hurried.cancel()
+        await self.close()
+
+    async def _drained(self) -> None:
+        for proxy in self.proxies.values():
+            await proxy.drained()
 
     # -- toxics -----------------------------------------------------------------
 

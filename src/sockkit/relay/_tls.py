@@ -7,10 +7,9 @@ break) what the application really sent.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockkit._errors import UsageError
+from sockkit import _tls_context
 
 __all__ = ["RelayTLS", "accept_context", "connect_context"]
 
@@ -25,35 +24,11 @@ class RelayTLS:
     insecure: bool = False
 
 
-def _load(action: Callable[[], object], option: str, path: str) -> None:
-    try:
-        action()
-    except FileNotFoundError:
-        raise UsageError(f"{option} {path}: no such file") from None
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(f"{option} {path}: cannot load it ({reason})") from None
-
-
 def accept_context(tls: RelayTLS) -> ssl.SSLContext:
-    """The listener's context; :class:`UsageError` without a usable certificate."""
-    if tls.cert is None:
-        raise UsageError("a tls:// listen endpoint needs --tls-cert FILE (and --tls-key FILE)")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    _load(lambda: context.load_cert_chain(tls.cert or "", tls.key), "--tls-cert", tls.cert)
-    return context
+    """The listener's context: :class:`UsageError` without a certificate, :class:`TLSError` for an unusable one."""
+    return _tls_context.server_context(cert=tls.cert, key=tls.key)
 
 
 def connect_context(tls: RelayTLS) -> ssl.SSLContext:
     """The target's context: verification on unless ``insecure``; ``ca`` replaces the system store."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if tls.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif tls.ca is not None:
-        _load(lambda: context.load_verify_locations(cafile=tls.ca), "--tls-ca", tls.ca)
-    else:
-        context.load_default_certs()
-    return context
+    return _tls_context.client_context(ca=tls.ca, insecure=tls.insecure)

@@ -10,8 +10,10 @@
   :mod:`sockkit.inspect` (:mod:`._kernel`);
 * the scenarios as functions -- :func:`handshake`, :func:`transfer`, ...,
   :func:`play` by name, :data:`SCENARIOS` (:mod:`._scenarios`, :mod:`._play`);
-* output: :func:`ladder_lines`, :func:`render_svg`, :func:`read_pcap`,
-  :func:`write_pcap`.
+* following a live port as it goes: :func:`follow` (:mod:`._live`);
+* output: :func:`ladder_lines` (or piece by piece: :func:`header_lines`,
+  :func:`event_lines`, :func:`footer_lines`), :func:`render_svg`,
+  :func:`read_pcap`, :func:`write_pcap`.
 
 Imports are lazy: ``import sockkit.trace`` costs nothing until a name is used.
 """
@@ -24,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sockkit.trace._capture import Capture, CaptureStats, CaptureUnavailable, RawPacket, capture
     from sockkit.trace._events import EndState, Trace, TraceEvent, build_trace
-    from sockkit.trace._ladder import ladder_lines
+    from sockkit.trace._ladder import event_lines, footer_lines, header_lines, ladder_lines
+    from sockkit.trace._live import follow
     from sockkit.trace._packet import Packet, TcpOptions, decode_frame
     from sockkit.trace._pcap import read_pcap, write_pcap
     from sockkit.trace._play import (
@@ -56,7 +59,11 @@ _EXPORTS = {
     "Trace": "sockkit.trace._events",
     "TraceEvent": "sockkit.trace._events",
     "build_trace": "sockkit.trace._events",
+    "event_lines": "sockkit.trace._ladder",
+    "footer_lines": "sockkit.trace._ladder",
+    "header_lines": "sockkit.trace._ladder",
     "ladder_lines": "sockkit.trace._ladder",
+    "follow": "sockkit.trace._live",
     "Packet": "sockkit.trace._packet",
     "TcpOptions": "sockkit.trace._packet",
     "decode_frame": "sockkit.trace._packet",
@@ -102,9 +109,13 @@ __all__ = [
     "capture",
     "close",
     "decode_frame",
+    "event_lines",
     "event_record",
+    "follow",
+    "footer_lines",
     "half_close",
     "handshake",
+    "header_lines",
     "ladder_lines",
     "play",
     "read_pcap",

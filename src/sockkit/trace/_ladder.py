@@ -20,7 +20,14 @@ import re
 from sockkit.trace._events import EndState, Trace, TraceEvent
 from sockkit.trace._packet import ACK, FIN, RST, SYN
 
-__all__ = ["arrow_label", "event_lines", "header_lines", "ladder_lines", "payload_text"]
+__all__ = [
+    "arrow_label",
+    "event_lines",
+    "footer_lines",
+    "header_lines",
+    "ladder_lines",
+    "payload_text",
+]
 
 _TIME, _STATE, _ARROW = 10, 14, 50
 _PAYLOAD_SHOWN = 24
