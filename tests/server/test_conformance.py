@@ -589,16 +589,17 @@ def _queued(server_end: tuple[str, int], client_end: tuple[str, int]) -> int:
     The server socket's send queue plus the client socket's receive queue
     (``/proc/net/tcp``'s ``tx_queue:rx_queue``).
     """
-    ports = {f"0100007F:{server_end[1]:04X}": 0, f"0100007F:{client_end[1]:04X}": 1}
-    total, found = 0, 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, remote, queues = line.split()[1], line.split()[2], line.split()[4]
-        if local in ports and remote in ports and local != remote:
-            tx, rx = (int(q, 16) for q in queues.split(":"))
-            total += tx if ports[local] == 0 else rx
-            found += 1
-    assert found == 2, f"no sockets {server_end} <-> {client_end} in /proc/net/tcp"
-    return total
+    server, client = f"0100007F:{server_end[1]:04X}", f"0100007F:{client_end[1]:04X}"
+    # The file is not one snapshot: a line may show twice, or be missed; look again then.
+    for _ in range(5):
+        queues = {}
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            local, remote, state, both = line.split()[1:5]
+            if state == "01":  # ESTABLISHED: the one live socket of each end
+                queues[local, remote] = [int(q, 16) for q in both.split(":")]
+        if (server, client) in queues and (client, server) in queues:
+            return queues[server, client][0] + queues[client, server][1]
+    raise AssertionError(f"no sockets {server_end} <-> {client_end} in /proc/net/tcp")
 
 
 def _fill_then_shut(server: ServeProcess) -> socket.socket:
