@@ -92,7 +92,7 @@ def run_relay(
     def ready(proxies: dict[str, Proxy]) -> None:
         proxy = proxies["relay"]
         proxy.observers.extend(observers)
-        proxy.generation += 1
+        proxy.changed()
         if on_ready is not None and proxy.bound is not None:
             on_ready(proxy.bound)
 

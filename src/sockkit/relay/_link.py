@@ -2,9 +2,12 @@
 
 Rules of a direction (``upstream`` = client to target, ``downstream`` back):
 
-- With no toxic touching it and nobody watching the bytes, it splices
-  (kernel to kernel).  Between two splice turns it looks again, so a toxic
-  added at run time takes effect on the next bytes.
+- With no toxic touching it and nobody watching the bytes, it takes the
+  fast path: the native copy loop (:mod:`sockkit.relay._pump_native`) when
+  it is built, else splice driven from Python.  A toxic or observer added
+  at run time takes the direction back (:meth:`Link.recheck`), with the
+  bytes the fast path held, so the change applies from the next bytes on;
+  once the direction is plain again it returns to the fast path.
 - Otherwise a reader cuts each chunk where a conditional toxic starts to
   apply, decides what each piece becomes (dropped by ``timeout``, cut by
   ``limit_data``, held by ``latency``), and queues it; a writer sends queued
@@ -28,6 +31,7 @@ import time
 from collections.abc import Sequence
 
 from sockkit.relay._host import Observer, ProxyView
+from sockkit.relay._pump_native import NativePump, native_usable
 from sockkit.relay._pump_splice import SplicePump, splice_usable
 from sockkit.relay._sides import Side
 from sockkit.relay._toxics import Toxic
@@ -40,6 +44,14 @@ _PATTERN_TAIL = 1024  # longest pattern a condition may wait for
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _EOF = b""
 _CLOSE = None
+
+
+class _Fast:
+    """Queued after the last held piece: the direction may return to the fast path."""
+
+
+_FAST = _Fast()
+_Queue = asyncio.Queue[tuple[float, bytes | _Fast | None, Sequence[Toxic]]]
 
 
 class _Closed(Exception):
@@ -67,7 +79,7 @@ class Link:
         self.started = time.monotonic()
         self._read = {"upstream": 0, "downstream": 0}  # bytes taken from the source
         self._sent = {"upstream": 0, "downstream": 0}  # bytes written to the destination
-        self._pumps: dict[str, SplicePump] = {}  # directions splicing now (counted there)
+        self._pumps: dict[str, NativePump | SplicePump] = {}  # directions on the fast path now
         self._draws: dict[tuple[str, int], bool] = {}
         self._seen: set[tuple[str, int]] = set()
         self._tails = {"upstream": b"", "downstream": b""}
@@ -88,6 +100,18 @@ class Link:
     def sent(self) -> dict[str, int]:
         """Bytes written to the destination, per direction, so far."""
         return {way: n + self.pumped(way) for way, n in self._sent.items()}
+
+    def paths(self) -> dict[str, str]:
+        """Where each direction's bytes go now: ``native``, ``splice`` or ``python``."""
+        return {
+            way: self._pumps[way].kind if way in self._pumps else "python" for way in self._read
+        }
+
+    def recheck(self) -> None:
+        """The proxy's toxics or observers changed: hand back fast directions they now touch."""
+        for way, pump in list(self._pumps.items()):
+            if not self._plain(way):
+                pump.stop()
 
     def pumped(self, way: str) -> int:
         """Bytes the running fast path of ``way`` moved, not yet added to the totals."""
@@ -237,27 +261,52 @@ class Link:
         return plain
 
     async def _direction(self, way: str, src: Side, dst: Side) -> None:
-        if src.plain and dst.plain and splice_usable(src.sock, dst.sock) and self._plain(way):
-            pump = SplicePump(src.sock, dst.sock, lambda: self._plain(way), self.proxy)
-            self._pumps[way] = pump
-            try:
-                done = await pump.run()
-            finally:
-                # the pump counts in a plain integer; its bytes join the totals once
-                del self._pumps[way]
-                self._read[way] += pump.moved
-                self._sent[way] += pump.moved
-                self.proxy.count(way, pump.moved)
-            if done:
-                return dst.half_close()
-        await self._filtered(way, src, dst)
+        held = b""  # bytes the fast path had read and not written when it handed back
+        while True:
+            if not held and self._fast_possible(way, src, dst):
+                done, held = await self._fast(way, src, dst)
+                if done:
+                    return dst.half_close()
+            if not await self._filtered(way, src, dst, held):
+                return
+            held = b""
 
-    async def _filtered(self, way: str, src: Side, dst: Side) -> None:
-        queue: asyncio.Queue[tuple[float, bytes | None, Sequence[Toxic]]] = asyncio.Queue(_QUEUE)
+    def _fast_possible(self, way: str, src: Side, dst: Side) -> bool:
+        return src.plain and dst.plain and splice_usable(src.sock, dst.sock) and self._plain(way)
+
+    async def _fast(self, way: str, src: Side, dst: Side) -> tuple[bool, bytes]:
+        """Run ``way`` on the fast path: (its stream ended, bytes held when it handed back)."""
+        pump: NativePump | SplicePump
+        if native_usable():
+            pump = NativePump(src.sock, dst.sock)
+        else:
+            pump = SplicePump(src.sock, dst.sock, lambda: self._plain(way), self.proxy)
+        self._pumps[way] = pump
+        try:
+            done = await pump.run()
+        finally:
+            # the pump counts on its own; its bytes join the totals once
+            del self._pumps[way]
+            self._read[way] += pump.moved + len(pump.pending)
+            self._sent[way] += pump.moved
+            self.proxy.count(way, pump.moved)
+        return done, pump.pending
+
+    async def _filtered(self, way: str, src: Side, dst: Side, held: bytes) -> bool:
+        """Carry ``way`` through its toxics, ``held`` first: True when it may go fast again."""
+        queue: _Queue = asyncio.Queue(_QUEUE)
         writer = asyncio.ensure_future(self._write(way, dst, queue))
         try:
             while not writer.done():
-                data = await src.recv()
+                if held:
+                    data, held = held, b""
+                    self._read[way] -= len(data)  # counted when the fast path read it
+                elif self._fast_possible(way, src, dst):
+                    await queue.put((0.0, _FAST, ()))
+                    await writer
+                    return True
+                else:
+                    data = await src.recv()
                 pieces = self._pieces(way, data)
                 self._read[way] += len(data)
                 for piece, toxics in pieces:
@@ -272,6 +321,7 @@ class Link:
                         continue
                 break
             await writer
+            return False
         finally:
             if not writer.done():
                 writer.cancel()
@@ -313,7 +363,7 @@ class Link:
         self,
         way: str,
         dst: Side,
-        queue: asyncio.Queue[tuple[float, bytes | None, Sequence[Toxic]]],
+        queue: _Queue,
     ) -> None:
         slot = 0.0  # when the bandwidth schedule lets the next byte out
         while True:
@@ -322,6 +372,8 @@ class Link:
             if data is _CLOSE:
                 self.close(self.reason or "closed by a toxic", cancel=False)
                 raise _Closed
+            if isinstance(data, _Fast):
+                return
             if not data:
                 return dst.half_close()
             rate = next((t.attr("rate") * 1000 for t in toxics if t.type == "bandwidth"), 0.0)

@@ -107,6 +107,12 @@ class Proxy:
     def count(self, way: str, n: int) -> None:
         self._bytes[way] += n
 
+    def changed(self) -> None:
+        """Toxics or observers changed: live connections look again at what touches them."""
+        self.generation += 1
+        for link in list(self.links.values()):
+            link.recheck()
+
     def to_json(self) -> dict[str, Any]:
         out = {
             "name": self.name,

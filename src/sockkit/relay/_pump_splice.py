@@ -39,6 +39,9 @@ class SplicePump:
     integer, so a small message costs no call to count it.
     """
 
+    kind = "splice"
+    pending = b""  # nothing is held when run() returns False
+
     def __init__(
         self,
         src: socket.socket,
@@ -64,7 +67,7 @@ class SplicePump:
         self.view = memoryview(self.buffer)
         self.held = b""  # copied bytes dst could not take yet
         self.read_fd = self.write_fd = -1  # the pipe, once the stream turns out bulk
-        self.pending = 0  # bytes in the pipe
+        self.piped = 0  # bytes in the pipe
         self.batch = 0  # bytes of the read now being delivered
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[bool] = self.loop.create_future()
@@ -79,6 +82,9 @@ class SplicePump:
             for fd in (self.read_fd, self.write_fd):
                 if fd >= 0:
                     os.close(fd)
+
+    def stop(self) -> None:
+        """Nothing to do: ``keep_going()`` is asked before every read."""
 
     def _finish(self, result: bool | OSError) -> None:
         self.loop.remove_reader(self.src)
@@ -110,7 +116,7 @@ class SplicePump:
             return self._finish(True)
         self.batch = got
         if self.read_fd >= 0:
-            self.pending = got
+            self.piped = got
         else:
             try:
                 sent = self.dst_sock.send(self.view[:got])
@@ -138,8 +144,8 @@ class SplicePump:
         try:
             while self.held:
                 self.held = self.held[self.dst_sock.send(self.held) :]
-            while self.pending:
-                self.pending -= os.splice(self.read_fd, self.dst, self.pending, flags=_FLAGS)
+            while self.piped:
+                self.piped -= os.splice(self.read_fd, self.dst, self.piped, flags=_FLAGS)
         except (BlockingIOError, InterruptedError):
             # dst is full: stop reading until it drains (bounded by the pipe or one buffer).
             self.loop.remove_reader(self.src)
@@ -151,7 +157,7 @@ class SplicePump:
 
     def _writable(self) -> None:
         self._flush()
-        if not self.pending and not self.held and not self.done.done():
+        if not self.piped and not self.held and not self.done.done():
             self.loop.remove_writer(self.dst)
             self.loop.add_reader(self.src, self._readable)
 

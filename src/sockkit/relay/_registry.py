@@ -158,7 +158,7 @@ class Registry:
         """Every proxy enabled, every toxic gone."""
         for proxy in self.proxies.values():
             proxy.toxics.clear()
-            proxy.generation += 1
+            proxy.changed()
             if not proxy.enabled:
                 try:
                     await proxy.start()
@@ -214,7 +214,7 @@ class Registry:
         if any(t.name == toxic.name for t in proxy.toxics):
             raise ApiError(409, "toxic already exists")
         proxy.toxics.append(toxic)
-        proxy.generation += 1
+        proxy.changed()
         for link in list(proxy.links.values()):
             link.arm_timers()
         return toxic
@@ -227,7 +227,7 @@ class Registry:
         except ToxicError as exc:
             raise ApiError(400, f"bad request body: {exc}") from None
         proxy.toxics[proxy.toxics.index(old)] = new
-        proxy.generation += 1
+        proxy.changed()
         for link in list(proxy.links.values()):
             link.arm_timers()
         return new
@@ -235,7 +235,7 @@ class Registry:
     def remove_toxic(self, proxy_name: str, toxic_name: str) -> None:
         proxy = self.get(proxy_name)
         proxy.toxics.remove(self.toxic(proxy_name, toxic_name))
-        proxy.generation += 1
+        proxy.changed()
 
     # -- what is going on -------------------------------------------------------
 
@@ -256,6 +256,7 @@ class Registry:
                 "bytes_upstream": link.sent["upstream"],
                 "bytes_downstream": link.sent["downstream"],
                 "toxics": link.active_toxics(),
+                "paths": link.paths(),
             }
             for link_id, link in proxy.links.items()
         ]
