@@ -4,8 +4,8 @@
 Loopback only, bounded: for each round and each path (order rotated per round),
 iperf3 bulk for --seconds, redis-benchmark PING and SET with 50 connections
 for --requests requests each, and redis-benchmark PING with 1 connection for
-its p50.  The relays are pinned to CPU 0 and the backends and clients to
-CPU 1 (with --cpus 2), so every path gets the same cores.  Prints a Markdown
+its p50.  The relays are pinned to CPU 1 and the backends and clients to
+CPU 0, so every path gets the same cores.  Prints a Markdown
 table of medians and ratios to HAProxy within this run.
 
     python3 benchmarks/relay.py --rounds 3 > benchmarks/results/relay-$(date +%F).md
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -54,10 +53,11 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def running(argv: list[str], port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def running(argv: list[str], *ports: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` running (until the block ends) and listening on each of ``ports``."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if port is not None:
+        for port in ports:
             wait_port(port)
         yield proc
     finally:
@@ -69,10 +69,12 @@ def running(argv: list[str], port: int | None = None) -> Iterator[subprocess.Pop
             proc.wait()
 
 
-def haproxy_argv(cfg: Path, fronts: dict[int, int]) -> list[str]:
+def haproxy_argv(cfg: Path, fronts: dict[int, int], nbthread: int | None = None) -> list[str]:
+    """HAProxy in ``mode tcp``, ``nbthread`` threads (None: its default, one per usable CPU)."""
     lines = [
         "global",
         "    maxconn 4096",
+        *([f"    nbthread {nbthread}"] if nbthread else []),
         "defaults",
         "    mode tcp",
         "    timeout connect 5s",
@@ -181,7 +183,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     names = args.paths.split(",")
-    relay_cpu, client_cpu = ("0", "1") if (os.cpu_count() or 1) >= 2 else ("0", "0")
+    relay_cpu, client_cpu = ("1", "0") if (os.cpu_count() or 1) >= 2 else ("0", "0")
     results: dict[str, dict[str, list[float]]] = {n: {} for n in names}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
