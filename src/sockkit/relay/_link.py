@@ -34,7 +34,7 @@ from sockkit.relay._host import Observer, ProxyView
 from sockkit.relay._pump_native import NativePump, native_usable
 from sockkit.relay._pump_splice import SplicePump, splice_usable
 from sockkit.relay._sides import Side
-from sockkit.relay._toxics import Toxic
+from sockkit.relay._toxics import Toxic, write_pieces
 
 __all__ = ["Link", "Observer"]
 
@@ -378,7 +378,7 @@ class Link:
                 return dst.half_close()
             rate = next((t.attr("rate") * 1000 for t in toxics if t.type == "bandwidth"), 0.0)
             slicer = next((t for t in toxics if t.type == "slicer"), None)
-            for piece, pause in _cut(data, slicer, rate, self.rng):
+            for piece, pause in write_pieces(data, slicer, rate, self.rng):
                 if rate:
                     now = time.monotonic()
                     slot = now if now - slot > 0.05 else slot  # idle: start a new schedule
@@ -397,22 +397,3 @@ async def _until(when: float) -> None:
     """Sleep until the monotonic clock reaches ``when`` (the loop may wake a little early)."""
     while (wait := when - time.monotonic()) > 0:
         await asyncio.sleep(wait)
-
-
-def _cut(
-    data: bytes, slicer: Toxic | None, rate: float, rng: random.Random
-) -> list[tuple[bytes, float]]:
-    """The writes ``data`` becomes: (piece, pause before it)."""
-    if slicer is not None and slicer.attr("average_size") > 0:
-        average, spread = int(slicer.attr("average_size")), int(slicer.attr("size_variation"))
-        pause = slicer.attr("delay") / 1e6
-        out, at = [], 0
-        while at < len(data):
-            size = max(1, average + rng.randint(-spread, spread) if spread else average)
-            out.append((data[at : at + size], pause if at else 0.0))
-            at += size
-        return out
-    if rate:
-        step = max(1, int(rate / 200))  # 5 ms of the rate per write keeps pacing smooth
-        return [(data[i : i + step], 0.0) for i in range(0, len(data), step)]
-    return [(data, 0.0)]

@@ -18,6 +18,7 @@ passed in the toxic's direction first).  So ``reset_peer`` with
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "Toxic",
     "ToxicError",
     "parse_toxic",
+    "write_pieces",
 ]
 
 # type -> attribute -> default; every attribute is a number >= 0.
@@ -177,3 +179,22 @@ def _parse_when(given: object) -> dict[str, Any]:
                 raise ToxicError(f"when.{key} must be a whole number")
             out[key] = int(number)
     return out
+
+
+def write_pieces(
+    data: bytes, slicer: Toxic | None, rate: float, rng: random.Random
+) -> list[tuple[bytes, float]]:
+    """The writes ``data`` becomes: (piece, pause before it)."""
+    if slicer is not None and slicer.attr("average_size") > 0:
+        average, spread = int(slicer.attr("average_size")), int(slicer.attr("size_variation"))
+        pause = slicer.attr("delay") / 1e6
+        out, at = [], 0
+        while at < len(data):
+            size = max(1, average + rng.randint(-spread, spread) if spread else average)
+            out.append((data[at : at + size], pause if at else 0.0))
+            at += size
+        return out
+    if rate:
+        step = max(1, int(rate / 200))  # 5 ms of the rate per write keeps pacing smooth
+        return [(data[i : i + step], 0.0) for i in range(0, len(data), step)]
+    return [(data, 0.0)]
