@@ -10,7 +10,7 @@ round runs, through each path in turn (order rotated per round):
   relay's CPU time per request (far less sensitive to a busy machine);
 - rrload, one connection, 64-byte echoes for ``--seconds``: p50 round trip
   in µs (log-linear buckets, ~0.8 %), from which ``direct`` is subtracted;
-- iperf3 bulk for ``--seconds``: MB/s.
+- iperf3 bulk for ``--seconds``: MB/s, and the relay's CPU seconds per GB.
 
 Ratios to ``haproxy`` are taken within each round, so load changes between
 rounds cancel out.  ``haproxy`` runs with ``nbthread 1``; ``haproxy-auto``
@@ -142,7 +142,12 @@ def main() -> int:
                 got[name]["PING"] = out.get("PING_INLINE", (float("nan"), 0.0))[0]
                 got[name]["SET"] = out.get("SET", (float("nan"), 0.0))[0]
                 got[name]["p50 µs"] = rrload(binary, port["echo"], args.seconds, load)
+                before = cpu_seconds(pid) if pid else 0.0
                 got[name]["bulk MB/s"] = iperf(port["iperf"], args.seconds, load)
+                if pid:
+                    spent = cpu_seconds(pid) - before
+                    moved = got[name]["bulk MB/s"] * args.seconds / 1000  # GB, about
+                    got[name]["cpu s/GB"] = spent / moved if moved > 0 else float("nan")
             for name in names:
                 r = results.setdefault(name, {})
                 for key, value in got[name].items():
@@ -180,16 +185,17 @@ def report(
     print(
         "| path | PING req/s | SET req/s | PING / HAProxy | SET / HAProxy"
         " | relay CPU µs/req | CPU / HAProxy | 1-conn p50 µs | added p50 µs"
-        " | bulk MB/s | bulk / HAProxy |"
+        " | bulk MB/s | bulk / HAProxy | bulk CPU s/GB | CPU / HAProxy |"
     )
-    print("|---" * 11 + "|")
+    print("|---" * 13 + "|")
     for n in names:
         print(
             f"| {n} | {med(n, 'PING'):,.0f} | {med(n, 'SET'):,.0f}"
             f" | {med(n, 'PING ratio'):.2f} | {med(n, 'SET ratio'):.2f}"
             f" | {med(n, 'cpu µs/req'):.1f} | {med(n, 'cpu µs/req ratio'):.2f}"
             f" | {med(n, 'p50 µs'):.1f} | {med(n, 'added p50 µs'):.1f}"
-            f" | {med(n, 'bulk MB/s'):,.0f} | {med(n, 'bulk MB/s ratio'):.2f} |"
+            f" | {med(n, 'bulk MB/s'):,.0f} | {med(n, 'bulk MB/s ratio'):.2f}"
+            f" | {med(n, 'cpu s/GB'):.2f} | {med(n, 'cpu s/GB ratio'):.2f} |"
         )
     print("\nPer-round ratios to haproxy:\n")
     for n in names:
@@ -198,6 +204,7 @@ def report(
         print(
             f"- {n}: PING {spread(n, 'PING ratio')}; SET {spread(n, 'SET ratio')};"
             f" CPU {spread(n, 'cpu µs/req ratio')}; bulk {spread(n, 'bulk MB/s ratio')};"
+            f" bulk CPU {spread(n, 'cpu s/GB ratio')};"
             f" added p50 µs {', '.join(f'{v:.1f}' for v in results[n]['added p50 µs'])}"
         )
     print(

@@ -364,6 +364,53 @@ def test_env_turns_native_loop_off(echo: Peer, tmp_path: Path) -> None:
         relay.stop()
 
 
+def test_release_hands_back_the_bytes_a_full_destination_left_behind() -> None:
+    """The engine itself: bytes stuck behind a reader that does not read come back to Python."""
+    from sockkit.relay import _fastpath
+
+    fds_before = len(os.listdir("/proc/self/fd"))
+    engine = _fastpath.Engine()
+    src, writer = socket.socketpair()
+    dst, reader = socket.socketpair()
+    for sock in (src, dst, writer):
+        sock.setblocking(False)
+    sent = bytearray()
+    try:
+        handle = engine.add(src.fileno(), dst.fileno())
+        block = os.urandom(64 * 1024)
+        stalled = 0
+        while stalled < 20:  # until nothing more fits anywhere for 0.2 s
+            try:
+                sent += block[: writer.send(block)]
+                stalled = 0
+            except BlockingIOError:
+                stalled += 1
+                time.sleep(0.01)
+        moved, pending, state, _ = engine.release(handle)
+        assert state == _fastpath.RUNNING
+        assert 0 < len(pending) <= _fastpath.CAPACITY + _fastpath.PIPE_CAPACITY
+        with pytest.raises(KeyError):
+            engine.release(handle)
+        reader.setblocking(False)
+        delivered = b"".join(iter(lambda: _recv_now(reader), b""))
+        left = b"".join(iter(lambda: _recv_now(src), b""))
+        assert len(delivered) == moved
+        assert delivered + pending + left == bytes(sent)
+    finally:
+        engine.close()
+        del engine
+        for sock in (src, writer, dst, reader):
+            sock.close()
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def _recv_now(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,6 +10,9 @@
  *   stream was seen; dst is watched for writing only while bytes wait that
  *   dst could not take.  A full buffer stops the reading: a slow consumer
  *   costs at most CAP bytes here, never more.
+ * - A read that fills the whole buffer means bulk: from then on the
+ *   direction goes socket -> pipe -> socket with splice(2), and reads again
+ *   only once the pipe is empty (at most PIPE_CAP bytes, in the kernel).
  * - recv() returning 0 is the end of src's stream; once every buffered byte
  *   is written the direction finishes with DONE_EOF (Python then half-closes
  *   dst).  An error on either socket finishes it with DONE_ERROR and the
@@ -40,6 +43,8 @@
 #include <unistd.h>
 
 #define CAP (64 * 1024) /* bytes a direction may hold: the slow-consumer bound */
+#define PIPE_CAP (256 * 1024) /* a bulk direction's pipe, in the kernel */
+#define SPLICE_FLAGS (SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
 #define BATCH 64        /* events per epoll_wait */
 #define STOP_TOKEN UINT64_MAX
 
@@ -53,6 +58,8 @@ typedef struct {
     int eof, state, error;
     char *buf;
     size_t start, end;      /* buf[start:end] read from src, not yet written */
+    int pipe_r, pipe_w;     /* bulk: the pipe; -1 while copying */
+    size_t piped;           /* bytes in the pipe */
     unsigned long long moved; /* bytes written to dst */
 } Dir;
 
@@ -66,6 +73,7 @@ typedef struct {
     size_t ndirs;
     uint64_t *done;         /* handles finished since Python last asked */
     size_t ndone, done_cap;
+    int overflow;           /* the list could not grow: finished() looks at every slot */
 } Engine;
 
 static uint64_t handle_of(size_t slot, uint32_t gen) { return ((uint64_t)gen << 32) | slot; }
@@ -90,11 +98,11 @@ static void drop_fds(Engine *e, Dir *d, size_t slot)
 {
     watch(e, d, slot, 0, 0);
     watch(e, d, slot, 1, 0);
-    if (d->src >= 0)
-        close(d->src);
-    if (d->dst >= 0)
-        close(d->dst);
-    d->src = d->dst = -1;
+    int fds[] = {d->src, d->dst, d->pipe_r, d->pipe_w};
+    for (int i = 0; i < 4; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    d->src = d->dst = d->pipe_r = d->pipe_w = -1;
 }
 
 static void finish(Engine *e, Dir *d, size_t slot, int state, int error)
@@ -105,25 +113,34 @@ static void finish(Engine *e, Dir *d, size_t slot, int state, int error)
     if (e->ndone == e->done_cap) {
         size_t cap = e->done_cap ? 2 * e->done_cap : 64;
         uint64_t *grown = realloc(e->done, cap * sizeof *grown);
-        if (grown == NULL)
-            return; /* Python still finds it: release() reports the state */
-        e->done = grown;
-        e->done_cap = cap;
+        if (grown != NULL) {
+            e->done = grown;
+            e->done_cap = cap;
+        }
     }
-    e->done[e->ndone++] = handle_of(slot, d->gen);
+    if (e->ndone < e->done_cap)
+        e->done[e->ndone++] = handle_of(slot, d->gen);
+    else
+        e->overflow = 1;
     uint64_t one = 1;
     ssize_t unused = write(e->notify, &one, sizeof one);
     (void)unused;
 }
 
-/* Write what is buffered; then decide what to watch next. */
+/* Write what is buffered, then what is piped; then decide what to watch next. */
 static void flush(Engine *e, Dir *d, size_t slot)
 {
-    while (d->start < d->end) {
-        ssize_t n = send(d->dst, d->buf + d->start, d->end - d->start,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = 0;
+    while (d->start < d->end || (d->start == d->end && d->piped > 0)) {
+        if (d->start < d->end)
+            n = send(d->dst, d->buf + d->start, d->end - d->start, MSG_NOSIGNAL | MSG_DONTWAIT);
+        else
+            n = splice(d->pipe_r, NULL, d->dst, NULL, d->piped, SPLICE_FLAGS);
         if (n > 0) {
-            d->start += (size_t)n;
+            if (d->start < d->end)
+                d->start += (size_t)n;
+            else
+                d->piped -= (size_t)n;
             d->moved += (unsigned long long)n;
         } else if (n < 0 && errno == EINTR) {
             continue;
@@ -134,8 +151,9 @@ static void flush(Engine *e, Dir *d, size_t slot)
             return;
         }
     }
-    if (d->start == d->end) {
+    if (d->start == d->end)
         d->start = d->end = 0;
+    if (d->end == 0 && d->piped == 0) {
         watch(e, d, slot, 1, 0);
         if (d->eof) {
             finish(e, d, slot, DONE_EOF, 0);
@@ -144,16 +162,36 @@ static void flush(Engine *e, Dir *d, size_t slot)
         watch(e, d, slot, 0, 1);
     } else {
         watch(e, d, slot, 1, 1);
-        if (d->eof || d->end == CAP)
+        if (d->eof || d->end == CAP || d->pipe_w >= 0)
             watch(e, d, slot, 0, 0);
     }
 }
 
+static void go_bulk(Dir *d)
+{
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return; /* no pipe: keep copying */
+    fcntl(fds[1], F_SETPIPE_SZ, PIPE_CAP);
+    d->pipe_r = fds[0];
+    d->pipe_w = fds[1];
+}
+
 static void readable(Engine *e, Dir *d, size_t slot)
 {
-    ssize_t n = recv(d->src, d->buf + d->end, CAP - d->end, MSG_DONTWAIT);
+    ssize_t n;
+    if (d->pipe_w >= 0)
+        n = splice(d->src, NULL, d->pipe_w, NULL, PIPE_CAP, SPLICE_FLAGS);
+    else
+        n = recv(d->src, d->buf + d->end, CAP - d->end, MSG_DONTWAIT);
     if (n > 0) {
-        d->end += (size_t)n;
+        if (d->pipe_w >= 0) {
+            d->piped += (size_t)n;
+        } else {
+            if ((size_t)n == CAP)
+                go_bulk(d);
+            d->end += (size_t)n;
+        }
     } else if (n == 0) {
         d->eof = 1;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -315,6 +353,7 @@ static PyObject *Engine_add(Engine *self, PyObject *args)
     dir->gen = gen;
     dir->src = s;
     dir->dst = d;
+    dir->pipe_r = dir->pipe_w = -1;
     dir->buf = buf;
     watch(self, dir, slot, 0, 1);
     uint64_t handle = handle_of(slot, gen);
@@ -334,16 +373,30 @@ static PyObject *Engine_release(Engine *self, PyObject *arg)
         pthread_mutex_unlock(&self->lock);
         return NULL;
     }
+    /* the bytes held: the buffer's, then the pipe's (read out before it is closed) */
+    size_t held = d->end - d->start;
+    char *out = malloc(held + d->piped + 1);
+    if (out != NULL) {
+        memcpy(out, d->buf + d->start, held);
+        while (d->piped > 0) {
+            ssize_t n = read(d->pipe_r, out + held, d->piped);
+            if (n <= 0)
+                break;
+            held += (size_t)n;
+            d->piped -= (size_t)n;
+        }
+    }
     drop_fds(self, d, slot);
-    char *buf = d->buf;
-    size_t start = d->start, end = d->end;
     unsigned long long moved = d->moved;
     int state = d->state, error = d->error;
+    free(d->buf);
     d->buf = NULL;
     d->used = 0;
     pthread_mutex_unlock(&self->lock);
-    PyObject *pending = PyBytes_FromStringAndSize(buf + start, (Py_ssize_t)(end - start));
-    free(buf);
+    if (out == NULL)
+        return PyErr_NoMemory();
+    PyObject *pending = PyBytes_FromStringAndSize(out, (Py_ssize_t)held);
+    free(out);
     if (pending == NULL)
         return NULL;
     return Py_BuildValue("(KNii)", moved, pending, state, error);
@@ -371,18 +424,20 @@ static PyObject *Engine_finished(Engine *self, PyObject *unused)
     (void)r;
     lock(self);
     PyObject *out = PyList_New(0);
-    for (size_t i = 0; out != NULL && i < self->ndone; i++) {
-        uint64_t handle = self->done[i];
+    size_t total = self->overflow ? self->ndirs : self->ndone;
+    for (size_t i = 0; out != NULL && i < total; i++) {
+        uint64_t handle = self->overflow ? handle_of(i, self->dirs[i].gen) : self->done[i];
         size_t slot = (size_t)(handle & 0xffffffffu);
         Dir *d = &self->dirs[slot];
-        if (!d->used || d->gen != (uint32_t)(handle >> 32))
-            continue; /* released meanwhile */
+        if (!d->used || d->gen != (uint32_t)(handle >> 32) || d->state == RUNNING)
+            continue; /* released meanwhile (or, scanning, still running) */
         PyObject *item = Py_BuildValue("(Kii)", (unsigned long long)handle, d->state, d->error);
         if (item == NULL || PyList_Append(out, item) < 0)
             Py_CLEAR(out);
         Py_XDECREF(item);
     }
     self->ndone = 0;
+    self->overflow = 0;
     pthread_mutex_unlock(&self->lock);
     return out;
 }
@@ -478,5 +533,6 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     PyModule_AddIntConstant(m, "DONE_EOF", DONE_EOF);
     PyModule_AddIntConstant(m, "DONE_ERROR", DONE_ERROR);
     PyModule_AddIntConstant(m, "CAPACITY", CAP);
+    PyModule_AddIntConstant(m, "PIPE_CAPACITY", PIPE_CAP);
     return m;
 }

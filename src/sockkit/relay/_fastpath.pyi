@@ -3,7 +3,8 @@
 RUNNING: int
 DONE_EOF: int
 DONE_ERROR: int
-CAPACITY: int
+CAPACITY: int  # bytes a direction holds in the process, at most
+PIPE_CAPACITY: int  # and, once it is bulk, in its pipe
 
 class Engine:
     """A native thread relaying directions src -> dst with epoll."""
