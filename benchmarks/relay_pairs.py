@@ -65,17 +65,17 @@ def rrload(binary: str, port: int, seconds: int, cpu: str) -> float:
 
 def start_paths(
     stack: ExitStack, args: argparse.Namespace, backends: dict[str, int], tmp: Path
-) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Every relay, started once: front ports per backend, and pids, by path name."""
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Every relay, started once: front ports and relay pids per backend, by path name."""
     fronts: dict[str, dict[str, int]] = {"direct": dict(backends)}
-    pids: dict[str, int] = {}
+    pids: dict[str, dict[str, int]] = {}
     cpu = args.relay_cpu
     for name, nbthread in (("haproxy", 1), ("haproxy-auto", None)):
         fronts[name] = {key: free_port() for key in backends}
         cfg = tmp / f"{name}.cfg"
         argv = haproxy_argv(cfg, {fronts[name][k]: backends[k] for k in backends}, nbthread)
         proc = stack.enter_context(running(pinned(cpu, argv), *fronts[name].values()))
-        pids[name] = proc.pid
+        pids[name] = dict.fromkeys(backends, proc.pid)
     python = str(ROOT / ".venv/bin/python")
     for name, spec in [("socat", ""), *(item.split("=", 1) for item in args.sockkit)]:
         fronts[name] = {key: free_port() for key in backends}
@@ -90,8 +90,8 @@ def start_paths(
                 argv += ["sockkit", "relay", f"127.0.0.1:{front}", f"127.0.0.1:{back}"]
                 argv += ["--log-level", "warning"]
             proc = stack.enter_context(running(pinned(cpu, argv), front))
-            if key == "redis" and name != "socat":  # socat's work is in its forked children
-                pids[name] = proc.pid
+            if name != "socat":  # socat's work is in its forked children
+                pids.setdefault(name, {})[key] = proc.pid
     return fronts, pids
 
 
@@ -126,14 +126,14 @@ def main() -> int:
         if args.no_socat:
             del fronts["socat"]
         for name in ("haproxy", "haproxy-auto"):
-            print(f"{name}: {threads(pids[name])} thread(s)", file=sys.stderr)
+            print(f"{name}: {threads(pids[name]['redis'])} thread(s)", file=sys.stderr)
         names = list(fronts)
         for rnd in range(args.rounds):
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
             got: dict[str, dict[str, float]] = {name: {} for name in names}
             for name in order:
                 port = fronts[name]
-                pid = pids.get(name)
+                pid = pids.get(name, {}).get("redis")
                 before = cpu_seconds(pid) if pid else 0.0
                 out = redis(port["redis"], "ping,set", args.conns, args.requests, load)
                 if pid:
@@ -142,6 +142,7 @@ def main() -> int:
                 got[name]["PING"] = out.get("PING_INLINE", (float("nan"), 0.0))[0]
                 got[name]["SET"] = out.get("SET", (float("nan"), 0.0))[0]
                 got[name]["p50 µs"] = rrload(binary, port["echo"], args.seconds, load)
+                pid = pids.get(name, {}).get("iperf")
                 before = cpu_seconds(pid) if pid else 0.0
                 got[name]["bulk MB/s"] = iperf(port["iperf"], args.seconds, load)
                 if pid:
