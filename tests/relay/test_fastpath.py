@@ -404,6 +404,26 @@ def test_release_hands_back_the_bytes_a_full_destination_left_behind() -> None:
     assert len(os.listdir("/proc/self/fd")) == fds_before
 
 
+def _native_threads() -> int:
+    tasks = Path("/proc/self/task")
+    return sum((task / "comm").read_text().strip() == "sockkit-relay" for task in tasks.iterdir())
+
+
+def test_native_thread_ends_with_the_relay(echo: Peer) -> None:
+    from tests.relay.conftest import start_relay_api
+
+    before = _native_threads()
+    api = start_relay_api([{"name": "p", "listen": "127.0.0.1:0", "upstream": echo.address}])
+    try:
+        with socket.create_connection(("127.0.0.1", api.listen_port("p")), timeout=10) as sock:
+            _round_trips(sock, 3)
+            assert _native_threads() == before + 1
+    finally:
+        api.stop.set()
+        api.thread.join(10)
+    assert _native_threads() == before
+
+
 def _recv_now(sock: socket.socket) -> bytes:
     try:
         return sock.recv(1 << 20)

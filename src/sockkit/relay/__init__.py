@@ -23,6 +23,7 @@ from sockkit.relay._faults import Faults, parse_rate, parse_size
 from sockkit.relay._host import Observer
 from sockkit.relay._log import log_handler
 from sockkit.relay._proxy import Proxy
+from sockkit.relay._pump_native import close_native_loop
 from sockkit.relay._registry import ApiError, Registry
 from sockkit.relay._tls import RelayTLS
 from sockkit.relay._toxics import DATAGRAM_TYPES, STREAM_TYPES, Toxic, ToxicError, parse_toxic
@@ -207,3 +208,4 @@ async def _main(
             await registry.drain(drain_timeout, hurry)
         else:
             await registry.close()
+        close_native_loop()  # every link has ended: its thread is joined now

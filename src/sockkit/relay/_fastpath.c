@@ -207,6 +207,7 @@ static void *loop(void *arg)
 {
     Engine *e = arg;
     struct epoll_event evs[BATCH];
+    pthread_setname_np(pthread_self(), "sockkit-relay"); /* as top -H and /proc show it */
     for (;;) {
         int n = epoll_wait(e->epfd, evs, BATCH, -1);
         if (n < 0) {

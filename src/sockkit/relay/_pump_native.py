@@ -21,7 +21,7 @@ import socket
 import weakref
 from types import ModuleType
 
-__all__ = ["ENV", "NativePump", "native_usable"]
+__all__ = ["ENV", "NativePump", "close_native_loop", "native_usable"]
 
 ENV = "SOCKKIT_RELAY_FASTPATH"  # "0", "off", "no" or "false": keep the copy loop in Python
 _IDLE = 1.0  # seconds with no direction before the native thread is stopped
@@ -87,6 +87,15 @@ class _Engine:
 _engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Engine] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def close_native_loop() -> None:
+    """Stop the running loop's native thread now, if it serves no direction."""
+    engine = _engines.get(asyncio.get_running_loop())
+    if engine is not None:
+        if engine.idle is not None:
+            engine.idle.cancel()
+        engine.close()
 
 
 def _engine(loop: asyncio.AbstractEventLoop) -> _Engine:
