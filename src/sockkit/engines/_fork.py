@@ -1,5 +1,15 @@
 """The fork engine: a child process for every connection.
 
+Where children are forked from: by default a small fork server process
+(:mod:`._zygote`, supervised by :mod:`._zygote_supervisor`) that has imported
+only what a child runs, so a child copies and dirties far fewer pages than a
+copy of the serving process would.  A context that cannot be described to
+another process (a ``tls://`` listener, a service built by a factory at run
+time, a log with the application's own handlers; :mod:`._zygote_args`), or
+``SOCKKIT_FORK_SERVER=off`` in the environment, keeps the children forked
+from the serving process itself.  Either way the process that forks runs the
+code below.
+
 The parent only accepts, forks and reaps.  It closes its copy of each accepted
 socket at once, counts its children for ``max_conns``, and reaps every exited
 child in one pass (``waitpid(-1, WNOHANG)`` until nothing is left) whenever
@@ -28,6 +38,7 @@ from typing import Any
 
 from sockkit.engines._accept import AcceptingEngine, _logger
 from sockkit.engines._blocking import Aborted, Connection
+from sockkit.engines._contract import ServeContext
 from sockkit.engines._lifecycle import Drain
 
 __all__ = ["ForkEngine"]
@@ -38,6 +49,8 @@ _TERM_GRACE = 1.0
 _REAP_INTERVAL_MS = 50
 #: With one, a safety net for a SIGCHLD that went to another thread.
 _REAP_SAFETY_MS = 1000
+#: ``SOCKKIT_FORK_SERVER=off``: fork children from the serving process itself.
+FORK_SERVER_ENV = "SOCKKIT_FORK_SERVER"
 
 
 class ForkEngine(AcceptingEngine):
@@ -45,6 +58,21 @@ class ForkEngine(AcceptingEngine):
 
     name = "fork"
     shares_memory = False
+
+    def __init__(self, lifeline: int | None = None) -> None:
+        #: In the fork server: a descriptor that reads end of file once the
+        #: serving process is gone (then stop).  None: this is the serving process.
+        self.lifeline = lifeline
+
+    def run(self, ctx: ServeContext) -> None:
+        if self.lifeline is None and os.environ.get(FORK_SERVER_ENV, "on") != "off":
+            from sockkit.engines._zygote_supervisor import ForkServer
+
+            fork_server = ForkServer.for_context(ctx)
+            if fork_server is not None:
+                fork_server.run()
+                return
+        super().run(ctx)
 
     def start(self) -> None:
         if self.ctx.proxy is not None:
@@ -68,10 +96,15 @@ class ForkEngine(AcceptingEngine):
         with contextlib.suppress(OSError):  # pipe full: a wake-up is pending anyway
             os.write(self._wake_w, b"c")
 
-    def extra_fd(self) -> int | None:
-        return self._wake_r
+    def extra_fds(self) -> tuple[int, ...]:
+        if self.lifeline is None:
+            return (self._wake_r,)
+        return (self._wake_r, self.lifeline)
 
-    def on_extra_fd(self) -> None:
+    def on_extra_fd(self, fd: int) -> None:
+        if fd == self.lifeline:
+            self.ctx.stop.set()  # the serving process is gone: nobody else will stop us
+            return
         with contextlib.suppress(OSError):
             os.read(self._wake_r, 4096)
         self._reap()
@@ -138,6 +171,8 @@ class ForkEngine(AcceptingEngine):
             self.ctx.stop.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+            if self.lifeline is not None:
+                os.close(self.lifeline)
             conn.run()
         except BaseException:
             code = 1
