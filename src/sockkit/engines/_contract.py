@@ -231,6 +231,9 @@ class ConnectionLog:
     def draining(self, count: int, timeout: float) -> None:
         """The server stopped accepting; ``count`` connections may go on for ``timeout`` s."""
 
+    def warning(self, message: str) -> None:
+        """Something about the server as a whole that its operator should see (one line)."""
+
     def lines(self) -> LogLines | None:
         """How this log writes, when another process can write the very same lines; else None.
 

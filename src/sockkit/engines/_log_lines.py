@@ -132,3 +132,6 @@ class LineLog(ConnectionLog):
 
     def draining(self, count: int, timeout: float) -> None:
         self._write("info", draining_event(count, timeout))
+
+    def warning(self, message: str) -> None:
+        self._write("warning", (message, {"event": "warning"}))

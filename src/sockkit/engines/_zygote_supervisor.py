@@ -35,7 +35,6 @@ import sys
 import time
 
 from sockkit._errors import SockkitError
-from sockkit.engines._accept import _logger
 from sockkit.engines._contract import ServeContext
 from sockkit.engines._lifecycle import HURRY_POLL
 from sockkit.engines._zygote_args import Described, describe
@@ -162,8 +161,8 @@ class ForkServer:
                 f"the fork server keeps ending ({_status_text(status)}):"
                 f" {len(self._restarts)} times in {RESTART_WINDOW:g} s"
             )
-        _logger.warning(
-            "fork server (pid %d) ended (%s); starting another", pid, _status_text(status)
+        self.ctx.log.warning(
+            f"fork server (pid {pid}) ended ({_status_text(status)}); starting another"
         )
         self._start()
 

@@ -166,6 +166,9 @@ class ServerLog(ConnectionLog):
         message, fields = refused_event(peer, reason)
         self.event(logging.WARNING, message, **fields)
 
+    def warning(self, message: str) -> None:
+        self.event(logging.WARNING, message, event="warning")
+
     def lines(self) -> LogLines | None:
         """Where this log's lines go, when it is sockkit's own writer on a real file descriptor.
 
