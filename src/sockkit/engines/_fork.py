@@ -33,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -59,10 +60,12 @@ class ForkEngine(AcceptingEngine):
     name = "fork"
     shares_memory = False
 
-    def __init__(self, lifeline: int | None = None) -> None:
+    def __init__(self, lifeline: int | None = None, fork: Callable[[], int] = os.fork) -> None:
         #: In the fork server: a descriptor that reads end of file once the
         #: serving process is gone (then stop).  None: this is the serving process.
         self.lifeline = lifeline
+        #: Makes one child: ``os.fork``, or the fork server's (:mod:`._zygote`).
+        self.fork = fork
 
     def run(self, ctx: ServeContext) -> None:
         if self.lifeline is None and os.environ.get(FORK_SERVER_ENV, "on") != "off":
@@ -134,7 +137,7 @@ class ForkEngine(AcceptingEngine):
     def dispatch(self, conn: Connection) -> str | None:
         conn.buffer = self._buffer
         try:
-            pid = os.fork()
+            pid = self.fork()
         except OSError as exc:
             _logger.warning("cannot fork: %s", exc.strerror)
             return "cannot fork"

@@ -1,7 +1,8 @@
 """The serving process's side of the fork server: start it, watch it, relay the stop.
 
 :class:`ForkServer` runs in :meth:`ForkEngine.run <sockkit.engines._fork.ForkEngine.run>`
-in place of the accept loop.  It starts ``python -m sockkit.engines._zygote``
+in place of the accept loop.  It starts the fork server (``python -c``
+:data:`~sockkit.engines._zygote.BOOTSTRAP`, which runs :mod:`sockkit.engines._zygote`)
 (a fresh interpreter, so nothing this process imported is copied into it),
 passing the listening sockets by descriptor, and then only waits::
 
@@ -37,6 +38,7 @@ import time
 from sockkit._errors import SockkitError
 from sockkit.engines._contract import ServeContext
 from sockkit.engines._lifecycle import HURRY_POLL
+from sockkit.engines._zygote import BOOTSTRAP
 from sockkit.engines._zygote_args import Described, describe
 
 __all__ = ["ForkServer"]
@@ -95,7 +97,7 @@ class ForkServer:
         env["PYTHONPATH"] = os.pathsep.join(
             [*described.import_roots, *filter(None, [env.get("PYTHONPATH")])]
         )
-        argv = [sys.executable, "-m", "sockkit.engines._zygote", *described.args]
+        argv = [sys.executable, "-c", BOOTSTRAP, *described.args]
         argv += ["--ready", str(ready_w), "--lifeline", str(lifeline_r)]
         log_fd = self.ctx.log.lines()
         stderr = log_fd.fd if log_fd is not None and log_fd.fd >= 0 else None
