@@ -47,6 +47,7 @@ from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSign
 from sockkit.engines._fork import ForkEngine
 from sockkit.engines._log_lines import LineLog
 from sockkit.engines._zygote_args import ZygoteArgs, parse
+from sockkit.engines._zygote_warmup import warm_up
 from sockkit.services._base import Service
 
 __all__ = ["BOOTSTRAP", "HeldForkHooks", "main"]
@@ -116,6 +117,7 @@ def main(argv: Sequence[str], held: Sequence[dict[str, Hook]] = ()) -> int:
         _report(ready, f"e{why}")
         return 1
     engine = ForkEngine(lifeline=args.lifeline, fork=HeldForkHooks(held).fork)
+    warm_up(ctx, args.log)
     _report(ready, "r")
     # Everything built so far lives until exit and is shared with every
     # child: keep the collector from ever walking (and so writing) it.
