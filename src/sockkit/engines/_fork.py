@@ -27,6 +27,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # signal.py without the enum wrapping
 import contextlib
 import gc
+import mmap
 import os
 import select
 import signal
@@ -84,9 +85,9 @@ class ForkEngine(AcceptingEngine):
         self._children: set[int] = set()
         #: Each child's peer address, released from the admission when it is reaped.
         self._peers: dict[int, object] = {}
-        # One read buffer, touched here once: a child writes only the pages a
-        # recv fills, instead of allocating and zeroing read_size bytes itself.
-        self._buffer = memoryview(bytearray(self.ctx.limits.read_size))
+        # One read buffer, mapped here and never touched: fork copies no page
+        # table entries for it, and a child faults in only the pages a recv fills.
+        self._buffer = memoryview(mmap.mmap(-1, self.ctx.limits.read_size))
         # SIGCHLD is turned into a readable pipe so the accept loop's poll()
         # wakes for it and reaps in its own time, never inside the handler.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
