@@ -86,8 +86,10 @@ class ForkEngine(AcceptingEngine):
         #: Each child's peer address, released from the admission when it is reaped.
         self._peers: dict[int, object] = {}
         # One read buffer, mapped here and never touched: fork copies no page
-        # table entries for it, and a child faults in only the pages a recv fills.
-        self._buffer = memoryview(mmap.mmap(-1, self.ctx.limits.read_size))
+        # table entries for it, and a child faults in only the pages a recv
+        # fills.  Private: each child's writes are its own (a shared mapping
+        # would hand one client's bytes to another).
+        self._buffer = memoryview(mmap.mmap(-1, self.ctx.limits.read_size, flags=mmap.MAP_PRIVATE))
         # SIGCHLD is turned into a readable pipe so the accept loop's poll()
         # wakes for it and reaps in its own time, never inside the handler.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
