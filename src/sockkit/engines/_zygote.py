@@ -17,23 +17,12 @@ end of file) it stops as if sent SIGTERM.
 Start-up is reported on ``--ready``: ``r`` once serving, or ``e`` and one line
 saying why it cannot, then exit status 1.
 
-At-fork hooks.  ``threading`` and ``logging`` (which ``import sockkit``
-loads) register ``os.register_at_fork`` hooks that repair what *other*
-threads may have held at the fork.  They cost every child more than all of
-sockkit's own code: measured, an idle child of this process writes 1,016 KiB
-with them and 504 KiB without, and fork + exit + wait takes 1,190 us against
-580.  The fork server runs one thread, so there is nothing to repair:
-:data:`BOOTSTRAP` (how the serving process starts it) holds back the hooks
-that importing this module registers, and :class:`HeldForkHooks` runs them
-around a fork only if a thread exists after all (a service module that
-started one).  Hooks registered later (by the service's own imports) run as
-usual.
+At-fork hooks: see :mod:`._zygote_boot`.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal.py without the enum wrapping
-import _thread
 import gc
 import importlib
 import os
@@ -47,52 +36,11 @@ from sockkit.engines._contract import AccessList, Limits, ServeContext, StopSign
 from sockkit.engines._fork import ForkEngine
 from sockkit.engines._log_lines import LineLog
 from sockkit.engines._zygote_args import ZygoteArgs, parse
+from sockkit.engines._zygote_boot import HeldForkHooks, Hook
 from sockkit.engines._zygote_warmup import warm_up
 from sockkit.services._base import Service
 
-__all__ = ["BOOTSTRAP", "HeldForkHooks", "main"]
-
-#: ``python -c BOOTSTRAP ARGS`` starts the fork server with the at-fork hooks
-#: that importing it registers held back (see the module docstring).
-BOOTSTRAP = """\
-import os, sys
-held = []
-register = os.register_at_fork
-os.register_at_fork = lambda **hooks: held.append(hooks)
-try:
-    import sockkit.engines._zygote as zygote
-finally:
-    os.register_at_fork = register
-sys.exit(zygote.main(sys.argv[1:], held))
-"""
-
-Hook = Callable[[], object]
-
-
-class HeldForkHooks:
-    """At-fork hooks held back from ``os.register_at_fork``, run by :meth:`fork` only when needed."""
-
-    def __init__(self, held: Sequence[dict[str, Hook]]) -> None:
-        # The order os.fork() would use: "before" hooks last-registered first.
-        self.before = [hooks["before"] for hooks in reversed(held) if "before" in hooks]
-        self.in_parent = [hooks["after_in_parent"] for hooks in held if "after_in_parent" in hooks]
-        self.in_child = [hooks["after_in_child"] for hooks in held if "after_in_child" in hooks]
-
-    def fork(self) -> int:
-        """``os.fork()``, with the held hooks around it if any thread but this one runs."""
-        if _thread._count() == 0:  # threads besides the main one
-            return os.fork()
-        for hook in self.before:
-            hook()
-        try:
-            pid = os.fork()
-        except OSError:
-            for hook in self.in_parent:
-                hook()
-            raise
-        for hook in self.in_child if pid == 0 else self.in_parent:
-            hook()
-        return pid
+__all__ = ["main"]
 
 
 def main(argv: Sequence[str], held: Sequence[dict[str, Hook]] = ()) -> int:

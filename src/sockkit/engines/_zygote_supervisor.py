@@ -2,7 +2,7 @@
 
 :class:`ForkServer` runs in :meth:`ForkEngine.run <sockkit.engines._fork.ForkEngine.run>`
 in place of the accept loop.  It starts the fork server (``python -c``
-:data:`~sockkit.engines._zygote.BOOTSTRAP`, which runs :mod:`sockkit.engines._zygote`)
+:data:`~sockkit.engines._zygote_boot.BOOTSTRAP`, which runs :mod:`sockkit.engines._zygote`)
 (a fresh interpreter, so nothing this process imported is copied into it),
 passing the listening sockets by descriptor, and then only waits::
 
@@ -38,8 +38,8 @@ import time
 from sockkit._errors import SockkitError
 from sockkit.engines._contract import ServeContext
 from sockkit.engines._lifecycle import HURRY_POLL
-from sockkit.engines._zygote import BOOTSTRAP
 from sockkit.engines._zygote_args import Described, describe
+from sockkit.engines._zygote_boot import BOOTSTRAP
 
 __all__ = ["ForkServer"]
 
