@@ -55,8 +55,12 @@ if sys.argv[1] == "as-serve":
 elif sys.argv[1] == "child-path":
     import sockkit.engines._fork, sockkit.services._classic  # noqa: F401
 elif sys.argv[1] == "fork-server":
-    # What the fork server process has loaded (python -m sockkit.engines._zygote).
+    # What the fork server has loaded, with threading's and logging's at-fork
+    # hooks held back as its bootstrap (engines/_zygote_boot.py) holds them.
+    held, register = [], os.register_at_fork
+    os.register_at_fork = lambda **hooks: held.append(hooks)
     import sockkit.engines._zygote, sockkit.services._classic  # noqa: F401
+    os.register_at_fork = register
 gc.freeze()
 rss = [line for line in open("/proc/self/status") if line.startswith("VmRSS")][0].split()[1]
 times = []
