@@ -1,10 +1,11 @@
 """The fork server: a small process that accepts and forks one child per connection.
 
-``python -m sockkit.engines._zygote ARGS`` (started by the serving process,
-:mod:`sockkit.engines._zygote_supervisor`; ARGS are :mod:`._zygote_args`')
-imports what a child runs and nothing else -- the blocking connection loop,
-the connection core, the one service class, a log writer without
-``logging`` records -- so every child it forks copies a small process and
+Started by the serving process (:mod:`sockkit.engines._zygote_supervisor`)
+as ``python -c BOOTSTRAP ARGS`` (:mod:`._zygote_boot`; ARGS are
+:mod:`._zygote_args`'), it imports what a child runs and nothing else -- the
+blocking connection loop, the connection core, the one service class, a log
+writer that uses no ``logging`` handler or record (``import sockkit`` still
+loads the module) -- so every child it forks copies a small process and
 writes few of its pages.  It serves with :class:`~sockkit.engines._fork.ForkEngine`
 exactly as the serving process would (accept, admission, ``max_conns``,
 SIGCHLD reaping, the drain), handed the listening sockets by descriptor.
