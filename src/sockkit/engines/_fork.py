@@ -51,6 +51,8 @@ _TERM_GRACE = 1.0
 _REAP_INTERVAL_MS = 50
 #: With one, a safety net for a SIGCHLD that went to another thread.
 _REAP_SAFETY_MS = 1000
+#: Signals blocked from just before a fork until the child has its handlers.
+_HELD_AT_FORK = {_signal.SIGTERM, _signal.SIGCHLD}
 #: ``SOCKKIT_FORK_SERVER=off``: fork children from the serving process itself.
 FORK_SERVER_ENV = "SOCKKIT_FORK_SERVER"
 
@@ -139,13 +141,20 @@ class ForkEngine(AcceptingEngine):
 
     def dispatch(self, conn: Connection) -> str | None:
         conn.buffer = self._buffer
+        # A SIGTERM (the drain's end) or SIGCHLD reaching a new child before it
+        # has its own handlers would run this process's handler there: the
+        # SIGTERM would be lost and the child killed after the grace instead.
+        # Held back across the fork; the child lets them in once it is ready.
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD_AT_FORK)
         try:
             pid = self.fork()
         except OSError as exc:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
             _logger.warning("cannot fork: %s", exc.strerror)
             return "cannot fork"
         if pid == 0:
-            self._serve_in_child(conn)  # never returns
+            self._serve_in_child(conn, mask)  # never returns
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         self._children.add(pid)
         if conn.counted is not None:
             self._peers[pid] = conn.counted
@@ -159,7 +168,7 @@ class ForkEngine(AcceptingEngine):
         if addr is not None:
             self.ctx.admission.release(addr)
 
-    def _serve_in_child(self, conn: Connection) -> None:
+    def _serve_in_child(self, conn: Connection, mask: object) -> None:
         code = 0
         try:
             # The parent's objects are never collected here; keep the collector
@@ -172,6 +181,7 @@ class ForkEngine(AcceptingEngine):
             # children stop (after the drain deadline, with SIGTERM).
             _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
             _signal.signal(_signal.SIGTERM, _terminate)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)  # a held SIGTERM arrives now
             for listener in self.ctx.listeners:
                 listener.sock.close()
             self.ctx.stop.close()
