@@ -174,7 +174,12 @@ def test_fork_server_that_cannot_start_is_one_error_line() -> None:
          "fork_server_services:Echo", "tcp://127.0.0.1:0", "--engine", "fork"],
         stderr=subprocess.PIPE, env={**cli_env(), "SOCKKIT_TEST_BREAK_FORK_SERVER": "1"},
     )  # fmt: skip
-    _, err = server.communicate(timeout=30)
+    try:
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:  # it served on: the fork server did not fail
+            server.kill()
+            server.wait(5)
     assert server.returncode == 1
     lines = err.decode().splitlines()
     assert lines[0].startswith("listening on ")
