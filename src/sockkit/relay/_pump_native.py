@@ -27,7 +27,7 @@ ENV = "SOCKKIT_RELAY_FASTPATH"  # "0", "off", "no" or "false": keep the copy loo
 _IDLE = 1.0  # seconds with no direction before the native thread is stopped
 
 try:
-    from sockkit.relay import _fastpath as _native
+    import sockkit.relay._fastpath as _native
 
     _ext: ModuleType | None = _native
     _RUNNING = _native.RUNNING
