@@ -39,6 +39,7 @@ from serverkit import (
 
 from conftest import TLSFilesForTest
 from sockkit.server import TLSFiles
+from sockkit.services import CLOSE, EchoService
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,6 +76,35 @@ def test_echo_sends_back_a_mebibyte_byte_exact_after_half_close(
         sock.shutdown(socket.SHUT_WR)
         reader.join(30)
         assert received and received[0] == payload
+
+
+class _KeepsEveryMessage(EchoService):
+    """Echo that keeps what it is given and sends all of it again after the peer's EOF.
+
+    It overrides ``received`` without marking it ``borrows_input``, so an
+    engine must hand it bytes of its own, never a view of a reused buffer.
+    """
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+
+    def received(self, data: bytes) -> bytes:
+        self.kept.append(data)
+        return data
+
+    def eof_received(self) -> bytes:
+        self.state = CLOSE
+        return b"".join(self.kept)
+
+
+def test_a_service_that_keeps_its_input_gets_bytes_of_its_own(engine: str) -> None:
+    messages = [bytes([i]) * 100 for i in range(20)]
+    with running(_KeepsEveryMessage, ["tcp://127.0.0.1:0"], engine) as srv, srv.connect() as sock:
+        for message in messages:
+            sock.sendall(message)
+            assert recv_exactly(sock, len(message)) == message
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_until_eof(sock) == b"".join(messages)
 
 
 def test_discard_reads_everything_and_sends_nothing(
