@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sockkit.engines._contract import ServeContext, service_error
 from sockkit.engines._core import ConnectionCore
 from sockkit.engines._reactor import _Reactor, _ReactorEngine
-from sockkit.engines._reactor_conn import Connection, ConnectionHost, TlsConnection
+from sockkit.engines._reactor_conn import Connection, TlsConnection
 from sockkit.engines._reactor_poll import EpollPoller, Poller, PollPoller, SelectPoller
 
 __all__ = ["PoolEngine"]
@@ -78,7 +78,7 @@ class _Pooled(_PooledBase):
 
     job: int
     parked: bool
-    host: _PoolReactor
+    host: ClassVar[_PoolReactor]
 
     # -- the core's entry points, sent to a worker ------------------------------
 
@@ -161,10 +161,10 @@ class PooledConnection(_Pooled, Connection):
 
     __slots__ = ("job", "parked")
 
-    def __init__(self, host: ConnectionHost, sock: socket.socket, peer: str, local: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str) -> None:
         self.job = _IDLE
         self.parked = False
-        super().__init__(host, sock, peer, local)
+        super().__init__(sock, peer)
 
     def read_input(self) -> None:
         view = self._view
@@ -181,17 +181,15 @@ class PooledConnection(_Pooled, Connection):
             self.receive_eof()
 
 
-class PooledTlsConnection(_Pooled, TlsConnection):  # type: ignore[misc]  # slots: see _Pooled
+class PooledTlsConnection(_Pooled, TlsConnection):
     """A TLS connection: handshake on the reactor, service calls on the pool."""
 
     __slots__ = ("job", "parked")
 
-    def __init__(
-        self, host: ConnectionHost, sock: ssl.SSLSocket, peer: str, local: str, factory: object
-    ) -> None:
+    def __init__(self, sock: ssl.SSLSocket, peer: str) -> None:
         self.job = _IDLE
         self.parked = False
-        super().__init__(host, sock, peer, local, factory)
+        super().__init__(sock, peer)
 
     def read_input(self) -> None:
         TlsConnection.on_readable(self, 0)  # stops after one record: the job is submitted

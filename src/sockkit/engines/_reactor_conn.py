@@ -1,8 +1,8 @@
 """One connection of the reactor: a non-blocking socket, pumped around its connection core.
 
-A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionCore`
-subclass (one object per connection) driven only by the reactor thread,
-through the bound method it registers as its fd's handler (``handler(mask)``).
+A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionRules`
+subclass (one object per connection) driven only by the reactor thread: it
+registers itself as its fd's handler (``on_ready(mask)``).
 The rules -- output buffer, water marks, cap, deadlines, half-close order,
 close reasons -- are the core's; this module only moves bytes:
 
@@ -18,6 +18,13 @@ close reasons -- are the core's; this module only moves bytes:
   is told (:meth:`ConnectionHost.connection_gone`) so it can resume accepting
   or finish a drain.
 
+An idle connection is mostly this object, so what all connections of a
+listener share is not stored in each: :func:`bind` makes a class per listener
+holding the reactor, the listener's name and factory, the limits and the read
+buffer as class attributes, and the deadline marks as slots only when a
+deadline is configured.  The connection itself is the service's ``wakeup``
+(``__call__``) and the poller's handler, so neither costs a bound method.
+
 :class:`TlsConnection` adds a non-blocking handshake phase and the SSL
 want-read/want-write and ``pending()`` cases.
 """
@@ -29,16 +36,17 @@ import logging
 import socket
 import ssl
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import ClassVar, Protocol, TypeVar
 
 from sockkit._accept import SockAddr
 from sockkit._errors import translate_os_error
 from sockkit.engines._contract import REFUSED_TLS, ServeContext
-from sockkit.engines._core import ConnectionCore, EndOfStream
+from sockkit.engines._core import ConnectionRules, EndOfStream, tick_interval
 from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
 from sockkit.services._base import Service
 
-__all__ = ["Connection", "ConnectionHost", "TlsConnection"]
+__all__ = ["Connection", "ConnectionHost", "TlsConnection", "bind"]
 
 _READY_TO_READ = READ | ERROR
 _READY_TO_WRITE = WRITE | ERROR
@@ -73,36 +81,63 @@ class ConnectionHost(Protocol):
         """``fd``'s connection holds a per-address slot for ``address`` until it is gone."""
 
 
-class Connection(ConnectionCore):
-    """A plain (TCP or Unix) connection: the reactor's pump around its :class:`ConnectionCore`.
+#: The core's deadline state: slots of a listener's class only when a deadline is set.
+_DEADLINE_SLOTS = ("_io_mark", "_io_since", "_line", "_out_mark", "_out_since")
+
+_C = TypeVar("_C", bound="Connection")
+
+
+def bind(
+    cls: type[_C], host: ConnectionHost, local: str, factory: Callable[[], Service]
+) -> type[_C]:
+    """``cls`` for one listener of ``host``: what its connections share, as class attributes.
+
+    ``local`` is the listener's endpoint text and ``factory`` its service
+    factory.  With an idle, send or line timeout the class also has the
+    core's deadline slots, and each connection starts its clock.
+    """
+    limits = host.ctx.limits
+    timed = tick_interval(limits) is not None
+    shared = {
+        "__slots__": _DEADLINE_SLOTS if timed else (),
+        "host": host,
+        "local": local,
+        "factory": staticmethod(factory),
+        "_limits": limits,
+        "_view": host.read_view,
+        "_timed": timed,
+    }
+    return type(cls.__name__, (cls,), shared)
+
+
+class Connection(ConnectionRules):
+    """A plain (TCP or Unix) connection: the reactor's pump around its core.
 
     The pump is a subclass of the core, so a connection is still one object.
+    Instantiate the class :func:`bind` made for the listener, not this one.
     """
 
-    __slots__ = (
-        "_view",
-        "closed",
-        "events",
-        "fd",
-        "host",
-        "local",
-        "opened_at",
-        "peer",
-        "serving",
-        "sock",
-    )
+    __slots__ = ("closed", "events", "fd", "opened_at", "peer", "serving", "sock")
 
-    def __init__(self, host: ConnectionHost, sock: socket.socket, peer: str, local: str) -> None:
+    # Shared by a listener's connections (see bind()).
+    host: ClassVar[ConnectionHost]
+    local: ClassVar[str]
+    factory: ClassVar[Callable[[], Service]]
+    _view: ClassVar[memoryview]
+    _timed: ClassVar[bool] = False
+    #: No deadlines, so no partial line to time (a timed class has the slot).
+    _line = None
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
         now = time.monotonic()
-        super().__init__(_NO_SERVICE, host.ctx.limits, now)
-        self.host = host
+        ConnectionRules.__init__(self, _NO_SERVICE)
+        if self._timed:
+            self.start_clock(now)
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
-        self.local = local
         # No bound sock.recv_into / sock.send kept per connection: 144 bytes
         # each idle connection would hold, for a lookup that costs nanoseconds.
-        self._view = host.read_view
         self.events = 0
         self.closed = False
         self.serving = False
@@ -117,7 +152,7 @@ class Connection(ConnectionCore):
         """
         self.service = service
         self.serving = True
-        service.wakeup = self.wakeup
+        service.wakeup = self
         self.host.ctx.log.opened(self.peer, self.local)
         if type(service).connected is _BASE_CONNECTED and not (service.state or service.producing):
             self.sync()  # no greeting and nothing to act on: what start() would conclude
@@ -126,6 +161,13 @@ class Connection(ConnectionCore):
         self.pump()
 
     # ------------------------------------------------------------- hot path
+
+    def on_ready(self, mask: int) -> None:
+        """The poller's call: READ alone is the hot path, anything else the slow one."""
+        if self.events == READ:
+            self.on_readable(mask)
+        else:
+            self.on_event(mask)
 
     def on_readable(self, mask: int) -> None:
         """READ is the only interest: recv, feed the service, send its reply.
@@ -231,17 +273,19 @@ class Connection(ConnectionCore):
             return
         poller = self.host.poller
         if events:
-            handler = self.on_readable if events == READ else self.on_event
             if self.events:
-                poller.modify(self.fd, events, handler)
+                poller.modify(self.fd, events, self)
             else:
-                poller.register(self.fd, events, handler)
+                poller.register(self.fd, events, self)
         else:
             poller.unregister(self.fd)
         self.events = events
 
-    def wakeup(self) -> None:
-        """Installed as ``service.wakeup``: flush produced output soon.  Any thread."""
+    def __call__(self) -> None:
+        """The service's ``wakeup`` (the connection is installed as it): flush produced output soon.
+
+        Any thread.
+        """
         if self.host.on_reactor_thread():
             self.sync()
         else:
@@ -286,25 +330,19 @@ class Connection(ConnectionCore):
 class TlsConnection(Connection):
     """A TLS connection: a non-blocking handshake, then the plain rules over SSL."""
 
-    __slots__ = ("_factory", "hs_events")
-
-    def __init__(
-        self,
-        host: ConnectionHost,
-        sock: ssl.SSLSocket,
-        peer: str,
-        local: str,
-        factory: object,
-    ) -> None:
-        super().__init__(host, sock, peer, local)
-        self._factory = factory
-        self.hs_events = READ
+    __slots__ = ()
 
     def begin(self) -> None:
-        """Register for the handshake; :meth:`start` follows when it completes."""
-        self.host.poller.register(self.fd, READ, self.on_handshake)
+        """Register for the handshake; serving follows when it completes."""
+        self.host.poller.register(self.fd, READ, self)
         self.events = READ
         self.on_handshake(READ)
+
+    def on_ready(self, mask: int) -> None:
+        if self.serving:
+            super().on_ready(mask)
+        else:
+            self.on_handshake(mask)
 
     def on_handshake(self, mask: int) -> None:
         sock = self.sock
@@ -321,17 +359,14 @@ class TlsConnection(Connection):
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
             self.close(f"{REFUSED_TLS}: handshake failed: {reason}")
             return
-        factory = self._factory
-        assert callable(factory)
-        # The registration's handler is the handshake one: drop it so start()
-        # registers the serving handlers.
+        # Unregister the handshake's interest: serving registers its own.
         self.host.poller.unregister(self.fd)
         self.events = 0
-        self.begin_serving(factory())
+        self.begin_serving(type(self).factory())
 
     def _want(self, events: int) -> None:
         if events != self.events:
-            self.host.poller.modify(self.fd, events, self.on_handshake)
+            self.host.poller.modify(self.fd, events, self)
             self.events = events
 
     def on_readable(self, mask: int) -> None:
