@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import select
 import socket
 import ssl
@@ -167,21 +168,20 @@ class PooledConnection(_Pooled, Connection):
         super().__init__(sock, peer)
 
     def read_input(self) -> None:
-        view = self._view
         try:
-            size = self.sock.recv_into(view)
+            size = os.readv(self.fd, self._views)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.lost(exc)
             return
         if size:
-            self.receive(view[:size].tobytes())
+            self.receive(self._view[:size].tobytes())
         else:
             self.receive_eof()
 
 
-class PooledTlsConnection(_Pooled, TlsConnection):
+class PooledTlsConnection(_Pooled, TlsConnection):  # type: ignore[misc]  # slots: see _Pooled
     """A TLS connection: handshake on the reactor, service calls on the pool."""
 
     __slots__ = ("job", "parked")

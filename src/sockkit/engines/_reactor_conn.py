@@ -1,5 +1,11 @@
 """One connection of the reactor: a non-blocking socket, pumped around its connection core.
 
+A plain connection keeps the socket's descriptor, not a Python socket
+object (88 bytes an idle connection would hold): it reads with ``readv``
+into the reactor's buffer and writes with ``write``, which on a socket are
+``recv`` and ``send`` without flags, and makes a socket object only for the
+rare ``shutdown``.  A TLS connection keeps its ``SSLSocket``.
+
 A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionRules`
 subclass (one object per connection) driven only by the reactor thread: it
 registers itself as its fd's handler (``on_ready(mask)``).
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import time
@@ -53,6 +60,9 @@ _READY_TO_WRITE = WRITE | ERROR
 _RETRY = (BlockingIOError, InterruptedError)
 
 _log = logging.getLogger("sockkit.engines.reactor")
+
+_readv = os.readv
+_write = os.write
 
 #: What a connection holds until its service exists (during a TLS handshake).
 _NO_SERVICE = Service()
@@ -105,6 +115,7 @@ def bind(
         "factory": staticmethod(factory),
         "_limits": limits,
         "_view": host.read_view,
+        "_views": [host.read_view],
         "_timed": timed,
     }
     return type(cls.__name__, (cls,), shared)
@@ -117,13 +128,15 @@ class Connection(ConnectionRules):
     Instantiate the class :func:`bind` made for the listener, not this one.
     """
 
-    __slots__ = ("closed", "events", "fd", "opened_at", "peer", "serving", "sock")
+    __slots__ = ("closed", "events", "fd", "opened_at", "peer", "serving")
 
     # Shared by a listener's connections (see bind()).
     host: ClassVar[ConnectionHost]
     local: ClassVar[str]
     factory: ClassVar[Callable[[], Service]]
     _view: ClassVar[memoryview]
+    #: ``[_view]``, as ``os.readv`` takes it.
+    _views: ClassVar[list[memoryview]]
     _timed: ClassVar[bool] = False
     #: No deadlines, so no partial line to time (a timed class has the slot).
     _line = None
@@ -133,15 +146,16 @@ class Connection(ConnectionRules):
         ConnectionRules.__init__(self, _NO_SERVICE)
         if self._timed:
             self.start_clock(now)
-        self.sock = sock
-        self.fd = sock.fileno()
+        self.fd = self._adopt(sock)
         self.peer = peer
-        # No bound sock.recv_into / sock.send kept per connection: 144 bytes
-        # each idle connection would hold, for a lookup that costs nanoseconds.
         self.events = 0
         self.closed = False
         self.serving = False
         self.opened_at = now
+
+    def _adopt(self, sock: socket.socket) -> int:
+        """Keep what this connection does its I/O with; return the descriptor."""
+        return sock.detach()  # the fd is ours now: close() closes it
 
     # ---------------------------------------------------------------- start
 
@@ -176,9 +190,8 @@ class Connection(ConnectionRules):
         the core's buffer the reply is sent at once; anything else -- a
         remainder, a state change, a producing service -- goes to the core.
         """
-        view = self._view
         try:
-            size = self.sock.recv_into(view)
+            size = _readv(self.fd, self._views)
         except _RETRY:
             return
         except OSError as exc:
@@ -186,7 +199,7 @@ class Connection(ConnectionRules):
             return
         if size:
             self.bytes_in += size
-            data = view[:size].tobytes()
+            data = self._view[:size].tobytes()
             service = self.service
             out = service.received(data)
             if self._line is not None:  # --line-timeout: time the service's partial line
@@ -196,7 +209,7 @@ class Connection(ConnectionRules):
                     self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
                 else:
                     try:
-                        sent = self.sock.send(out)
+                        sent = _write(self.fd, out)
                     except _RETRY:
                         sent = 0
                     except OSError as exc:
@@ -229,7 +242,7 @@ class Connection(ConnectionRules):
         data = self.data_to_send()
         if isinstance(data, EndOfStream):
             try:
-                self.sock.shutdown(socket.SHUT_WR)
+                self._shutdown_write()
             except OSError as exc:
                 self.lost(exc)
                 return
@@ -254,7 +267,18 @@ class Connection(ConnectionRules):
 
     def _send(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the socket takes now (the slow path; TLS overrides it)."""
-        return self.sock.send(data)
+        return _write(self.fd, data)
+
+    def _shutdown_write(self) -> None:
+        """``shutdown(SHUT_WR)``: through a socket object lent the fd for the call."""
+        sock = socket.socket(fileno=self.fd)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        finally:
+            sock.detach()
+
+    def _close_socket(self) -> None:
+        os.close(self.fd)
 
     def wanted_events(self) -> int:
         """The poller interest the core's state calls for."""
@@ -311,7 +335,7 @@ class Connection(ConnectionRules):
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.host.poller.unregister(self.fd)
             self.events = 0
-        self.sock.close()
+        self._close_socket()
         self.out = b""
         try:
             if self.serving:
@@ -330,7 +354,20 @@ class Connection(ConnectionRules):
 class TlsConnection(Connection):
     """A TLS connection: a non-blocking handshake, then the plain rules over SSL."""
 
-    __slots__ = ()
+    __slots__ = ("sock",)
+
+    sock: ssl.SSLSocket
+
+    def _adopt(self, sock: socket.socket) -> int:
+        assert isinstance(sock, ssl.SSLSocket)
+        self.sock = sock
+        return sock.fileno()
+
+    def _shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def _close_socket(self) -> None:
+        self.sock.close()
 
     def begin(self) -> None:
         """Register for the handshake; serving follows when it completes."""

@@ -11,6 +11,7 @@ header is not complete within ``proxy.timeout`` (3 s).
 
 from __future__ import annotations
 
+import os
 import socket
 
 from sockkit._accept import SockAddr
@@ -51,7 +52,7 @@ class ProxiedConnection(Connection):
 
     def on_header(self, mask: int) -> None:
         try:
-            data = self.sock.recv(self._stage.wanted)
+            data = os.read(self.fd, self._stage.wanted)
         except _RETRY:
             return
         except OSError as exc:
