@@ -148,6 +148,8 @@ class _Pooled(_PooledBase):
             return
         self.read_input()
 
+    on_ready = on_readable
+
     def read_input(self) -> None:
         """Read what the socket holds and submit it (the family's own read)."""
         raise NotImplementedError

@@ -198,7 +198,9 @@ class _Reactor:
                 # A service raised inside a handler: close that connection
                 # only.  Events not yet handled in this batch are still
                 # pending (level-triggered) and come back on the next wait.
-                owner = handlers.get(fd)
+                owner: object = handlers.get(fd)
+                if isinstance(owner, Callback):
+                    owner = getattr(owner.on_ready, "__self__", None)
                 if not isinstance(owner, Connection):
                     raise
                 owner.fail(exc)

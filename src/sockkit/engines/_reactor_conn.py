@@ -8,7 +8,10 @@ rare ``shutdown``.  A TLS connection keeps its ``SSLSocket``.
 
 A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionRules`
 subclass (one object per connection) driven only by the reactor thread: it
-registers itself as its fd's handler (``on_ready(mask)``).
+registers itself as its fd's handler while READ is its only interest
+(``on_ready`` is then the hot path, :meth:`Connection.on_readable`), and a
+:class:`~sockkit.engines._reactor_poll.Callback` of :meth:`Connection.on_event`
+while it also waits to write.
 The rules -- output buffer, water marks, cap, deadlines, half-close order,
 close reasons -- are the core's; this module only moves bytes:
 
@@ -50,7 +53,7 @@ from sockkit._accept import SockAddr
 from sockkit._errors import translate_os_error
 from sockkit.engines._contract import REFUSED_TLS, ServeContext
 from sockkit.engines._core import ConnectionRules, EndOfStream, tick_interval
-from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
+from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Callback, Handler, Poller
 from sockkit.services._base import Service
 
 __all__ = ["Connection", "ConnectionHost", "TlsConnection", "bind"]
@@ -176,13 +179,6 @@ class Connection(ConnectionRules):
 
     # ------------------------------------------------------------- hot path
 
-    def on_ready(self, mask: int) -> None:
-        """The poller's call: READ alone is the hot path, anything else the slow one."""
-        if self.events == READ:
-            self.on_readable(mask)
-        else:
-            self.on_event(mask)
-
     def on_readable(self, mask: int) -> None:
         """READ is the only interest: recv, feed the service, send its reply.
 
@@ -224,6 +220,10 @@ class Connection(ConnectionRules):
         else:
             self.receive_eof()
             self.pump()
+
+    #: The poller's call while READ is the only interest (see sync()).  A
+    #: subclass that overrides on_readable sets this again.
+    on_ready = on_readable
 
     # ------------------------------------------------------------ slow path
 
@@ -297,10 +297,13 @@ class Connection(ConnectionRules):
             return
         poller = self.host.poller
         if events:
+            # The connection itself while only reading (no object per idle
+            # connection); a callback made for the rarer wait to write.
+            handler: Handler = self if events == READ else Callback(self.on_event)
             if self.events:
-                poller.modify(self.fd, events, self)
+                poller.modify(self.fd, events, handler)
             else:
-                poller.register(self.fd, events, self)
+                poller.register(self.fd, events, handler)
         else:
             poller.unregister(self.fd)
         self.events = events
@@ -371,15 +374,9 @@ class TlsConnection(Connection):
 
     def begin(self) -> None:
         """Register for the handshake; serving follows when it completes."""
-        self.host.poller.register(self.fd, READ, self)
+        self.host.poller.register(self.fd, READ, Callback(self.on_handshake))
         self.events = READ
         self.on_handshake(READ)
-
-    def on_ready(self, mask: int) -> None:
-        if self.serving:
-            super().on_ready(mask)
-        else:
-            self.on_handshake(mask)
 
     def on_handshake(self, mask: int) -> None:
         sock = self.sock
@@ -403,7 +400,7 @@ class TlsConnection(Connection):
 
     def _want(self, events: int) -> None:
         if events != self.events:
-            self.host.poller.modify(self.fd, events, self)
+            self.host.poller.modify(self.fd, events, Callback(self.on_handshake))
             self.events = events
 
     def on_readable(self, mask: int) -> None:
@@ -428,6 +425,8 @@ class TlsConnection(Connection):
             # Bytes already decrypted inside OpenSSL make no fd readiness.
             if self.closed or not self.wants_read or not sock.pending():
                 return
+
+    on_ready = on_readable
 
     def _send(self, data: bytes | bytearray | memoryview) -> int:
         try:

@@ -18,7 +18,7 @@ from sockkit._accept import SockAddr
 from sockkit._proxy_admission import ProxyStage
 from sockkit._proxy_protocol import ProxyHeaderError
 from sockkit.engines._reactor_conn import Connection
-from sockkit.engines._reactor_poll import READ
+from sockkit.engines._reactor_poll import READ, Callback
 from sockkit.services._base import Service
 
 __all__ = ["ProxiedConnection"]
@@ -41,14 +41,8 @@ class ProxiedConnection(Connection):
 
     def begin(self) -> None:
         """Register for the header; serving follows when it is complete."""
-        self.host.poller.register(self.fd, READ, self)
+        self.host.poller.register(self.fd, READ, Callback(self.on_header))
         self.events = READ
-
-    def on_ready(self, mask: int) -> None:
-        if self.serving:
-            super().on_ready(mask)
-        else:
-            self.on_header(mask)
 
     def on_header(self, mask: int) -> None:
         try:
