@@ -9,11 +9,13 @@ Usage (from the repository root)::
 ``--pair thread`` runs request/response (``rrload --mode rr``, 64 B echo)
 against ``sockkit serve --engine thread`` and ``socketserver.ThreadingTCPServer``;
 ``--pair fork`` runs connect/echo/close (``rrload --mode connect``) against
-``--engine fork`` and ``socketserver.ForkingTCPServer``.  Each server is pinned
+``--engine fork`` (children forked from its fork server), the same with
+``SOCKKIT_FORK_SERVER=off`` (``sockkit-fork-inline``: forked from the serving
+process) and ``socketserver.ForkingTCPServer``.  Each server is pinned
 to CPU 1 (``taskset -c 1``), the load to CPU 0, and primed with one
 unmeasured run.  Server CPU is utime + stime + cutime + cstime from
-/proc/PID/stat (the last two count reaped fork children) over the measured
-run, divided by the operations rrload completed.  Servers alternate round by
+/proc/PID/stat (the last two count reaped fork children), summed over the
+server and its live descendants (the fork server), over the measured run, divided by the operations rrload completed.  Servers alternate round by
 round; the medians and the median of per-round ratios are reported, because
 the machine is shared.
 """
@@ -41,7 +43,7 @@ def server_argv(name: str) -> list[str]:
         return [sys.executable, str(PEERS / "socketserver_threading_echo.py"), "127.0.0.1", "0"]
     if name == "socketserver-fork":
         return [sys.executable, str(PEERS / "socketserver_forking_echo.py"), "127.0.0.1", "0"]
-    engine = name.removeprefix("sockkit-")
+    engine = name.removeprefix("sockkit-").removesuffix("-inline")
     return [
         sys.executable,
         "-m",
@@ -55,9 +57,17 @@ def server_argv(name: str) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU seconds of ``pid`` and its reaped children so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / TICK
+    """CPU seconds of ``pid``, its reaped children, and its live descendants (a fork server) so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = [
+            int(kid)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for kid in (task / "children").read_text().split()
+        ]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # exited meanwhile: its time is in its parent's cutime now
+    return sum(int(f) for f in fields[11:15]) / TICK + sum(cpu_seconds(kid) for kid in kids)
 
 
 def load(args: argparse.Namespace, port: int, duration: float) -> dict[str, float]:
@@ -73,6 +83,8 @@ def load(args: argparse.Namespace, port: int, duration: float) -> dict[str, floa
 def measure(args: argparse.Namespace, name: str) -> tuple[float, float, float]:
     """(server CPU us per operation, operations per second, p50 latency us) of one run."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    if name.endswith("-inline"):
+        env["SOCKKIT_FORK_SERVER"] = "off"  # children forked from the serving process
     # stderr to a file: a pipe nobody reads would fill with log lines and stall the server.
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(["taskset", "-c", "1", *server_argv(name)], stderr=log, env=env)
@@ -120,7 +132,7 @@ def main() -> None:
     names = (
         ["sockkit-thread", "socketserver"]
         if args.pair == "thread"
-        else ["sockkit-fork", "socketserver-fork"]
+        else ["sockkit-fork", "sockkit-fork-inline", "socketserver-fork"]
     )
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     for round_no in range(args.rounds):
@@ -132,7 +144,7 @@ def main() -> None:
     print(
         f"{'server':<18} {'us/op':>8} {'ops/s':>9} {'p50 us':>9} {'cpu ratio':>10} {'rate ratio':>11}"
     )
-    peer = runs[names[1]]
+    peer = runs[names[-1]]
     for name in names:
         cpu = statistics.median(r[0] for r in runs[name])
         rate = statistics.median(r[1] for r in runs[name])

@@ -14,7 +14,12 @@ Usage (from the repository root)::
    ("lean") and one that has imported what ``sockkit serve`` imports ("as
    serve"), each forking ``--forks`` children that ``os._exit(0)`` at once;
    the median of fork() to waitpid() returning; "child-path" imports only
-   ``sockkit.engines._fork`` and the echo service (what a fork child runs).  Servers pinned to CPU 1.
+   ``sockkit.engines._fork`` and the echo service (what a fork child runs);
+   "fork-server" what the fork server process imports.  Servers pinned to CPU 1.
+
+"parent RSS" is the RSS of the process the children are forked from: the fork
+server for ``sockkit-fork``, the serving process for ``sockkit-inline``
+(``SOCKKIT_FORK_SERVER=off``, children forked as before the fork server).
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 _PEER = str(HERE / "peers" / "socketserver_forking_echo.py")
+_SOCKKIT = [sys.executable, "-m", "sockkit", "serve", "echo", "tcp://127.0.0.1:0", "--engine", "fork"]
+#: name: (argv, extra environment).  "sockkit-fork" forks from its fork server
+#: process; "sockkit-inline" (SOCKKIT_FORK_SERVER=off) from the serving process.
 SERVERS = {
-    "sockkit-fork": [sys.executable, "-m", "sockkit", "serve", "echo", "tcp://127.0.0.1:0",
-                     "--engine", "fork"],
-    "socketserver-fork": [sys.executable, _PEER, "127.0.0.1", "0"],
+    "sockkit-fork": (_SOCKKIT, {}),
+    "sockkit-inline": (_SOCKKIT, {"SOCKKIT_FORK_SERVER": "off"}),
+    "socketserver-fork": ([sys.executable, _PEER, "127.0.0.1", "0"], {}),
 }  # fmt: skip
 
 _FORK_TIMER = """
@@ -46,6 +54,13 @@ if sys.argv[1] == "as-serve":
     import sockkit.cli, sockkit.cli.serve, sockkit.server, sockkit.engines._fork  # noqa: F401
 elif sys.argv[1] == "child-path":
     import sockkit.engines._fork, sockkit.services._classic  # noqa: F401
+elif sys.argv[1] == "fork-server":
+    # What the fork server has loaded, with threading's and logging's at-fork
+    # hooks held back as its bootstrap (engines/_zygote_boot.py) holds them.
+    held, register = [], os.register_at_fork
+    os.register_at_fork = lambda **hooks: held.append(hooks)
+    import sockkit.engines._zygote, sockkit.services._classic  # noqa: F401
+    os.register_at_fork = register
 gc.freeze()
 rss = [line for line in open("/proc/self/status") if line.startswith("VmRSS")][0].split()[1]
 times = []
@@ -56,7 +71,7 @@ for _ in range(int(sys.argv[2])):
         os._exit(0)
     os.waitpid(pid, 0)
     times.append(time.perf_counter() - start)
-print(rss, statistics.median(times) * 1e6)
+print(rss, statistics.median(times) * 1e6, len(sys.modules))
 """
 
 
@@ -88,9 +103,18 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def _forking_process(pid: int) -> int:
+    """The process that forks the connection children: the fork server if there is one."""
+    for kid in _children(pid):
+        if b"sockkit.engines._zygote" in Path(f"/proc/{kid}/cmdline").read_bytes():
+            return kid
+    return pid
+
+
 def child_memory(name: str, conns: int) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = subprocess.Popen(["taskset", "-c", "1", *SERVERS[name]], stderr=subprocess.PIPE, env=env)
+    argv, extra = SERVERS[name]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **extra)
+    proc = subprocess.Popen(["taskset", "-c", "1", *argv], stderr=subprocess.PIPE, env=env)
     assert proc.stderr is not None
     port = int(proc.stderr.readline().rsplit(b":", 1)[1])
     threading.Thread(target=proc.stderr.read, daemon=True).start()  # a full pipe would stall it
@@ -103,11 +127,12 @@ def child_memory(name: str, conns: int) -> None:
             while len(got) < 64:
                 got += sock.recv(64)
             socks.append(sock)
-        kids = _children(proc.pid)
+        forker = _forking_process(proc.pid)
+        kids = _children(forker)
         rollups = [_rollup(kid) for kid in kids]
         private = statistics.median(r["Private_Clean"] + r["Private_Dirty"] for r in rollups)
         pss = statistics.median(r["Pss"] for r in rollups)
-        parent = _rollup(proc.pid)
+        parent = _rollup(forker)
         where = _private_by_mapping(kids[0]).most_common(4)
         print(
             f"{name:<18} parent RSS {parent['Rss']:>6} KiB | {len(kids)} children: private"
@@ -129,7 +154,10 @@ def fork_time(kind: str, forks: int) -> None:
         check=True,
         env=env,
     ).stdout.split()
-    print(f"{kind:<10} RSS {int(out[0]):>6} KiB: fork+exit+wait median {float(out[1]):>6.0f} us")
+    print(
+        f"{kind:<11} RSS {int(out[0]):>6} KiB, {out[2].decode():>3} modules:"
+        f" fork+exit+wait median {float(out[1]):>6.0f} us"
+    )
 
 
 def main() -> None:
@@ -141,7 +169,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in SERVERS:
             child_memory(name, args.conns)
-        for kind in ("lean", "child-path", "as-serve"):
+        for kind in ("lean", "fork-server", "child-path", "as-serve"):
             fork_time(kind, args.forks)
 
 

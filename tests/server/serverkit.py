@@ -318,6 +318,35 @@ def children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def is_fork_server(pid: int) -> bool:
+    """Whether ``pid`` is the fork engine's fork server (the process children are forked from)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"sockkit.engines._zygote" in f.read()
+    except OSError:
+        return False
+
+
+def fork_servers(pid: int) -> list[int]:
+    """The fork servers among ``pid``'s children."""
+    return [child for child, _ in children(pid) if is_fork_server(child)]
+
+
+def served_by(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of the processes serving connections for server ``pid``, zombies included.
+
+    Its children and, under the fork engine, its fork server's children; the
+    fork server itself lives as long as the server and is not counted.
+    """
+    found = []
+    for child in children(pid):
+        if is_fork_server(child[0]):
+            found += children(child[0])
+        else:
+            found.append(child)
+    return found
+
+
 def _pss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -335,4 +364,7 @@ def memory_kib(pid: int) -> int:
     Proportional set size, so pages a forked child still shares with its
     parent count once, not once per process.
     """
-    return _pss_kib(pid) + sum(_pss_kib(child) for child, _ in children(pid))
+    total = _pss_kib(pid)
+    for child, _ in children(pid):
+        total += memory_kib(child) if is_fork_server(child) else _pss_kib(child)
+    return total

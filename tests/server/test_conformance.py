@@ -30,11 +30,13 @@ from serverkit import (
     engine_shares_memory,
     family_endpoint,
     fd_count,
+    fork_servers,
     memory_kib,
     recv_exactly,
     recv_until_eof,
     running,
     serve_process,
+    served_by,
     wait_for,
 )
 
@@ -306,6 +308,7 @@ def test_sigterm_refuses_new_clients_at_once_and_drains_open_ones(
                 sock.sendall(b"before")
                 assert recv_exactly(sock, 6) == b"before"
             processes = {server.pid, *(pid for pid, _ in children(server.pid))}
+            processes |= {pid for pid, _ in served_by(server.pid)}
             server.proc.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             refused_after = _first_refusal(port)
@@ -505,8 +508,8 @@ def test_hundreds_of_connections_leave_no_fds_or_children(engine: str) -> None:
             warm.shutdown(socket.SHUT_WR)
             # EOF back means the server has closed its end: nothing of it is left open.
             assert recv_until_eof(warm) == b"w"
-        assert wait_for(lambda: not children(server.pid))
-        baseline = fd_count(server.pid)
+        assert wait_for(lambda: not served_by(server.pid))
+        baseline = _fds(server.pid)
         # 300 connections, 6 at a time, each finished by the server (EOF back)
         # before the next batch.  Two batches together stay within every engine's
         # default concurrency: the pool refuses past 16 live connections, and it
@@ -519,11 +522,16 @@ def test_hundreds_of_connections_leave_no_fds_or_children(engine: str) -> None:
             for i, sock in enumerate(socks):
                 assert recv_until_eof(sock) == b"%d.%d" % (batch, i)
                 sock.close()
-        assert wait_for(lambda: fd_count(server.pid) <= baseline, timeout=5), (
-            f"fds {fd_count(server.pid)} != baseline {baseline}"
+        assert wait_for(lambda: _fds(server.pid) <= baseline, timeout=5), (
+            f"fds {_fds(server.pid)} != baseline {baseline}"
         )
-        assert wait_for(lambda: not children(server.pid), timeout=5), children(server.pid)
+        assert wait_for(lambda: not served_by(server.pid), timeout=5), served_by(server.pid)
         assert server.stop() == 0
+
+
+def _fds(pid: int) -> int:
+    """Open descriptors of server ``pid`` and of its fork server, if it has one."""
+    return fd_count(pid) + sum(fd_count(fork) for fork in fork_servers(pid))
 
 
 def test_chargen_clients_that_never_read_leave_memory_flat(engine: str) -> None:
@@ -612,7 +620,7 @@ def test_idle_connections_cost_little_memory(engine: str) -> None:
         with server.connect() as probe:
             probe.sendall(b"warm")
             assert recv_exactly(probe, 4) == b"warm"
-        assert wait_for(lambda: not children(server.pid), timeout=5)
+        assert wait_for(lambda: not served_by(server.pid), timeout=5)
         before = memory_kib(server.pid)
         socks = []
         try:

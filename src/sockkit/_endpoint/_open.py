@@ -225,6 +225,10 @@ def _bind_source(sock: socket.socket, source: str, family: int) -> None:
         ep = parse_address(source)
     except SockkitError:
         raise EndpointError(source, "expected a source ADDR or ADDR:PORT") from None
-    infos = resolve(ep, family=family)
+    # ``:PORT`` (no address) binds the port on the wildcard of the target's family.
+    infos = resolve(ep, family=family, passive=ep.host is None)
+    if ep.port:
+        # As nc -p: a fixed source port is reused at once (a TIME-WAIT holds it otherwise).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     with translating("bind", ep.address):
         sock.bind(infos[0].sockaddr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import socket
 import sys
 from typing import Any
@@ -56,6 +57,13 @@ def _add_shared(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
         action="store_true",
         help="dump the traffic to stderr in hex (the relay's -x format); -vv: as text",
     )
+    group.add_argument(
+        "-n",
+        "--nodns",
+        dest="numeric",
+        action="store_true",
+        help="HOST must be a numeric address: never look a name up",
+    )
     return group
 
 
@@ -77,15 +85,80 @@ def add_connect_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-N", dest="nc_shutdown", action="store_true", help="half-close at end of stdin (default)"
     )
+    group.add_argument(
+        "-p",
+        dest="source_port",
+        type=_port_number,
+        metavar="PORT",
+        help="bind the local side to PORT first (with --source: its address)",
+    )
 
 
 def add_listen_flags(parser: argparse.ArgumentParser) -> None:
     group = _add_shared(parser)
     group.add_argument(
+        "-l",
+        "--listen",
+        dest="listen_mode",
+        action="store_true",
+        help="accepted for 'nc -l' habits: listening is what this command does",
+    )
+    group.add_argument(
+        "-p",
+        dest="local_port",
+        type=_port_number,
+        metavar="PORT",
+        help="the port to listen on: 'listen -lvnp 4444' is 'listen -v 4444'",
+    )
+    group.add_argument(
         "-w", dest="wait_limit", type=_seconds, metavar="S", help="same as --idle-timeout S"
     )
     group.add_argument("-N", dest="half_close", action="store_true", help="same as --half-close")
     add_allow_deny(group)
+
+
+def _port_number(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
+    return port
+
+
+def listen_endpoint_text(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``ENDPOINT``/``PORT`` as ``listen`` got them, with ``-p PORT`` folded in.
+
+    ``-p 4444`` alone is the bare port ``4444``; ``-p 4444 0.0.0.0`` is
+    ``0.0.0.0 4444``.  The port given twice, or no port at all, is a usage error.
+    """
+    endpoint, port, local = args.endpoint, args.port, args.local_port
+    if local is None:
+        if endpoint is None:
+            raise UsageError("listen needs ENDPOINT, HOST PORT or -p PORT")
+        return endpoint, port
+    if port is not None or (endpoint is not None and endpoint.isdigit()):
+        given = endpoint if port is None else port
+        raise UsageError(f"-p {local} and PORT {given} both name the port: give one")
+    if endpoint is None:
+        return str(local), None
+    if "://" in endpoint or endpoint.startswith(("unix:", "unixgram:")):
+        raise UsageError(f"-p {local} takes a HOST beside it, not the endpoint {endpoint!r}")
+    return endpoint, str(local)
+
+
+def check_numeric(args: argparse.Namespace, endpoint: Endpoint) -> None:
+    """Raise :class:`UsageError` when ``-n`` was given and ``endpoint`` names a host."""
+    if not args.numeric or endpoint.host is None or endpoint.fd is not None:
+        return
+    host = endpoint.host.partition("%")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(
+            f"-n: {endpoint.host!r} is a name, and -n looks no name up; give a numeric address"
+        ) from None
 
 
 def as_datagram(args: argparse.Namespace, endpoint: Endpoint) -> Endpoint:
@@ -103,6 +176,7 @@ def apply_flags(
     args: argparse.Namespace, endpoint: Endpoint, options: NetcatOptions, *, listening: bool
 ) -> NetcatOptions:
     """``options`` with the habit flags of ``args`` folded in; usage errors for misfits."""
+    check_numeric(args, endpoint)
     changes: dict[str, Any] = {}
     argv = program_argv(args.exec_command, args.sh_command)
     if argv is not None:
@@ -175,6 +249,8 @@ def run_port_scan(args: argparse.Namespace) -> int:
         if not colon or not host:
             raise UsageError("-z needs HOST PORTS, e.g. 'sockkit connect -z 127.0.0.1 20-25'")
     host = host.removeprefix("[").removesuffix("]")
+    if args.numeric:
+        check_numeric(args, Endpoint("tcp", host=host))
     if "://" in host or host.startswith(("unix:", "unixgram:")):
         raise UsageError("-z takes HOST PORTS (ports: 22, 20-25, 22,80), not an endpoint URL")
     for option, given in (

@@ -7,8 +7,8 @@ import dataclasses
 import socket
 from collections.abc import Callable
 
-from sockkit._endpoint import Endpoint, parse_endpoint
-from sockkit._errors import UsageError
+from sockkit._endpoint import Endpoint, parse_address, parse_endpoint
+from sockkit._errors import SockkitError, UsageError
 from sockkit.cli._netcat_flags import add_connect_flags, apply_flags, as_datagram, run_port_scan
 from sockkit.cli._parser import finite_seconds, say
 from sockkit.client import NetcatOptions, TLSConfig, run_connect
@@ -42,10 +42,11 @@ sockkit's endpoint forms:
 """
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options ``connect`` and ``listen`` share."""
+def add_common_arguments(parser: argparse.ArgumentParser, *, listening: bool = False) -> None:
+    """The options ``connect`` and ``listen`` share (``listen -p PORT`` may omit ENDPOINT)."""
     parser.add_argument(
         "endpoint",
+        nargs="?" if listening else None,
         metavar="ENDPOINT",
         help="tcp://, udp://, tls://, unix:, unixgram:, HOST:PORT or PORT; or HOST then PORT",
     )
@@ -126,17 +127,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connect_flags(parser)
 
 
-def endpoint_of(args: argparse.Namespace) -> Endpoint:
-    """The endpoint named by ``ENDPOINT``, or by ``HOST PORT`` (two words, as nc)."""
-    if args.port is None:
-        return parse_endpoint(args.endpoint)
-    host = args.endpoint
+def endpoint_of(
+    args: argparse.Namespace, text: str | None = None, port: str | None = None
+) -> Endpoint:
+    """The endpoint named by ``ENDPOINT``, or by ``HOST PORT`` (two words, as nc).
+
+    ``text``/``port`` stand in for ``args.endpoint``/``args.port`` when given.
+    """
+    host = args.endpoint if text is None else text
+    port = args.port if text is None else port
+    if port is None:
+        return parse_endpoint(host)
     if "://" in host or host.startswith(("unix:", "unixgram:")):
         raise UsageError(
             f"HOST PORT takes a host name or address, not the endpoint {host!r};"
             f" give the endpoint alone"
         )
-    return parse_endpoint(f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}")
+    return parse_endpoint(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
 
 
 #: (option, the argparse dest, a test of the endpoint it applies to, why not otherwise).
@@ -182,6 +189,8 @@ _APPLIES: list[tuple[str, str, Callable[[Endpoint], bool], str]] = [
         "a datagram listener already hears every sender until interrupted",
     ),
     ("--source", "source", lambda ep: not ep.is_unix, "a Unix socket has no source address"),
+    ("-p", "source_port", lambda ep: not ep.is_unix, "a Unix socket has no source port"),
+    ("-n", "numeric", lambda ep: not ep.is_unix, "a Unix socket path is never looked up"),
     ("-4/-6", "family", lambda ep: not ep.is_unix, "a Unix socket has no address family to pick"),
 ]
 
@@ -220,6 +229,24 @@ def common_options(args: argparse.Namespace) -> NetcatOptions:
     )
 
 
+def source_of(args: argparse.Namespace) -> str | None:
+    """``--source``, with ``-p PORT`` (nc's source port) folded in."""
+    source: str | None = args.source
+    port: int | None = args.source_port
+    if port is None:
+        return source
+    if source is None:
+        return f":{port}"
+    try:
+        given = parse_address(source)
+    except SockkitError:
+        raise UsageError(f"--source {source!r}: expected ADDR or ADDR:PORT") from None
+    if given.port:
+        raise UsageError(f"-p {port} and --source {source} both name the source port: give one")
+    host = given.host or ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.zero_io:
         return run_port_scan(args)
@@ -228,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     options = dataclasses.replace(
         common_options(args),
         timeout=args.timeout,
-        source=args.source,
+        source=source_of(args),
         shutdown_on_eof=not args.no_shutdown,
         wait=args.wait,
     )

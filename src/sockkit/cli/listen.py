@@ -8,7 +8,13 @@ import signal
 import sys
 from types import FrameType
 
-from sockkit.cli._netcat_flags import add_listen_flags, apply_flags, as_datagram, print_line
+from sockkit.cli._netcat_flags import (
+    add_listen_flags,
+    apply_flags,
+    as_datagram,
+    listen_endpoint_text,
+    print_line,
+)
 from sockkit.cli._parser import say
 from sockkit.cli.connect import (
     add_common_arguments,
@@ -42,6 +48,7 @@ examples: (the nc and ncat forms first)
   sockkit listen -k --allow 10.0.0.0/8 -e ./handler :9000
   sockkit listen -u 127.0.0.1 9000            UDP
   sockkit listen -x 9000                      hex dump of the traffic on stderr (-vv: text)
+  sockkit listen -lvnp 9000                   nc -lvnp: -l is accepted, -p gives the port
 sockkit's endpoint forms:
   sockkit listen 9000 > received.bin          receive one file
   sockkit listen --keep-open :9000            every peer, all interfaces
@@ -61,7 +68,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
+    add_common_arguments(parser, listening=True)
     parser.add_argument(
         "-k", "--keep-open", action="store_true", help="accept peers until interrupted"
     )
@@ -73,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    endpoint = as_datagram(args, endpoint_of(args))
+    endpoint = as_datagram(args, endpoint_of(args, *listen_endpoint_text(args)))
     reject_inapplicable(args, endpoint)
     options = dataclasses.replace(
         common_options(args), shutdown_on_eof=args.half_close, keep_open=args.keep_open

@@ -73,12 +73,12 @@ class AcceptingEngine(Engine):
         it 0).  Returns only when no thread or child process of this engine is left.
         """
 
-    def extra_fd(self) -> int | None:
-        """A file descriptor the accept loop should also wake for (fork: child exits)."""
-        return None
+    def extra_fds(self) -> tuple[int, ...]:
+        """File descriptors the accept loop should also wake for (fork: child exits)."""
+        return ()
 
-    def on_extra_fd(self) -> None:
-        """:meth:`extra_fd` is readable."""
+    def on_extra_fd(self, fd: int) -> None:
+        """``fd``, one of :meth:`extra_fds`, is readable."""
 
     def poll_timeout_ms(self) -> int:
         """How long the accept loop may sleep with nothing to do (-1: until woken)."""
@@ -98,16 +98,16 @@ class AcceptingEngine(Engine):
             acceptors[listener.sock.fileno()] = (acceptor, listener)
             poller.register(listener.sock, select.POLLIN)
         poller.register(ctx.stop.fd, select.POLLIN)
-        extra = self.extra_fd()
-        if extra is not None:
-            poller.register(extra, select.POLLIN)
+        extra = self.extra_fds()
+        for fd in extra:
+            poller.register(fd, select.POLLIN)
         stop = ctx.stop
         while not stop.is_set():
             for fd, _ in poller.poll(self.poll_timeout_ms()):
                 found = acceptors.get(fd)
                 if found is None:
-                    if fd == extra:
-                        self.on_extra_fd()
+                    if fd in extra:
+                        self.on_extra_fd(fd)
                     continue
                 acceptor, listener = found
                 try:

@@ -38,6 +38,7 @@ __all__ = [
     "CloseReason",
     "ConnectionLog",
     "Limits",
+    "LogLines",
     "Refusal",
     "ServeContext",
     "StopSignal",
@@ -184,6 +185,18 @@ class StopSignal:
                 os.close(fd)
 
 
+@dataclass(frozen=True, slots=True)
+class LogLines:
+    """Where and how a log writes its lines: enough for another process to write the same."""
+
+    #: The open file descriptor the lines go to (stderr's, usually 2).
+    fd: int
+    #: ``debug``, ``info``, ``warning``, ``error`` or ``off``: events below it are not written.
+    level: str
+    #: ``text`` or ``json``.
+    format: str
+
+
 class ConnectionLog:
     """Receives one event per connection opened, closed or refused.
 
@@ -217,6 +230,21 @@ class ConnectionLog:
 
     def draining(self, count: int, timeout: float) -> None:
         """The server stopped accepting; ``count`` connections may go on for ``timeout`` s."""
+
+    def warning(self, message: str) -> None:
+        """Something about the server as a whole that its operator should see (one line)."""
+
+    def lines(self) -> LogLines | None:
+        """How this log writes, when another process can write the very same lines; else None.
+
+        ``None`` (the default for a subclass) when the log does more than
+        write formatted lines to a file descriptor: counters someone reads,
+        an application's handlers.  The fork engine then forks children from
+        the serving process itself, so every event still reaches this object.
+        """
+        if type(self) is ConnectionLog:
+            return LogLines(-1, "off", "text")  # records nothing, wherever it is
+        return None
 
 
 @dataclass(slots=True)

@@ -1,5 +1,15 @@
 """The fork engine: a child process for every connection.
 
+Where children are forked from: by default a small fork server process
+(:mod:`._zygote`, supervised by :mod:`._zygote_supervisor`) that has imported
+only what a child runs, so a child copies and dirties far fewer pages than a
+copy of the serving process would.  A context that cannot be described to
+another process (a ``tls://`` listener, a service built by a factory at run
+time, a log with the application's own handlers; :mod:`._zygote_args`), or
+``SOCKKIT_FORK_SERVER=off`` in the environment, keeps the children forked
+from the serving process itself.  Either way the process that forks runs the
+code below.
+
 The parent only accepts, forks and reaps.  It closes its copy of each accepted
 socket at once, counts its children for ``max_conns``, and reaps every exited
 child in one pass (``waitpid(-1, WNOHANG)`` until nothing is left) whenever
@@ -17,17 +27,20 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # signal.py without the enum wrapping
 import contextlib
 import gc
+import mmap
 import os
 import select
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from sockkit.engines._accept import AcceptingEngine, _logger
 from sockkit.engines._blocking import Aborted, Connection
+from sockkit.engines._contract import ServeContext
 from sockkit.engines._lifecycle import Drain
 
 __all__ = ["ForkEngine"]
@@ -38,6 +51,10 @@ _TERM_GRACE = 1.0
 _REAP_INTERVAL_MS = 50
 #: With one, a safety net for a SIGCHLD that went to another thread.
 _REAP_SAFETY_MS = 1000
+#: Signals blocked from just before a fork until the child has its handlers.
+_HELD_AT_FORK = {_signal.SIGTERM, _signal.SIGCHLD}
+#: ``SOCKKIT_FORK_SERVER=off``: fork children from the serving process itself.
+FORK_SERVER_ENV = "SOCKKIT_FORK_SERVER"
 
 
 class ForkEngine(AcceptingEngine):
@@ -46,6 +63,23 @@ class ForkEngine(AcceptingEngine):
     name = "fork"
     shares_memory = False
 
+    def __init__(self, lifeline: int | None = None, fork: Callable[[], int] = os.fork) -> None:
+        #: In the fork server: a descriptor that reads end of file once the
+        #: serving process is gone (then stop).  None: this is the serving process.
+        self.lifeline = lifeline
+        #: Makes one child: ``os.fork``, or the fork server's (:mod:`._zygote`).
+        self.fork = fork
+
+    def run(self, ctx: ServeContext) -> None:
+        if self.lifeline is None and os.environ.get(FORK_SERVER_ENV, "on") != "off":
+            from sockkit.engines._zygote_supervisor import ForkServer
+
+            fork_server = ForkServer.for_context(ctx)
+            if fork_server is not None:
+                fork_server.run()
+                return
+        super().run(ctx)
+
     def start(self) -> None:
         if self.ctx.proxy is not None:
             # Children read the PROXY header and count the client themselves.
@@ -53,9 +87,11 @@ class ForkEngine(AcceptingEngine):
         self._children: set[int] = set()
         #: Each child's peer address, released from the admission when it is reaped.
         self._peers: dict[int, object] = {}
-        # One read buffer, touched here once: a child writes only the pages a
-        # recv fills, instead of allocating and zeroing read_size bytes itself.
-        self._buffer = memoryview(bytearray(self.ctx.limits.read_size))
+        # One read buffer, mapped here and never touched: fork copies no page
+        # table entries for it, and a child faults in only the pages a recv
+        # fills.  Private: each child's writes are its own (a shared mapping
+        # would hand one client's bytes to another).
+        self._buffer = memoryview(mmap.mmap(-1, self.ctx.limits.read_size, flags=mmap.MAP_PRIVATE))
         # SIGCHLD is turned into a readable pipe so the accept loop's poll()
         # wakes for it and reaps in its own time, never inside the handler.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -68,10 +104,15 @@ class ForkEngine(AcceptingEngine):
         with contextlib.suppress(OSError):  # pipe full: a wake-up is pending anyway
             os.write(self._wake_w, b"c")
 
-    def extra_fd(self) -> int | None:
-        return self._wake_r
+    def extra_fds(self) -> tuple[int, ...]:
+        if self.lifeline is None:
+            return (self._wake_r,)
+        return (self._wake_r, self.lifeline)
 
-    def on_extra_fd(self) -> None:
+    def on_extra_fd(self, fd: int) -> None:
+        if fd == self.lifeline:
+            self.ctx.stop.set()  # the serving process is gone: nobody else will stop us
+            return
         with contextlib.suppress(OSError):
             os.read(self._wake_r, 4096)
         self._reap()
@@ -100,13 +141,20 @@ class ForkEngine(AcceptingEngine):
 
     def dispatch(self, conn: Connection) -> str | None:
         conn.buffer = self._buffer
+        # A SIGTERM (the drain's end) or SIGCHLD reaching a new child before it
+        # has its own handlers would run this process's handler there: the
+        # SIGTERM would be lost and the child killed after the grace instead.
+        # Held back across the fork; the child lets them in once it is ready.
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _HELD_AT_FORK)
         try:
-            pid = os.fork()
+            pid = self.fork()
         except OSError as exc:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
             _logger.warning("cannot fork: %s", exc.strerror)
             return "cannot fork"
         if pid == 0:
-            self._serve_in_child(conn)  # never returns
+            self._serve_in_child(conn, mask)  # never returns
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         self._children.add(pid)
         if conn.counted is not None:
             self._peers[pid] = conn.counted
@@ -120,7 +168,7 @@ class ForkEngine(AcceptingEngine):
         if addr is not None:
             self.ctx.admission.release(addr)
 
-    def _serve_in_child(self, conn: Connection) -> None:
+    def _serve_in_child(self, conn: Connection, mask: object) -> None:
         code = 0
         try:
             # The parent's objects are never collected here; keep the collector
@@ -133,11 +181,14 @@ class ForkEngine(AcceptingEngine):
             # children stop (after the drain deadline, with SIGTERM).
             _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
             _signal.signal(_signal.SIGTERM, _terminate)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)  # a held SIGTERM arrives now
             for listener in self.ctx.listeners:
                 listener.sock.close()
             self.ctx.stop.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+            if self.lifeline is not None:
+                os.close(self.lifeline)
             conn.run()
         except BaseException:
             code = 1

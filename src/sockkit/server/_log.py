@@ -16,7 +16,6 @@ written to directly by :class:`ServerLog` (no ``LogRecord`` per line):
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 import threading
@@ -25,7 +24,14 @@ from collections import Counter
 from typing import Any, Literal, TextIO
 
 from sockkit._errors import UsageError
-from sockkit.engines._contract import ConnectionLog
+from sockkit.engines._contract import ConnectionLog, LogLines
+from sockkit.engines._log_lines import (
+    closed_event,
+    draining_event,
+    json_line,
+    opened_event,
+    refused_event,
+)
 
 __all__ = ["LOG_LEVELS", "LogFormat", "ServerLog", "make_logger"]
 
@@ -44,17 +50,10 @@ class _TextFormatter(logging.Formatter):
         return record.getMessage()
 
 
-def _json_line(created: float, level: str, message: str, fields: object) -> str:
-    entry: dict[str, Any] = {"time": round(created, 6), "level": level.lower(), "message": message}
-    if isinstance(fields, dict):
-        entry.update(fields)
-    return json.dumps(entry, separators=(",", ":"))
-
-
 class _JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
-        return _json_line(record.created, record.levelname, record.getMessage(), fields)
+        return json_line(record.created, record.levelname, record.getMessage(), fields)
 
 
 def make_logger(
@@ -117,7 +116,7 @@ class ServerLog(ConnectionLog):
             self.logger.log(level, message, extra={"fields": fields})
             return
         if self._json:
-            line = _json_line(time.time(), logging.getLevelName(level), message, fields)
+            line = json_line(time.time(), logging.getLevelName(level), message, fields)
         else:
             line = message
         with handler.lock or contextlib.nullcontext():
@@ -146,19 +145,8 @@ class ServerLog(ConnectionLog):
         self._count("opened")
         if not self.enabled:
             return  # counted; nothing to format (below --log-level info)
-        if via is None:
-            self.event(
-                logging.INFO, f"opened {peer} -> {local}", event="opened", peer=peer, local=local
-            )
-        else:
-            self.event(
-                logging.INFO,
-                f"opened {peer} -> {local} via={via}",
-                event="opened",
-                peer=peer,
-                local=local,
-                via=via,
-            )
+        message, fields = opened_event(peer, local, via)
+        self.event(logging.INFO, message, **fields)
 
     def closed(
         self, peer: str, bytes_in: int, bytes_out: int, duration: float, reason: str | None
@@ -166,32 +154,35 @@ class ServerLog(ConnectionLog):
         self._count("closed")
         if not self.enabled:
             return
-        text = f"closed {peer} in={bytes_in} out={bytes_out} duration={duration:.3f}s"
-        if reason:
-            text += f" reason={reason}"
-        self.event(
-            logging.INFO,
-            text,
-            event="closed",
-            peer=peer,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-            duration=round(duration, 6),
-            reason=reason,
-        )
+        message, fields = closed_event(peer, bytes_in, bytes_out, duration, reason)
+        self.event(logging.INFO, message, **fields)
 
     def draining(self, count: int, timeout: float) -> None:
-        noun = "connection" if count == 1 else "connections"
-        self.event(
-            logging.INFO,
-            f"draining {count} {noun} (up to {timeout:g} s; Ctrl-C again to close them now)",
-            event="draining",
-            connections=count,
-            timeout=timeout,
-        )
+        message, fields = draining_event(count, timeout)
+        self.event(logging.INFO, message, **fields)
 
     def refused(self, peer: str, reason: str) -> None:
         self._count("refused", f"refused:{reason}")
-        self.event(
-            logging.WARNING, f"refused {peer}: {reason}", event="refused", peer=peer, reason=reason
-        )
+        message, fields = refused_event(peer, reason)
+        self.event(logging.WARNING, message, **fields)
+
+    def warning(self, message: str) -> None:
+        self.event(logging.WARNING, message, event="warning")
+
+    def lines(self) -> LogLines | None:
+        """Where this log's lines go, when it is sockkit's own writer on a real file descriptor.
+
+        The counters then stay at what this process saw: connections served
+        by another process (the fork engine's fork server) are not counted.
+        """
+        handler = self._direct
+        if handler is None or self.logger.filters:
+            return None
+        try:
+            fd = handler.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None  # a StringIO: only this process can write to it
+        level = logging.getLevelName(self.logger.getEffectiveLevel())
+        if not isinstance(level, str) or level.lower() not in ("debug", "info", "warning", "error"):
+            return None
+        return LogLines(fd, level.lower(), "json" if self._json else "text")

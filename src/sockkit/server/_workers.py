@@ -32,7 +32,7 @@ import selectors
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -49,6 +49,8 @@ _READY_TIMEOUT = 15.0
 _RESPAWN_BACKOFF = 1.0
 #: Past the drain deadline, how long workers get before SIGKILL.
 _KILL_MARGIN = 5.0
+#: Held back while a worker is forked, until it has its own handlers.
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,18 +117,23 @@ class Supervisor:
         """Fork one worker; return the read end of its ready pipe (or ``None``)."""
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if with_ready_pipe else (-1, -1)
         sys.stderr.flush()
+        # A stop signal that reaches the new worker before it has its own
+        # handler would run the supervisor's in the worker and be lost: the
+        # worker would then serve until killed.  Held back until it is ready.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             if ready_r >= 0:
                 os.close(ready_r)
-            self._become_worker(ready_w)  # never returns
+            self._become_worker(ready_w, mask)  # never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.children[pid] = time.monotonic()
         if ready_w >= 0:
             os.close(ready_w)
             return ready_r
         return None
 
-    def _become_worker(self, ready_w: int) -> None:
+    def _become_worker(self, ready_w: int, mask: Iterable[int]) -> None:
         status = 0
         try:
             os.close(self._child_r)
@@ -137,6 +144,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGTERM held back arrives now
             _die_with_parent()
 
             def ready() -> None:
