@@ -586,14 +586,14 @@ def _limits(**changes: object) -> object:
     return replace(Limits(drain_timeout=1.0), **changes)  # type: ignore[arg-type]
 
 
-#: What one idle connection (served one request) may cost the server, in KiB of
-#: PSS.  An event loop keeps a few objects; a thread adds its stack's touched
-#: pages; a process per connection adds the pages its child copies (about
-#: 1.4 MiB; socketserver's forking server about 0.8).  A read buffer that
-#: stayed resident per connection (256 KiB) fails all but the last.
-#: Idle connections held per engine, and the KiB each may add to the server at most.
-#: epoll is held to 0.5 KiB (the minimal selectors reactor holds about 0.26),
-#: over enough connections that one more 256 KiB allocator arena stays small.
+#: Idle connections held per engine, and what each (served one request) may
+#: cost the server at most, in KiB of PSS.  An event loop keeps a few objects; a
+#: thread adds its stack's touched pages; a process per connection adds the
+#: pages its child copies (about 1.4 MiB; socketserver's forking server about
+#: 0.8).  A read buffer that stayed resident per connection (256 KiB) fails all
+#: but the last.  epoll is held to 0.5 KiB (the minimal selectors reactor holds
+#: about 0.26), over enough connections that one more 256 KiB allocator arena
+#: stays small.
 _IDLE = {"fork": (40, 2048.0), "thread": (200, 64.0), "pool": (200, 64.0), "epoll": (5000, 0.5)}
 
 
