@@ -3,6 +3,10 @@
 Usage (from the checkout; rrload built; ``ulimit -n`` above the largest count)::
 
     python benchmarks/core_idle_memory.py /tmp/sockkit-old --rrload /tmp/rrload
+    python benchmarks/core_idle_memory.py /tmp/sockkit-old --engines epoll --minimal --rounds 5
+
+``--minimal`` adds the hand-written selectors reactor (``peers/selectors_echo.py``,
+with the engine's poller) to each round, the floor a reactor engine is held to.
 
 For each engine and round, each version is started afresh, primed with one
 connection's echo, measured (PSS of the server and its children, from
@@ -48,14 +52,22 @@ def _pss(pid: int) -> int:
     return total
 
 
+MINIMAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "selectors_echo.py")
+
+
 def _one(src: str, engine: str, count: int, rrload: str) -> float:
     env = {**os.environ, "PYTHONPATH": f"{src}/src"}
-    argv = [sys.executable, "-m", "sockkit", "serve", "echo", "127.0.0.1:0", "--engine", engine]
-    argv += ["--log-level", "warning", "--max-conns", "100000"]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, env=env)
+    if src == "minimal":
+        argv = [sys.executable, MINIMAL, "127.0.0.1", "0", engine]
+    else:
+        argv = [sys.executable, "-m", "sockkit", "serve", "echo", "127.0.0.1:0", "--engine", engine]
+        argv += ["--log-level", "warning", "--max-conns", "100000"]
+    # sockkit announces its port on stderr, the selectors reactor on stdout.
+    announce = "stdout" if src == "minimal" else "stderr"
+    proc = subprocess.Popen(argv, env=env, **{announce: subprocess.PIPE})  # type: ignore[call-overload]
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline().decode()
+        stream = getattr(proc, announce)
+        line = stream.readline().decode()
         port = int(re.search(r":(\d+)\s*$", line.strip()).group(1))  # type: ignore[union-attr]
         with socket.create_connection(("127.0.0.1", port)) as probe:
             probe.sendall(b"x")
@@ -86,10 +98,14 @@ def main() -> None:
     parser.add_argument("--rrload", default="/tmp/rrload")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--engines", default="uvloop,epoll,thread,fork", help="comma-separated")
+    parser.add_argument("--minimal", action="store_true", help="also the selectors reactor")
+    parser.add_argument("--count", type=int, help="connections (default: per engine)")
     args = parser.parse_args()
     versions = [("old", args.old), ("new", os.getcwd())]
+    if args.minimal:
+        versions.append(("minimal", "minimal"))
     for engine in args.engines.split(","):
-        count = COUNTS[engine]
+        count = args.count or COUNTS[engine]
         results: dict[str, list[float]] = {name: [] for name, _ in versions}
         for round_ in range(args.rounds):
             for name, src in versions if round_ % 2 == 0 else versions[::-1]:

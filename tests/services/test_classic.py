@@ -21,7 +21,9 @@ from sockkit.services import (
     TimeDatagram,
     TimeService,
 )
+from sockkit.services._base import Service, lends_input
 from sockkit.services._classic import RFC868_EPOCH_OFFSET, daytime_line, rfc868_time
+from sockkit.services._contract import Checked
 
 MONTHS = "January February March April May June July August September October November December"
 DAYTIME = re.compile(
@@ -37,6 +39,27 @@ def test_echo_returns_the_very_same_object() -> None:
     assert service.connected("127.0.0.1:1") == b""
     assert service.received(data) is data
     assert service.state == OPEN
+
+
+def test_echo_and_discard_may_be_lent_a_view_of_the_read_buffer() -> None:
+    assert lends_input(EchoService) and lends_input(DiscardService)
+    view = memoryview(b"borrowed")
+    assert EchoService().received(view) is view  # type: ignore[arg-type]
+
+
+def test_only_a_marked_received_is_lent_a_view() -> None:
+    class KeepsInput(EchoService):
+        def received(self, data: bytes) -> bytes:
+            return data
+
+    class InheritsEcho(EchoService):
+        def eof_received(self) -> bytes:
+            return b"bye"
+
+    assert not lends_input(KeepsInput)
+    assert lends_input(InheritsEcho)  # same received, same promise
+    assert not lends_input(Service) and not lends_input(DaytimeService)
+    assert not lends_input(Checked)  # the debug wrapper passes what it gets to its own checks
 
 
 def test_echo_closes_after_eof() -> None:

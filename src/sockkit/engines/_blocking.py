@@ -51,7 +51,7 @@ from sockkit.engines._contract import (
     service_error,
 )
 from sockkit.engines._core import ConnectionCore, EndOfStream, tick_interval
-from sockkit.services._base import CLOSE, Service
+from sockkit.services._base import CLOSE, Service, lends_input
 
 if TYPE_CHECKING:
     import ssl
@@ -408,6 +408,12 @@ class Connection:
         The kernel's socket buffer is the output buffer; a peer that stops
         reading stops us reading from it too.  Without timeouts only a peer
         or an :meth:`abort` ends the wait, which is what the limits ask for.
+
+        A service whose ``received`` borrows its input (echo, discard:
+        :func:`~sockkit.services._base.borrows_input`) is handed a view of the
+        read buffer: a message is then never copied in Python, and every read,
+        small or bulk, is one ``recv_into`` into the same pages (socketserver's
+        ``recv(65536)`` allocates and frees 64 KiB per call).
         """
         sock = self.sock
         if sock.gettimeout() is not None:
@@ -418,6 +424,7 @@ class Connection:
         buffer = self._read_buffer()
         recv_into = sock.recv_into
         recv = sock.recv
+        borrow = lends_input(type(service))
         # At most 64 KiB: recv() allocates the whole size it is asked for, and
         # past glibc's mmap threshold (128 KiB) that is an mmap/munmap per call.
         bulk_size = min(self.ctx.limits.read_size, 64 * 1024)
@@ -450,15 +457,17 @@ class Connection:
                         shut_wr = True
                 if not reading:
                     return None  # the peer is done and so is the service
+                data: bytes | memoryview
                 if bulk:
                     data = recv(bulk_size)
                 else:
                     n = recv_into(buffer)
-                    data = buffer[:n].tobytes()
+                    # A view is consumed (sent) before the buffer is read into again.
+                    data = buffer[:n] if borrow else buffer[:n].tobytes()
                 if data:
                     bytes_in += len(data)
-                    bulk = len(data) >= _BULK_READ
-                    out = service.received(data)
+                    bulk = not borrow and len(data) >= _BULK_READ
+                    out = service.received(data)  # type: ignore[arg-type]  # a view when borrowed
                 else:
                     if self.aborted:
                         return CloseReason.SERVER_STOPPING
@@ -469,7 +478,7 @@ class Connection:
             self.bytes_out = bytes_out
 
 
-def _send_now(sock: socket.socket, data: bytes) -> int:
+def _send_now(sock: socket.socket, data: bytes | memoryview) -> int:
     """Send what the kernel takes without waiting; the socket stays blocking."""
     sock.setblocking(False)
     try:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import select
 import socket
 import ssl
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sockkit.engines._contract import ServeContext, service_error
 from sockkit.engines._core import ConnectionCore
 from sockkit.engines._reactor import _Reactor, _ReactorEngine
-from sockkit.engines._reactor_conn import Connection, ConnectionHost, TlsConnection
+from sockkit.engines._reactor_conn import Connection, TlsConnection
 from sockkit.engines._reactor_poll import EpollPoller, Poller, PollPoller, SelectPoller
 
 __all__ = ["PoolEngine"]
@@ -78,7 +79,7 @@ class _Pooled(_PooledBase):
 
     job: int
     parked: bool
-    host: _PoolReactor
+    host: ClassVar[_PoolReactor]
 
     # -- the core's entry points, sent to a worker ------------------------------
 
@@ -147,6 +148,8 @@ class _Pooled(_PooledBase):
             return
         self.read_input()
 
+    on_ready = on_readable
+
     def read_input(self) -> None:
         """Read what the socket holds and submit it (the family's own read)."""
         raise NotImplementedError
@@ -161,22 +164,21 @@ class PooledConnection(_Pooled, Connection):
 
     __slots__ = ("job", "parked")
 
-    def __init__(self, host: ConnectionHost, sock: socket.socket, peer: str, local: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str) -> None:
         self.job = _IDLE
         self.parked = False
-        super().__init__(host, sock, peer, local)
+        super().__init__(sock, peer)
 
     def read_input(self) -> None:
-        view = self._view
         try:
-            size = self.sock.recv_into(view)
+            size = os.readv(self.fd, self._views)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.lost(exc)
             return
         if size:
-            self.receive(view[:size].tobytes())
+            self.receive(self._view[:size].tobytes())
         else:
             self.receive_eof()
 
@@ -186,12 +188,10 @@ class PooledTlsConnection(_Pooled, TlsConnection):  # type: ignore[misc]  # slot
 
     __slots__ = ("job", "parked")
 
-    def __init__(
-        self, host: ConnectionHost, sock: ssl.SSLSocket, peer: str, local: str, factory: object
-    ) -> None:
+    def __init__(self, sock: ssl.SSLSocket, peer: str) -> None:
         self.job = _IDLE
         self.parked = False
-        super().__init__(host, sock, peer, local, factory)
+        super().__init__(sock, peer)
 
     def read_input(self) -> None:
         TlsConnection.on_readable(self, 0)  # stops after one record: the job is submitted

@@ -3,8 +3,9 @@
 The three engines differ only in the poller class (:mod:`._reactor_poll`),
 chosen once below.  The reactor runs on the thread that calls :meth:`Engine.run`:
 
-- Every registered fd has a handler, a bound method ``handler(mask)``; the
-  loop is ``for fd, mask in wait(timeout): handlers[fd](mask)``, nothing more.
+- Every registered fd has a handler, an object with ``on_ready(mask)`` (a
+  connection is its own); the loop is ``for fd, mask in wait(timeout):
+  handlers[fd].on_ready(mask)``, nothing more.
 - Listeners are accepted by :class:`sockkit._accept.Acceptor` (batches, the
   shared back-off).  Refusals (deny, max-conns, select's fd limit) close at
   once.  Out of descriptors, the listeners are not watched until a connection
@@ -31,7 +32,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from sockkit._accept import ACCEPT_BATCH, Acceptor, SockAddr
 from sockkit._endpoint import format_sockaddr
@@ -40,8 +41,15 @@ from sockkit.engines._base import Engine
 from sockkit.engines._contract import CloseReason, ServeContext, StreamListener, service_error
 from sockkit.engines._core import line_tick
 from sockkit.engines._lifecycle import Drain
-from sockkit.engines._reactor_conn import Connection, TlsConnection
-from sockkit.engines._reactor_poll import READ, EpollPoller, Poller, PollPoller, SelectPoller
+from sockkit.engines._reactor_conn import Connection, TlsConnection, bind
+from sockkit.engines._reactor_poll import (
+    READ,
+    Callback,
+    EpollPoller,
+    Poller,
+    PollPoller,
+    SelectPoller,
+)
 from sockkit.engines._reactor_proxy import ProxiedConnection
 
 __all__ = ["EpollEngine", "PollEngine", "SelectEngine"]
@@ -55,7 +63,7 @@ _MAX_TICK = 0.5
 class _Acceptor:
     """A listener as the reactor sees it: its handler accepts a batch (policy: sockkit._accept)."""
 
-    __slots__ = ("acceptor", "family", "listener", "local", "reactor", "sock")
+    __slots__ = ("acceptor", "conn_class", "family", "listener", "local", "reactor", "sock")
 
     def __init__(self, reactor: _Reactor, listener: StreamListener) -> None:
         self.reactor = reactor
@@ -65,8 +73,15 @@ class _Acceptor:
         # Read once: socket.family converts to an enum on every access.
         self.family = int(listener.sock.family)
         self.acceptor = Acceptor(listener.sock, self.local, _log.warning)
+        kind: type[Connection] = reactor.connection_class
+        if reactor.ctx.proxy is not None:
+            kind = ProxiedConnection
+        elif listener.tls is not None:
+            kind = reactor.tls_connection_class
+        #: The class of this listener's connections (what they share lives in it).
+        self.conn_class = bind(kind, reactor, self.local, listener.factory)
 
-    def on_readable(self, mask: int) -> None:
+    def on_ready(self, mask: int) -> None:
         reactor = self.reactor
         accept = self.acceptor.accept  # Acceptor.batch() unrolled: this is per connection
         try:
@@ -152,8 +167,8 @@ class _Reactor:
             self._check_fd(acceptor.sock.fileno(), f"listener {acceptor.local}")
             acceptor.sock.setblocking(False)
         poller = self.poller
-        poller.register(ctx.stop.fd, READ, self._on_stop)
-        poller.register(self._wake_r, READ, self._on_wake)
+        poller.register(ctx.stop.fd, READ, Callback(self._on_stop))
+        poller.register(self._wake_r, READ, Callback(self._on_wake))
         self._watch_listeners(True)
         if self._tick is not None:
             self._next_sweep = time.monotonic() + self._tick
@@ -176,14 +191,16 @@ class _Reactor:
                     # An fd closed earlier in this batch maps to a no-op; a
                     # reused fd's new handler may see one spurious event, and
                     # its recv/send just say EAGAIN.
-                    handlers[fd](mask)
+                    handlers[fd].on_ready(mask)
             except InterruptedError:
                 pass
             except Exception as exc:
                 # A service raised inside a handler: close that connection
                 # only.  Events not yet handled in this batch are still
                 # pending (level-triggered) and come back on the next wait.
-                owner = getattr(handlers.get(fd), "__self__", None)
+                owner: object = handlers.get(fd)
+                if isinstance(owner, Callback):
+                    owner = getattr(owner.on_ready, "__self__", None)
                 if not isinstance(owner, Connection):
                     raise
                 owner.fail(exc)
@@ -234,9 +251,8 @@ class _Reactor:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener = acceptor.listener
         if ctx.proxy is not None:
-            proxied = ProxiedConnection(
-                self, sock, addr, peer, acceptor.local, listener.factory, ctx.proxy.timeout
-            )
+            proxied_class = cast("type[ProxiedConnection]", acceptor.conn_class)
+            proxied = proxied_class(sock, addr, peer, ctx.proxy.timeout)
             self.conns[proxied.fd] = proxied
             proxied.begin()
             return
@@ -250,16 +266,15 @@ class _Reactor:
                 sock.close()
                 ctx.log.refused(peer, f"tls: {exc}")
                 return
-            tls_conn = self.tls_connection_class(
-                self, tls_sock, peer, acceptor.local, listener.factory
-            )
+            tls_conn = acceptor.conn_class(tls_sock, peer)
+            assert isinstance(tls_conn, TlsConnection)
             self.conns[tls_conn.fd] = tls_conn
             try:
                 tls_conn.begin()
             except Exception as exc:
                 tls_conn.fail(exc)
             return
-        conn = self.connection_class(self, sock, peer, acceptor.local)
+        conn = acceptor.conn_class(sock, peer)
         self.conns[conn.fd] = conn
         try:
             service = listener.factory()
@@ -289,7 +304,7 @@ class _Reactor:
         for acceptor in self.acceptors:
             fd = acceptor.sock.fileno()
             if watch:
-                self.poller.register(fd, READ, acceptor.on_readable)
+                self.poller.register(fd, READ, acceptor)
             else:
                 with contextlib.suppress(KeyError, ValueError):
                     self.poller.unregister(fd)

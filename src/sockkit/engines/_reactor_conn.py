@@ -1,8 +1,17 @@
 """One connection of the reactor: a non-blocking socket, pumped around its connection core.
 
-A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionCore`
-subclass (one object per connection) driven only by the reactor thread,
-through the bound method it registers as its fd's handler (``handler(mask)``).
+A plain connection keeps the socket's descriptor, not a Python socket
+object (88 bytes an idle connection would hold): it reads with ``readv``
+into the reactor's buffer and writes with ``write``, which on a socket are
+``recv`` and ``send`` without flags, and makes a socket object only for the
+rare ``shutdown``.  A TLS connection keeps its ``SSLSocket``.
+
+A :class:`Connection` is a :class:`~sockkit.engines._core.ConnectionRules`
+subclass (one object per connection) driven only by the reactor thread: it
+registers itself as its fd's handler while READ is its only interest
+(``on_ready`` is then the hot path, :meth:`Connection.on_readable`), and a
+:class:`~sockkit.engines._reactor_poll.Callback` of :meth:`Connection.on_event`
+while it also waits to write.
 The rules -- output buffer, water marks, cap, deadlines, half-close order,
 close reasons -- are the core's; this module only moves bytes:
 
@@ -18,6 +27,13 @@ close reasons -- are the core's; this module only moves bytes:
   is told (:meth:`ConnectionHost.connection_gone`) so it can resume accepting
   or finish a drain.
 
+An idle connection is mostly this object, so what all connections of a
+listener share is not stored in each: :func:`bind` makes a class per listener
+holding the reactor, the listener's name and factory, the limits and the read
+buffer as class attributes, and the deadline marks as slots only when a
+deadline is configured.  The connection itself is the service's ``wakeup``
+(``__call__``) and the poller's handler, so neither costs a bound method.
+
 :class:`TlsConnection` adds a non-blocking handshake phase and the SSL
 want-read/want-write and ``pending()`` cases.
 """
@@ -26,25 +42,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import ClassVar, Protocol, TypeVar
 
 from sockkit._accept import SockAddr
 from sockkit._errors import translate_os_error
 from sockkit.engines._contract import REFUSED_TLS, ServeContext
-from sockkit.engines._core import ConnectionCore, EndOfStream
-from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Poller
+from sockkit.engines._core import ConnectionRules, EndOfStream, tick_interval
+from sockkit.engines._reactor_poll import ERROR, READ, WRITE, Callback, Handler, Poller
 from sockkit.services._base import Service
 
-__all__ = ["Connection", "ConnectionHost", "TlsConnection"]
+__all__ = ["Connection", "ConnectionHost", "TlsConnection", "bind"]
 
 _READY_TO_READ = READ | ERROR
 _READY_TO_WRITE = WRITE | ERROR
 _RETRY = (BlockingIOError, InterruptedError)
 
 _log = logging.getLogger("sockkit.engines.reactor")
+
+_readv = os.readv
+_write = os.write
 
 #: What a connection holds until its service exists (during a TLS handshake).
 _NO_SERVICE = Service()
@@ -73,40 +94,71 @@ class ConnectionHost(Protocol):
         """``fd``'s connection holds a per-address slot for ``address`` until it is gone."""
 
 
-class Connection(ConnectionCore):
-    """A plain (TCP or Unix) connection: the reactor's pump around its :class:`ConnectionCore`.
+#: The core's deadline state: slots of a listener's class only when a deadline is set.
+_DEADLINE_SLOTS = ("_io_mark", "_io_since", "_line", "_out_mark", "_out_since")
+
+_C = TypeVar("_C", bound="Connection")
+
+
+def bind(
+    cls: type[_C], host: ConnectionHost, local: str, factory: Callable[[], Service]
+) -> type[_C]:
+    """``cls`` for one listener of ``host``: what its connections share, as class attributes.
+
+    ``local`` is the listener's endpoint text and ``factory`` its service
+    factory.  With an idle, send or line timeout the class also has the
+    core's deadline slots, and each connection starts its clock.
+    """
+    limits = host.ctx.limits
+    timed = tick_interval(limits) is not None
+    shared = {
+        "__slots__": _DEADLINE_SLOTS if timed else (),
+        "host": host,
+        "local": local,
+        "factory": staticmethod(factory),
+        "_limits": limits,
+        "_view": host.read_view,
+        "_views": [host.read_view],
+        "_timed": timed,
+    }
+    return type(cls.__name__, (cls,), shared)
+
+
+class Connection(ConnectionRules):
+    """A plain (TCP or Unix) connection: the reactor's pump around its core.
 
     The pump is a subclass of the core, so a connection is still one object.
+    Instantiate the class :func:`bind` made for the listener, not this one.
     """
 
-    __slots__ = (
-        "_view",
-        "closed",
-        "events",
-        "fd",
-        "host",
-        "local",
-        "opened_at",
-        "peer",
-        "serving",
-        "sock",
-    )
+    __slots__ = ("closed", "events", "fd", "opened_at", "peer", "serving")
 
-    def __init__(self, host: ConnectionHost, sock: socket.socket, peer: str, local: str) -> None:
+    # Shared by a listener's connections (see bind()).
+    host: ClassVar[ConnectionHost]
+    local: ClassVar[str]
+    factory: ClassVar[Callable[[], Service]]
+    _view: ClassVar[memoryview]
+    #: ``[_view]``, as ``os.readv`` takes it.
+    _views: ClassVar[list[memoryview]]
+    _timed: ClassVar[bool] = False
+    #: No deadlines, so no partial line to time (a timed class has the slot).
+    _line = None
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
         now = time.monotonic()
-        super().__init__(_NO_SERVICE, host.ctx.limits, now)
-        self.host = host
-        self.sock = sock
-        self.fd = sock.fileno()
+        ConnectionRules.__init__(self, _NO_SERVICE)
+        if self._timed:
+            self.start_clock(now)
+        self.fd = self._adopt(sock)
         self.peer = peer
-        self.local = local
-        # No bound sock.recv_into / sock.send kept per connection: 144 bytes
-        # each idle connection would hold, for a lookup that costs nanoseconds.
-        self._view = host.read_view
         self.events = 0
         self.closed = False
         self.serving = False
         self.opened_at = now
+
+    def _adopt(self, sock: socket.socket) -> int:
+        """Keep what this connection does its I/O with; return the descriptor."""
+        return sock.detach()  # the fd is ours now: close() closes it
 
     # ---------------------------------------------------------------- start
 
@@ -117,7 +169,7 @@ class Connection(ConnectionCore):
         """
         self.service = service
         self.serving = True
-        service.wakeup = self.wakeup
+        service.wakeup = self
         self.host.ctx.log.opened(self.peer, self.local)
         if type(service).connected is _BASE_CONNECTED and not (service.state or service.producing):
             self.sync()  # no greeting and nothing to act on: what start() would conclude
@@ -134,9 +186,8 @@ class Connection(ConnectionCore):
         the core's buffer the reply is sent at once; anything else -- a
         remainder, a state change, a producing service -- goes to the core.
         """
-        view = self._view
         try:
-            size = self.sock.recv_into(view)
+            size = _readv(self.fd, self._views)
         except _RETRY:
             return
         except OSError as exc:
@@ -144,7 +195,7 @@ class Connection(ConnectionCore):
             return
         if size:
             self.bytes_in += size
-            data = view[:size].tobytes()
+            data = self._view[:size].tobytes()
             service = self.service
             out = service.received(data)
             if self._line is not None:  # --line-timeout: time the service's partial line
@@ -154,7 +205,7 @@ class Connection(ConnectionCore):
                     self.output(out)  # behind waiting output, or dropped after HALF_CLOSE
                 else:
                     try:
-                        sent = self.sock.send(out)
+                        sent = _write(self.fd, out)
                     except _RETRY:
                         sent = 0
                     except OSError as exc:
@@ -169,6 +220,10 @@ class Connection(ConnectionCore):
         else:
             self.receive_eof()
             self.pump()
+
+    #: The poller's call while READ is the only interest (see sync()).  A
+    #: subclass that overrides on_readable sets this again.
+    on_ready = on_readable
 
     # ------------------------------------------------------------ slow path
 
@@ -187,7 +242,7 @@ class Connection(ConnectionCore):
         data = self.data_to_send()
         if isinstance(data, EndOfStream):
             try:
-                self.sock.shutdown(socket.SHUT_WR)
+                self._shutdown_write()
             except OSError as exc:
                 self.lost(exc)
                 return
@@ -212,7 +267,18 @@ class Connection(ConnectionCore):
 
     def _send(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the socket takes now (the slow path; TLS overrides it)."""
-        return self.sock.send(data)
+        return _write(self.fd, data)
+
+    def _shutdown_write(self) -> None:
+        """``shutdown(SHUT_WR)``: through a socket object lent the fd for the call."""
+        sock = socket.socket(fileno=self.fd)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        finally:
+            sock.detach()
+
+    def _close_socket(self) -> None:
+        os.close(self.fd)
 
     def wanted_events(self) -> int:
         """The poller interest the core's state calls for."""
@@ -231,7 +297,9 @@ class Connection(ConnectionCore):
             return
         poller = self.host.poller
         if events:
-            handler = self.on_readable if events == READ else self.on_event
+            # The connection itself while only reading (no object per idle
+            # connection); a callback made for the rarer wait to write.
+            handler: Handler = self if events == READ else Callback(self.on_event)
             if self.events:
                 poller.modify(self.fd, events, handler)
             else:
@@ -240,8 +308,11 @@ class Connection(ConnectionCore):
             poller.unregister(self.fd)
         self.events = events
 
-    def wakeup(self) -> None:
-        """Installed as ``service.wakeup``: flush produced output soon.  Any thread."""
+    def __call__(self) -> None:
+        """The service's ``wakeup`` (the connection is installed as it): flush produced output soon.
+
+        Any thread.
+        """
         if self.host.on_reactor_thread():
             self.sync()
         else:
@@ -267,7 +338,7 @@ class Connection(ConnectionCore):
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.host.poller.unregister(self.fd)
             self.events = 0
-        self.sock.close()
+        self._close_socket()
         self.out = b""
         try:
             if self.serving:
@@ -286,23 +357,24 @@ class Connection(ConnectionCore):
 class TlsConnection(Connection):
     """A TLS connection: a non-blocking handshake, then the plain rules over SSL."""
 
-    __slots__ = ("_factory", "hs_events")
+    __slots__ = ("sock",)
 
-    def __init__(
-        self,
-        host: ConnectionHost,
-        sock: ssl.SSLSocket,
-        peer: str,
-        local: str,
-        factory: object,
-    ) -> None:
-        super().__init__(host, sock, peer, local)
-        self._factory = factory
-        self.hs_events = READ
+    sock: ssl.SSLSocket
+
+    def _adopt(self, sock: socket.socket) -> int:
+        assert isinstance(sock, ssl.SSLSocket)
+        self.sock = sock
+        return sock.fileno()
+
+    def _shutdown_write(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def _close_socket(self) -> None:
+        self.sock.close()
 
     def begin(self) -> None:
-        """Register for the handshake; :meth:`start` follows when it completes."""
-        self.host.poller.register(self.fd, READ, self.on_handshake)
+        """Register for the handshake; serving follows when it completes."""
+        self.host.poller.register(self.fd, READ, Callback(self.on_handshake))
         self.events = READ
         self.on_handshake(READ)
 
@@ -321,17 +393,14 @@ class TlsConnection(Connection):
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
             self.close(f"{REFUSED_TLS}: handshake failed: {reason}")
             return
-        factory = self._factory
-        assert callable(factory)
-        # The registration's handler is the handshake one: drop it so start()
-        # registers the serving handlers.
+        # Unregister the handshake's interest: serving registers its own.
         self.host.poller.unregister(self.fd)
         self.events = 0
-        self.begin_serving(factory())
+        self.begin_serving(type(self).factory())
 
     def _want(self, events: int) -> None:
         if events != self.events:
-            self.host.poller.modify(self.fd, events, self.on_handshake)
+            self.host.poller.modify(self.fd, events, Callback(self.on_handshake))
             self.events = events
 
     def on_readable(self, mask: int) -> None:
@@ -356,6 +425,8 @@ class TlsConnection(Connection):
             # Bytes already decrypted inside OpenSSL make no fd readiness.
             if self.closed or not self.wants_read or not sock.pending():
                 return
+
+    on_ready = on_readable
 
     def _send(self, data: bytes | bytearray | memoryview) -> int:
         try:

@@ -4,7 +4,10 @@ Why not :mod:`selectors`: its ``select()`` rebuilds every ready event in Python
 (a key look-up, a mask translation and a tuple each), about 0.6 µs per wait,
 which is several per cent of a loopback echo round trip.  Here ``wait`` is the
 kernel poller's own ``poll`` method where there is one, returning raw
-``(fd, mask)`` pairs, and the reactor calls ``handlers[fd](mask)`` itself.
+``(fd, mask)`` pairs, and the reactor calls ``handlers[fd].on_ready(mask)``
+itself.  A handler is an object with an ``on_ready`` method (a connection
+registers itself), not a bound method: that would be one more 64-byte object
+for every idle connection.
 
 Masks use the poll(2) bits, which epoll shares on Linux: ``READ``, ``WRITE``,
 and ``ERROR`` (error or hang-up), which a handler treats as both readable and
@@ -16,35 +19,56 @@ from __future__ import annotations
 import select
 from collections.abc import Callable, Iterable
 from itertools import chain, repeat
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 __all__ = [
     "ERROR",
     "READ",
+    "STALE",
     "WRITE",
+    "Callback",
     "EpollPoller",
     "Handler",
     "PollPoller",
     "Poller",
     "SelectPoller",
-    "stale",
 ]
 
 READ = select.POLLIN
 WRITE = select.POLLOUT
 ERROR = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
-#: Called with the ready mask; registered per fd.
-Handler = Callable[[int], None]
+
+class Handler(Protocol):
+    """What is registered per fd: ``on_ready`` is called with the ready mask."""
+
+    def on_ready(self, mask: int) -> None: ...
 
 
-def stale(mask: int) -> None:
+class Callback:
+    """A function as a :class:`Handler` (the reactor's own fds, handshake stages)."""
+
+    __slots__ = ("on_ready",)
+
+    def __init__(self, on_ready: Callable[[int], None]) -> None:
+        self.on_ready = on_ready
+
+
+class _Stale:
     """The handler left for an unregistered fd.
 
     An fd closed by an earlier handler of the same batch may still appear
     in that batch; leaving this in :attr:`Poller.handlers` (instead of
     deleting the entry) lets the reactor dispatch with a plain subscript.
     """
+
+    __slots__ = ()
+
+    def on_ready(self, mask: int) -> None:
+        pass
+
+
+STALE: Handler = _Stale()
 
 
 class Poller:
@@ -63,13 +87,13 @@ class Poller:
     wait: Callable[[float | None], Iterable[tuple[int, int]]]
 
     def __init__(self) -> None:
-        #: fd -> handler; unregistered fds map to :func:`stale`.
+        #: fd -> handler; unregistered fds map to :data:`STALE`.
         self.handlers: dict[int, Handler] = {}
 
     def _forget(self, fd: int) -> None:
-        if self.handlers.get(fd, stale) is stale:
+        if self.handlers.get(fd, STALE) is STALE:
             raise KeyError(f"fd {fd} is not registered")
-        self.handlers[fd] = stale
+        self.handlers[fd] = STALE
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
         raise NotImplementedError
@@ -155,7 +179,7 @@ class SelectPoller(Poller):
         return zip(readable, _READS, strict=False)
 
     def register(self, fd: int, events: int, handler: Handler) -> None:
-        if self.handlers.get(fd, stale) is not stale:
+        if self.handlers.get(fd, STALE) is not STALE:
             raise KeyError(f"fd {fd} is already registered")
         self.modify(fd, events, handler)
 

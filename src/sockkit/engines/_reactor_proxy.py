@@ -11,13 +11,14 @@ header is not complete within ``proxy.timeout`` (3 s).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
 
 from sockkit._accept import SockAddr
 from sockkit._proxy_admission import ProxyStage
 from sockkit._proxy_protocol import ProxyHeaderError
-from sockkit.engines._reactor_conn import Connection, ConnectionHost
-from sockkit.engines._reactor_poll import READ
+from sockkit.engines._reactor_conn import Connection
+from sockkit.engines._reactor_poll import READ, Callback
 from sockkit.services._base import Service
 
 __all__ = ["ProxiedConnection"]
@@ -28,20 +29,10 @@ _RETRY = (BlockingIOError, InterruptedError)
 class ProxiedConnection(Connection):
     """A connection whose first bytes are a PROXY header (see the module docstring)."""
 
-    __slots__ = ("_factory", "_first", "_stage", "deadline", "via")
+    __slots__ = ("_first", "_stage", "deadline", "via")
 
-    def __init__(
-        self,
-        host: ConnectionHost,
-        sock: object,
-        addr: SockAddr,
-        peer: str,
-        local: str,
-        factory: Callable[[], Service],
-        timeout: float,
-    ) -> None:
-        super().__init__(host, sock, peer, local)  # type: ignore[arg-type]
-        self._factory = factory
+    def __init__(self, sock: socket.socket, addr: SockAddr, peer: str, timeout: float) -> None:
+        super().__init__(sock, peer)
         self._stage = ProxyStage(addr)
         self._first = b""
         #: Seconds after opening by which the header must be complete.
@@ -50,12 +41,12 @@ class ProxiedConnection(Connection):
 
     def begin(self) -> None:
         """Register for the header; serving follows when it is complete."""
-        self.host.poller.register(self.fd, READ, self.on_header)
+        self.host.poller.register(self.fd, READ, Callback(self.on_header))
         self.events = READ
 
     def on_header(self, mask: int) -> None:
         try:
-            data = self.sock.recv(self._stage.wanted)
+            data = os.read(self.fd, self._stage.wanted)
         except _RETRY:
             return
         except OSError as exc:
@@ -79,7 +70,7 @@ class ProxiedConnection(Connection):
         self.host.poller.unregister(self.fd)
         self.events = 0
         try:
-            service = self._factory()
+            service = type(self).factory()
         except Exception as exc:
             self.fail(exc)
             return
@@ -91,7 +82,7 @@ class ProxiedConnection(Connection):
     def begin_serving(self, service: Service) -> None:
         self.service = service
         self.serving = True
-        service.wakeup = self.wakeup
+        service.wakeup = self
         self.host.ctx.log.opened(self.peer, self.local, self.via)
         self.start(self.peer)
         if self._first:

@@ -11,7 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sockkit.services._base import CLOSE, HALF_CLOSE, OPEN, DatagramService, Service
+    from sockkit.services._base import (
+        CLOSE,
+        HALF_CLOSE,
+        OPEN,
+        DatagramService,
+        Service,
+        borrows_input,
+    )
     from sockkit.services._chargen import ChargenDatagram, ChargenService
     from sockkit.services._chat import ChatRoom, ChatService
     from sockkit.services._classic import (
@@ -40,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "OPEN": "sockkit.services._base",
     "DatagramService": "sockkit.services._base",
     "Service": "sockkit.services._base",
+    "borrows_input": "sockkit.services._base",
     "ChargenDatagram": "sockkit.services._chargen",
     "ChargenService": "sockkit.services._chargen",
     "ChatRoom": "sockkit.services._chat",
@@ -80,6 +88,7 @@ __all__ = [
     "ServiceSpec",
     "TimeDatagram",
     "TimeService",
+    "borrows_input",
     "chat_spec",
     "get_service",
     "load_service",

@@ -39,6 +39,10 @@ Rules, per connection (driver → service)::
 - After the peer's EOF the default is to close once output is flushed.
 - ``closed`` is called exactly once, whatever ended the connection; it is where
   a service leaves shared state (a chat room).
+- ``data`` is ``bytes``, unless the class's ``received`` is marked
+  :func:`borrows_input`: then a driver may pass a ``memoryview`` of its read
+  buffer, valid only until the call returns (the reply may be that view or a
+  slice of it: the driver consumes it before it reads again).
 
 A :class:`DatagramService` answers each datagram with at most one datagram,
 never longer than its :attr:`DatagramService.max_reply`.
@@ -49,9 +53,17 @@ never longer than its :attr:`DatagramService.max_reply`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
-__all__ = ["CLOSE", "HALF_CLOSE", "OPEN", "DatagramService", "Service"]
+__all__ = [
+    "CLOSE",
+    "HALF_CLOSE",
+    "OPEN",
+    "DatagramService",
+    "Service",
+    "borrows_input",
+    "lends_input",
+]
 
 OPEN = 0
 HALF_CLOSE = 1
@@ -102,6 +114,30 @@ class Service:
 
     def closed(self) -> None:
         """The connection is gone (called once).  Release shared state here."""
+
+
+_Received = TypeVar("_Received", bound=Callable[..., bytes])
+
+#: The ``received`` functions marked by :func:`borrows_input`.
+_BORROWING: set[object] = set()
+
+
+def borrows_input(received: _Received) -> _Received:
+    """Mark a ``received`` that does not keep ``data`` past the call, except as its reply.
+
+    A driver may then hand it a ``memoryview`` of its own read buffer instead
+    of a ``bytes`` copy (echo sends the same view straight back), and reuse
+    the buffer once the reply is sent.  Only the marked function counts: a
+    subclass that overrides ``received`` gets ``bytes`` again unless it marks
+    its own.
+    """
+    _BORROWING.add(received)
+    return received
+
+
+def lends_input(service_class: type[Service]) -> bool:
+    """Whether a driver may pass this class's ``received`` a view of its buffer (:func:`borrows_input`)."""
+    return service_class.received in _BORROWING
 
 
 class DatagramService:
