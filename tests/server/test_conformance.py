@@ -335,11 +335,17 @@ _REFUSED_WITHIN = 0.1 * 3
 
 
 def _first_refusal(port: int) -> float:
-    """Connect every few milliseconds until refused; when that was (monotonic)."""
+    """Connect every few milliseconds until refused; when that was (monotonic).
+
+    A SYN that reaches the listener just as it closes can be dropped instead of
+    answered; the kernel would retry it only after a second.  Such an attempt
+    let nobody in, so it is given up after a short timeout rather than counted
+    as a late refusal.
+    """
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
         except ConnectionRefusedError:
             return time.monotonic()
         except OSError:
