@@ -141,8 +141,11 @@ class StopSignal:
     """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
-        self._hurry = threading.Event()
+        self._event = threading.Event()  # for waiters; the flags below are the truth
+        self._stopped = False
+        self._hurried = False
+        #: Per thread: inside :meth:`set` (a signal handler may interrupt it).
+        self._setting = threading.local()
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._closed = False
 
@@ -151,20 +154,30 @@ class StopSignal:
         return self._read_fd
 
     def set(self) -> None:
-        if self._event.is_set():
-            self._hurry.set()
-        self._event.set()
-        if self._closed:
-            return  # the fd numbers may belong to another file by now
-        with contextlib.suppress(OSError):  # pipe full: readable already, all we need
-            os.write(self._write_fd, b"x")
+        # Plain attribute writes and a pipe write: safe anywhere.  The Event's
+        # lock is not: a SIGTERM handler calling set() while this thread is
+        # inside set() (holding that lock) would wait on itself for ever.  The
+        # interrupted outer call sets the Event, so the nested one need not.
+        if self._stopped:
+            self._hurried = True
+        self._stopped = True
+        if not self._closed:  # once closed, the fd numbers may belong to another file
+            with contextlib.suppress(OSError):  # pipe full: readable already, all we need
+                os.write(self._write_fd, b"x")
+        if getattr(self._setting, "active", False):
+            return
+        self._setting.active = True
+        try:
+            self._event.set()
+        finally:
+            self._setting.active = False
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._stopped
 
     def hurried(self) -> bool:
         """True once stop was asked for a second time: close the connections left now."""
-        return self._hurry.is_set()
+        return self._hurried
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
