@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def _serving(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``sockkit serve ARGS`` with stderr piped; killed at the end if still running."""
+    proc = subprocess.Popen(
+        sockkit_argv("serve", *args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+    )
+    assert proc.stderr is not None
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
 def test_a_worker_killed_by_a_signal_is_logged_with_the_signal_name() -> None:
     proc = subprocess.Popen(
         sockkit_argv("serve", "--workers", "2", "tcp://127.0.0.1:0"),
@@ -118,15 +139,8 @@ def test_a_stop_right_as_a_worker_is_replaced_reaches_the_new_worker() -> None:
     (15 s), about one round in two; four rounds catch it nearly always.
     """
     for _ in range(4):
-        proc = subprocess.Popen(
-            sockkit_argv("serve", "--workers", "2", "tcp://127.0.0.1:0"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=cli_env(),
-        )
-        assert proc.stderr is not None
-        try:
+        with _serving("--workers", "2", "tcp://127.0.0.1:0") as proc:
+            assert proc.stderr is not None
             assert LISTENING.search(proc.stderr.readline())
             os.kill(_children(proc.pid)[0], signal.SIGKILL)
             assert b"starting another" in proc.stderr.readline()
@@ -134,11 +148,6 @@ def test_a_stop_right_as_a_worker_is_replaced_reaches_the_new_worker() -> None:
             started = time.monotonic()
             assert proc.wait(30) == 0
             assert time.monotonic() - started < 5, "the new worker missed the stop"
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
 
 
 def test_a_second_sigterm_as_the_drain_ends_still_ends_the_server() -> None:
@@ -149,17 +158,10 @@ def test_a_second_sigterm_as_the_drain_ends_still_ends_the_server() -> None:
     hung about one time in three here); ten rounds catch it nearly always.
     """
     for _ in range(10):
-        proc = subprocess.Popen(
-            sockkit_argv(
-                "serve", "echo", "tcp://127.0.0.1:0", "--engine", "epoll", "--drain-timeout", "0.3"
-            ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=cli_env(),
-        )
-        assert proc.stderr is not None
-        try:
+        with _serving(
+            "echo", "tcp://127.0.0.1:0", "--engine", "epoll", "--drain-timeout", "0.3"
+        ) as proc:
+            assert proc.stderr is not None
             match = LISTENING.search(proc.stderr.readline())
             assert match
             port = int(match.group(1).rsplit(b":", 1)[1])
@@ -175,8 +177,3 @@ def test_a_second_sigterm_as_the_drain_ends_still_ends_the_server() -> None:
             # Ended, not hung: 0, or killed by the SIGTERM if it came after the
             # server had already put the default handler back on its way out.
             assert proc.wait(10) in (0, -signal.SIGTERM)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
