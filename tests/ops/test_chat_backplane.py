@@ -119,6 +119,25 @@ def wait_subscribers(port: int, count: int, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def settle(members: list[Chat], remote: Chat) -> None:
+    """Return once every one of ``members`` (on one server) has joined the room.
+
+    A connect completes before the server accepts it, so a line sent at once
+    may be spread before another member joins.  Each member speaks (it has
+    joined once ``remote`` hears it); then ``remote`` sends a marker that every
+    member must get, skipping only the others' greetings.
+    """
+    greetings = {member.say("here") for member in members}
+    for _ in members:
+        assert remote.line() in greetings
+    marker = remote.say("settled")
+    for member in members:
+        line = member.line()
+        while line != marker:
+            assert line in greetings, line
+            line = member.line()
+
+
 # -- without processes ----------------------------------------------------------
 
 
@@ -191,6 +210,7 @@ def test_two_servers_share_one_room_and_nobody_hears_itself(
     a, c = Chat(one.endpoint), Chat(one.endpoint)
     b = Chat(two.endpoint)
     wait_subscribers(redis_server.port, 2)
+    settle([a, c], b)
     sent = a.say("hello from one")
     assert b.line() == sent and c.line() == sent
     reply = b.say("hello from two")
@@ -253,7 +273,11 @@ def test_redis_lost_and_back_keeps_every_member_once(
     redis_server.stop()
     assert a.line() == LOST_NOTICE and b.line() == LOST_NOTICE
     # While Redis is away each server's members still hear each other.
+    # A connect completes before the server accepts it, so a2 speaks first:
+    # once a hears it, a2 is a member and will hear what a says next.
     a2 = Chat(one.endpoint)
+    hello = a2.say("joined while away")
+    assert a.line() == hello
     local = a.say("only here")
     assert a2.line() == local
     redis_server.start()
