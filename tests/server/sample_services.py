@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,3 +59,15 @@ class TalksAfterHalfClose(Service):
 
     def received(self, data: bytes) -> bytes:
         return b"late"
+
+
+class StopsFromHere(Service):
+    """Sends SIGTERM to the thread that runs it, then answers ``sent``.
+
+    On the thread and pool engines that thread is not the main one: the
+    signal's handler must still run, though the main thread sleeps in poll().
+    """
+
+    def received(self, data: bytes) -> bytes:
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        return b"sent\n"

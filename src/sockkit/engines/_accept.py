@@ -98,6 +98,10 @@ class AcceptingEngine(Engine):
             acceptors[listener.sock.fileno()] = (acceptor, listener)
             poller.register(listener.sock, select.POLLIN)
         poller.register(ctx.stop.fd, select.POLLIN)
+        # Only the main thread's loop: a signal's handler runs once it wakes.
+        signal_fd = ctx.stop.signal_fd
+        if signal_fd >= 0:
+            poller.register(signal_fd, select.POLLIN)
         extra = self.extra_fds()
         for fd in extra:
             poller.register(fd, select.POLLIN)
@@ -106,7 +110,9 @@ class AcceptingEngine(Engine):
             for fd, _ in poller.poll(self.poll_timeout_ms()):
                 found = acceptors.get(fd)
                 if found is None:
-                    if fd in extra:
+                    if fd == signal_fd:
+                        stop.drain_signals()
+                    elif fd in extra:
                         self.on_extra_fd(fd)
                     continue
                 acceptor, listener = found

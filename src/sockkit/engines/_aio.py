@@ -165,6 +165,9 @@ async def _serve(
         stop_seen.set()
 
     loop.add_reader(ctx.stop.fd, on_stop)
+    signal_fd = ctx.stop.signal_fd
+    if signal_fd >= 0:  # a signal's handler runs once the loop wakes
+        loop.add_reader(signal_fd, ctx.stop.drain_signals)
     hub.start_ticking()
     try:
         for listener in ctx.listeners:
@@ -177,6 +180,8 @@ async def _serve(
         drain.begin(hub.count)
         await _drain(hub, drain, stop_seen)
         loop.remove_reader(ctx.stop.fd)
+        if signal_fd >= 0:
+            loop.remove_reader(signal_fd)
         hub.stop_ticking()
         for server in servers:
             await server.wait_closed()

@@ -12,11 +12,14 @@ importing an engine never loads the server.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.py without the enum wrapping
 import contextlib
 import enum
 import os
+import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -147,11 +150,58 @@ class StopSignal:
         #: Per thread: inside :meth:`set` (a signal handler may interrupt it).
         self._setting = threading.local()
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._signal_r = self._signal_w = -1
         self._closed = False
 
     @property
     def fd(self) -> int:
         return self._read_fd
+
+    # -- signals ------------------------------------------------------------
+    #
+    # CPython runs a signal's Python handler in the main thread, at its next
+    # bytecode.  A signal that lands on another thread, or on the main thread
+    # just before it enters poll(), leaves the main thread asleep with the
+    # handler -- the one that would call set() -- still to run.  So while a
+    # stop handler is installed, the interpreter also writes each signal to a
+    # pipe (signal.set_wakeup_fd), and every loop the main thread sleeps in
+    # polls that pipe too: waking is all it takes for the handler to run.
+
+    @property
+    def signal_fd(self) -> int:
+        """Readable once a signal has arrived (after :meth:`catch_signals`; else -1).
+
+        A loop in the main thread polls it beside :attr:`fd` and calls
+        :meth:`drain_signals` when it is readable; the handlers run by themselves.
+        """
+        return self._signal_r
+
+    def catch_signals(self) -> int:
+        """Make every signal with a Python handler wake :attr:`signal_fd` (main thread only).
+
+        Returns the wakeup fd this replaces, for :meth:`release_signals`.
+        """
+        if self._signal_w < 0:
+            self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous: int = _signal.set_wakeup_fd(self._signal_w, warn_on_full_buffer=False)
+        return previous
+
+    def release_signals(self, previous: int = -1) -> None:
+        """Put back the wakeup fd :meth:`catch_signals` replaced, if this one's is still set."""
+        if self._signal_w < 0:
+            return
+        try:
+            current = _signal.set_wakeup_fd(previous)
+        except ValueError:  # not the main thread: only it can
+            return
+        if current != self._signal_w:  # another took over since: leave it be
+            _signal.set_wakeup_fd(current)
+
+    def drain_signals(self) -> None:
+        """Empty :attr:`signal_fd` (level-triggered: a poller would wake for ever)."""
+        with contextlib.suppress(OSError):
+            while os.read(self._signal_r, 512):
+                pass
 
     def set(self) -> None:
         # Plain attribute writes and a pipe write: safe anywhere.  The Event's
@@ -180,7 +230,20 @@ class StopSignal:
         return self._hurried
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
+        """Block until stop is asked for or ``timeout`` passes; True if it was asked for."""
+        if self._signal_r < 0 or threading.current_thread() is not threading.main_thread():
+            return self._event.wait(timeout)
+        # The main thread must see a signal that arrives while it waits (above).
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
+        poller.register(self._signal_r, select.POLLIN)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopped:
+            left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not poller.poll(left) and deadline is not None:
+                break
+            self.drain_signals()
+        return self._stopped
 
     def consume(self) -> None:
         """Empty the pipe behind ``fd`` (a level-triggered poller would wake for ever)."""
@@ -193,7 +256,12 @@ class StopSignal:
         if self._closed:
             return
         self._closed = True
-        for fd in (self._read_fd, self._write_fd):
+        # A signal written to a closed pipe's number would land in whatever
+        # file takes that number next (in a fork child: a client's socket).
+        self.release_signals()
+        for fd in (self._read_fd, self._write_fd, self._signal_r, self._signal_w):
+            if fd < 0:
+                continue
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -168,6 +168,8 @@ class _Reactor:
             acceptor.sock.setblocking(False)
         poller = self.poller
         poller.register(ctx.stop.fd, READ, Callback(self._on_stop))
+        if ctx.stop.signal_fd >= 0:  # a signal's handler runs once this thread wakes
+            poller.register(ctx.stop.signal_fd, READ, Callback(self._on_signal))
         poller.register(self._wake_r, READ, Callback(self._on_wake))
         self._watch_listeners(True)
         if self._tick is not None:
@@ -347,6 +349,9 @@ class _Reactor:
             woken.popleft().sync()
 
     # ------------------------------------------------------- stop and timers
+
+    def _on_signal(self, mask: int) -> None:
+        self.ctx.stop.drain_signals()
 
     def _on_stop(self, mask: int) -> None:
         self.ctx.stop.consume()

@@ -56,6 +56,7 @@ def main(argv: Sequence[str], held: Sequence[dict[str, Hook]] = ()) -> int:
         stop.set()
 
     _signal.signal(_signal.SIGTERM, on_term)
+    stop.catch_signals()
     ready = -1
     try:
         args = parse(argv)

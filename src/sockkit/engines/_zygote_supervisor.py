@@ -125,12 +125,17 @@ class ForkServer:
         poller = select.poll()
         poller.register(self.ctx.stop.fd, select.POLLIN)
         poller.register(self._pidfd, select.POLLIN)
+        signal_fd = self.ctx.stop.signal_fd
+        if signal_fd >= 0:  # a signal's handler runs once this thread wakes
+            poller.register(signal_fd, select.POLLIN)
         if self._ready_r >= 0:
             poller.register(self._ready_r, select.POLLIN)
         # Level-triggered and never emptied (other threads watch it too), so
         # once the stop is set this returns at once and run() sees it.
         for fd, _ in poller.poll():
-            if fd == self._ready_r:
+            if fd == signal_fd:
+                self.ctx.stop.drain_signals()
+            elif fd == self._ready_r:
                 self._read_report()
             elif fd == self._pidfd and not self.ctx.stop.is_set():
                 self._died()

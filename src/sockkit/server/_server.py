@@ -361,9 +361,11 @@ def _stop_on_signals(
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}
+    wakeup = stop.catch_signals()
     try:
         yield
     finally:
+        stop.release_signals(wakeup)
         for sig, old in previous.items():
             signal.signal(sig, old)
 

@@ -144,6 +144,7 @@ class Supervisor:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the supervisor's
+            stop.catch_signals()
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGTERM held back arrives now
             _die_with_parent()
 
@@ -171,8 +172,11 @@ class Supervisor:
         with selectors.DefaultSelector() as selector:
             selector.register(stop.fd, selectors.EVENT_READ)
             selector.register(self._child_r, selectors.EVENT_READ)
+            if stop.signal_fd >= 0:
+                selector.register(stop.signal_fd, selectors.EVENT_READ)
             while not stop.is_set():
                 selector.select()
+                stop.drain_signals()
                 _drain_pipe(self._child_r)
                 for pid in self._reap():
                     started = self.children.pop(pid)
