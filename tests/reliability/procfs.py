@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 __all__ = [
@@ -56,28 +57,47 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _private_dirty_kb(pid: int) -> int:
+def _rollup(pid: int) -> dict[str, int]:
+    """``/proc/PID/smaps_rollup`` in kB ({} once the process is gone)."""
     try:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except (FileNotFoundError, ProcessLookupError):
-        return 0
-    for line in text.splitlines():
-        if line.startswith("Private_Dirty:"):
-            return _kb(line.split(":", 1)[1])
-    return 0
+        return {}
+    fields: dict[str, int] = {}
+    for line in text.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        fields[name] = _kb(value)
+    return fields
 
 
 def memory_kb(pid: int) -> int:
-    """The server's resident memory: VmRSS of ``pid`` plus what each child wrote for itself.
+    """The memory of ``pid`` and every process below it, each page counted once.
 
     A forked child shares its parent's pages until it writes them, so summing
-    children's RSS would count the same pages many times; their Private_Dirty
-    is what each one really adds.
+    RSS would count the same pages many times.  Each written page is counted
+    as its proportional share (``Pss_Dirty``), so a page a fork server shares
+    with its children counts once across them however many there are -- and
+    does not jump when the last child exits and the page becomes private
+    again.  The top process's clean pages (code, mapped files) count in full.
+
+    The processes are read one after another, so a fork or an exit in the
+    middle would count a shared page twice or not at all: the reading is
+    repeated until the tree stood still through it (a child that is exiting
+    has no memory map left to read).  Without ``Pss_Dirty`` (kernels before
+    6.0): VmRSS plus each child's ``Private_Dirty``.
     """
-    total = _kb(_status(pid)["VmRSS"])
-    for child in descendants(pid):
-        total += _private_dirty_kb(child)
-    return total
+    for _ in range(100):
+        tree = descendants(pid)
+        top = _rollup(pid)
+        if "Pss_Dirty" not in top:
+            total = _kb(_status(pid)["VmRSS"])
+            return total + sum(_rollup(child).get("Private_Dirty", 0) for child in tree)
+        total = top["Rss"] - top["Private_Dirty"] - top["Shared_Dirty"] + top["Pss_Dirty"]
+        shares = [_rollup(child).get("Pss_Dirty") for child in tree]
+        if None not in shares and descendants(pid) == tree:
+            break
+        time.sleep(0.01)
+    return total + sum(share or 0 for share in shares)
 
 
 def fd_count(pid: int) -> int:
