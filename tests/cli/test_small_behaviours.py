@@ -107,15 +107,8 @@ def _serving(*args: str) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_a_worker_killed_by_a_signal_is_logged_with_the_signal_name() -> None:
-    proc = subprocess.Popen(
-        sockkit_argv("serve", "--workers", "2", "tcp://127.0.0.1:0"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-    )
-    assert proc.stderr is not None
-    try:
+    with _serving("--workers", "2", "tcp://127.0.0.1:0") as proc:
+        assert proc.stderr is not None
         assert LISTENING.search(proc.stderr.readline())
         deadline = time.monotonic() + 10
         while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
@@ -124,10 +117,8 @@ def test_a_worker_killed_by_a_signal_is_logged_with_the_signal_name() -> None:
         os.kill(victim, signal.SIGKILL)
         line = proc.stderr.readline().decode()
         assert re.search(rf"worker {victim} killed by SIGKILL; starting another", line), line
-    finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        proc.stderr.close()
 
 
 def test_a_stop_right_as_a_worker_is_replaced_reaches_the_new_worker() -> None:

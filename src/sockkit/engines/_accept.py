@@ -98,7 +98,8 @@ class AcceptingEngine(Engine):
             acceptors[listener.sock.fileno()] = (acceptor, listener)
             poller.register(listener.sock, select.POLLIN)
         poller.register(ctx.stop.fd, select.POLLIN)
-        # Only the main thread's loop: a signal's handler runs once it wakes.
+        # Set while stop handlers are installed: the main thread must wake for
+        # a signal so that its handler runs (see StopSignal).
         signal_fd = ctx.stop.signal_fd
         if signal_fd >= 0:
             poller.register(signal_fd, select.POLLIN)

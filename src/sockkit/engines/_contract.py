@@ -199,9 +199,7 @@ class StopSignal:
 
     def drain_signals(self) -> None:
         """Empty :attr:`signal_fd` (level-triggered: a poller would wake for ever)."""
-        with contextlib.suppress(OSError):
-            while os.read(self._signal_r, 512):
-                pass
+        _empty(self._signal_r)
 
     def set(self) -> None:
         # Plain attribute writes and a pipe write: safe anywhere.  The Event's
@@ -247,9 +245,7 @@ class StopSignal:
 
     def consume(self) -> None:
         """Empty the pipe behind ``fd`` (a level-triggered poller would wake for ever)."""
-        with contextlib.suppress(OSError):
-            while os.read(self._read_fd, 512):
-                pass
+        _empty(self._read_fd)
 
     def close(self) -> None:
         """Release the pipe.  ``set`` stays safe to call afterwards; ``fd`` is then invalid."""
@@ -264,6 +260,13 @@ class StopSignal:
                 continue
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _empty(fd: int) -> None:
+    """Read a non-blocking pipe until nothing is left (or it is closed)."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 512):
+            pass
 
 
 @dataclass(frozen=True, slots=True)
